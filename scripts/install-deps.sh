@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every build, test and runtime dependency of prewarm from Debian 12 packages.
+# Idempotent: packages already present are skipped, and apt is not touched when nothing is missing.
+set -euo pipefail
+
+packages=(
+  # Toolchain.
+  g++ cmake ninja-build pkg-config git
+  # C++ libraries (DESIGN §1).
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev prometheus-cpp-dev libsqlite3-dev libcurl4-openssl-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # Python client, its tests and the proto lint (run with /usr/bin/python3).
+  python3 python3-grpcio python3-protobuf python3-pytest
+  # Real peers used by the tests: a SQLite shell for inspection, Prometheus and promtool.
+  sqlite3 prometheus curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
