@@ -1,0 +1,38 @@
+#pragma once
+
+#include <vector>
+
+#include "predictor/random.h"
+
+namespace prewarm {
+
+// An immutable empirical distribution of a quantity in seconds: a sorted snapshot of a history
+// window (or a single prior value) that the planner draws from. Drawing resamples the observed
+// values (bootstrap), so no distribution family is assumed. Thread-compatible (const methods are
+// safe to call concurrently).
+class Distribution {
+ public:
+  // A distribution that always yields `seconds`.
+  static Distribution Point(double seconds);
+  // REQUIRES: !samples.empty().
+  static Distribution FromSamples(std::vector<float> samples);
+
+  double Draw(Rng& rng) const { return sorted_[rng.Below(static_cast<uint32_t>(sorted_.size()))]; }
+
+  // A draw conditioned on being at least `floor` (a task that has already run for `floor`
+  // seconds): uniform over the samples >= floor, or `floor` itself when none is that large.
+  double DrawAtLeast(double floor, Rng& rng) const;
+
+  double Mean() const { return mean_; }
+  // Quantile q in [0, 1] by linear interpolation.
+  double Quantile(double q) const;
+  int size() const { return static_cast<int>(sorted_.size()); }
+
+ private:
+  explicit Distribution(std::vector<float> sorted);
+
+  std::vector<float> sorted_;
+  double mean_ = 0;
+};
+
+}  // namespace prewarm

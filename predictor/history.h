@@ -1,0 +1,96 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "predictor/distribution.h"
+#include "predictor/sample_window.h"
+
+namespace prewarm {
+
+// Sizes and priors of the history. The priors stand in for a quantity until it has been observed.
+struct HistoryOptions {
+  // Samples kept per key; older ones are dropped. 128 floats keep a key under 1 KiB.
+  int window_size = 128;
+  // Task duration assumed when neither the task nor its service has history.
+  absl::Duration duration_prior = absl::Seconds(10);
+  // Cold start assumed for a service with no observation and no prior of its own.
+  absl::Duration cold_start_prior = absl::Seconds(2);
+  // Gap between the last upstream finishing and a task starting, before any is observed.
+  absl::Duration dispatch_gap_prior = absl::ZeroDuration();
+};
+
+// Where an estimate came from, from most to least specific: learned for the exact key (the task,
+// the service's cold start, the workflow's gap), learned for a broader key (a task's duration from
+// its service), or a configured prior.
+enum class EstimateSource { kLearned, kFallback, kPrior };
+
+// An estimate: a distribution and where it came from.
+struct Estimate {
+  std::shared_ptr<const Distribution> distribution;
+  EstimateSource source;
+};
+
+// What prewarm has learned: bounded windows of task durations per (workflow, task) and per
+// service, cold-start costs and warm latencies per service, dispatch gaps per workflow, and how
+// often each task ran. Pure data, no I/O; the server persists observations and replays them here.
+// Not thread-safe: callers synchronise.
+class History {
+ public:
+  explicit History(HistoryOptions options = {});
+
+  // A task's warm run time; also counts for its service (when it has one).
+  void AddTaskDuration(absl::string_view workflow, absl::string_view task, absl::string_view service,
+                       absl::Duration duration);
+  void AddColdStart(absl::string_view service, absl::Duration cold_start);
+  // How long a warm service takes to answer a warm-up: tells cold warm-ups from warm ones.
+  void AddWarmLatency(absl::string_view service, absl::Duration latency);
+  void AddDispatchGap(absl::string_view workflow, absl::Duration gap);
+  // Whether a task ran (true) or was skipped (false) in a finished run.
+  void AddTaskRun(absl::string_view workflow, absl::string_view task, bool ran);
+
+  // The raw windows; null when nothing was observed for the key.
+  const SampleWindow* TaskDurations(absl::string_view workflow, absl::string_view task) const;
+  const SampleWindow* ServiceDurations(absl::string_view service) const;
+  const SampleWindow* ColdStarts(absl::string_view service) const;
+  const SampleWindow* WarmLatencies(absl::string_view service) const;
+  const SampleWindow* DispatchGaps(absl::string_view workflow) const;
+
+  // Estimates with fallback. Duration: the task's history, else its service's, else the prior.
+  Estimate TaskDuration(absl::string_view workflow, absl::string_view task,
+                        absl::string_view service) const;
+  // Cold start: the service's history, else `service_prior` when given, else the global prior.
+  Estimate ColdStart(absl::string_view service,
+                     std::optional<absl::Duration> service_prior = std::nullopt) const;
+  Estimate DispatchGap(absl::string_view workflow) const;
+  // P(the task runs) from its recent runs; 1 without history.
+  double RunProbability(absl::string_view workflow, absl::string_view task) const;
+
+  const HistoryOptions& options() const { return options_; }
+  // Number of keys (windows and run records) held.
+  size_t key_count() const;
+
+ private:
+  using Windows = absl::flat_hash_map<std::string, SampleWindow>;
+  static std::string TaskKey(absl::string_view workflow, absl::string_view task);
+  void AddTo(Windows& windows, absl::string_view key, absl::Duration value);
+  static const SampleWindow* Lookup(const Windows& windows, absl::string_view key);
+
+  HistoryOptions options_;
+  Windows task_durations_;
+  Windows service_durations_;
+  Windows cold_starts_;
+  Windows warm_latencies_;
+  Windows dispatch_gaps_;
+  absl::flat_hash_map<std::string, RunRecord> task_runs_;
+  // Priors are shared by every plan that falls back to them.
+  std::shared_ptr<const Distribution> duration_prior_;
+  std::shared_ptr<const Distribution> cold_start_prior_;
+  std::shared_ptr<const Distribution> dispatch_gap_prior_;
+};
+
+}  // namespace prewarm

@@ -1,0 +1,396 @@
+#include "predictor/planner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "predictor/check.h"
+#include "predictor/radix_sort.h"
+#include "predictor/random.h"
+
+namespace prewarm {
+namespace {
+
+// Independent random streams per task, one per kind of draw.
+enum Stream : uint64_t { kGapAndDuration = 0, kConditioned = 1, kColdStart = 2 };
+
+// A task whose every sampled start is this close to now cannot be helped by a warm-up.
+constexpr double kTooLateSlack = 1e-3;
+
+uint64_t StreamSeed(uint64_t seed, int task, Stream stream) {
+  return MixSeed(seed, static_cast<uint64_t>(task) * 4 + stream);
+}
+
+Confidence ConfidenceOf(EstimateSource source) {
+  switch (source) {
+    case EstimateSource::kLearned:
+      return Confidence::kHigh;
+    case EstimateSource::kFallback:
+      return Confidence::kMedium;
+    case EstimateSource::kPrior:
+      return Confidence::kLow;
+  }
+  return Confidence::kLow;
+}
+
+// kHigh < kMedium < kLow: a chain is as weak as its weakest estimate.
+Confidence Weakest(Confidence a, Confidence b) { return std::max(a, b); }
+
+absl::Status AlreadyDone(const TaskSpec& spec, TaskState state) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("task '", spec.task_id, "' is already ", TaskStateName(state)));
+}
+
+}  // namespace
+
+const char* WarmupDecisionName(WarmupDecision d) {
+  switch (d) {
+    case WarmupDecision::kWarm:
+      return "warm";
+    case WarmupDecision::kSkipAlreadyWarm:
+      return "skip_already_warm";
+    case WarmupDecision::kSkipUnlikely:
+      return "skip_unlikely";
+    case WarmupDecision::kSkipNoService:
+      return "skip_no_service";
+    case WarmupDecision::kSkipStarted:
+      return "skip_started";
+    case WarmupDecision::kSkipNotWorth:
+      return "skip_not_worth";
+    case WarmupDecision::kSkipTooLate:
+      return "skip_too_late";
+  }
+  return "unknown";
+}
+
+const char* TaskStateName(TaskState s) {
+  switch (s) {
+    case TaskState::kPending:
+      return "pending";
+    case TaskState::kRunning:
+      return "running";
+    case TaskState::kSucceeded:
+      return "finished";
+    case TaskState::kFailed:
+      return "failed";
+    case TaskState::kSkipped:
+      return "skipped";
+  }
+  return "unknown";
+}
+
+RunPlanner::RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Time start,
+                       uint64_t seed, PlannerOptions options)
+    : dag_(std::move(dag)),
+      model_(std::move(model)),
+      start_(start),
+      seed_(seed),
+      options_(options),
+      m_(options.sample_count) {
+  PREWARM_CHECK(static_cast<int>(model_.tasks.size()) == dag_->size(), "one model per task");
+  PREWARM_CHECK(m_ > 0, "sample_count > 0");
+  PREWARM_CHECK(options_.delay_cost_ratio > 0, "delay_cost_ratio > 0");
+  const int n = dag_->size();
+  start_samples_.assign(static_cast<size_t>(n) * m_, 0);
+  finish_samples_.assign(static_cast<size_t>(n) * m_, 0);
+  finish_confidence_.assign(n, Confidence::kHigh);
+  progress_.resize(n);
+  plans_.resize(n);
+  same_service_parents_.resize(n);
+  for (int v = 0; v < n; ++v) {
+    const std::string& service = dag_->task(v).service;
+    if (service.empty()) continue;
+    for (int u : dag_->parents(v)) {
+      if (dag_->task(u).service == service) same_service_parents_[v].push_back(u);
+    }
+  }
+}
+
+std::span<const float> RunPlanner::start_samples(int task) const {
+  return {start_samples_.data() + static_cast<size_t>(task) * m_, static_cast<size_t>(m_)};
+}
+
+size_t RunPlanner::MemoryBytes() const {
+  size_t bytes = (start_samples_.capacity() + finish_samples_.capacity()) * sizeof(float) +
+                 plans_.capacity() * sizeof(TaskPlan) + progress_.capacity() * sizeof(TaskProgress);
+  for (const TaskPlan& p : plans_) bytes += p.reason.capacity();
+  return bytes;
+}
+
+void RunPlanner::PlanAll(absl::Time now) {
+  const double now_rel = Rel(now);
+  for (int v = 0; v < dag_->size(); ++v) {
+    Sample(v, now_rel);
+    Evaluate(v, now_rel);
+  }
+}
+
+std::vector<int> RunPlanner::Replan(int task, absl::Time now) {
+  const double now_rel = Rel(now);
+  std::vector<int> touched = dag_->Descendants(task);
+  touched.insert(touched.begin(), task);
+  for (int v : touched) {
+    Sample(v, now_rel);
+    Evaluate(v, now_rel);
+  }
+  return touched;
+}
+
+absl::StatusOr<std::vector<int>> RunPlanner::Started(int task, absl::Time at, absl::Time now) {
+  TaskProgress& p = progress_[task];
+  if (p.state == TaskState::kSucceeded || p.state == TaskState::kSkipped) {
+    return AlreadyDone(dag_->task(task), p.state);
+  }
+  p.state = TaskState::kRunning;  // A failed task starting again is a retry.
+  p.started = at;
+  p.finished = absl::InfinitePast();
+  return Replan(task, now);
+}
+
+absl::StatusOr<std::vector<int>> RunPlanner::Finished(int task, absl::Time at, absl::Time now) {
+  TaskProgress& p = progress_[task];
+  if (p.state != TaskState::kPending && p.state != TaskState::kRunning) {
+    return AlreadyDone(dag_->task(task), p.state);
+  }
+  if (p.state == TaskState::kPending) p.started = at;  // Its start was never reported.
+  if (at < p.started) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "task '", dag_->task(task).task_id, "' finishes at ", absl::FormatTime(at),
+        ", before it started at ", absl::FormatTime(p.started)));
+  }
+  p.state = TaskState::kSucceeded;
+  p.finished = at;
+  return Replan(task, now);
+}
+
+absl::StatusOr<std::vector<int>> RunPlanner::Failed(int task, absl::Time at, absl::Time now) {
+  TaskProgress& p = progress_[task];
+  if (p.state == TaskState::kSucceeded || p.state == TaskState::kSkipped ||
+      p.state == TaskState::kFailed) {
+    return AlreadyDone(dag_->task(task), p.state);
+  }
+  if (p.state == TaskState::kPending || at < p.started) p.started = at;
+  p.state = TaskState::kFailed;
+  p.finished = at;
+  return Replan(task, now);
+}
+
+absl::StatusOr<std::vector<int>> RunPlanner::Skipped(int task, absl::Time at, absl::Time now) {
+  TaskProgress& p = progress_[task];
+  if (p.state != TaskState::kPending) return AlreadyDone(dag_->task(task), p.state);
+  p.state = TaskState::kSkipped;
+  p.started = at;
+  p.finished = at;
+  return Replan(task, now);
+}
+
+void RunPlanner::SetServiceWarmUntil(absl::string_view service, absl::Time warm_until) {
+  for (int v = 0; v < dag_->size(); ++v) {
+    if (dag_->task(v).service == service) model_.tasks[v].service.warm_until = warm_until;
+  }
+}
+
+void RunPlanner::Sample(int v, double now_rel) {
+  float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
+  float* f = finish_samples_.data() + static_cast<size_t>(v) * m_;
+  const TaskModel& model = model_.tasks[v];
+  const TaskProgress& progress = progress_[v];
+  switch (progress.state) {
+    case TaskState::kPending: {
+      const std::vector<int>& parents = dag_->parents(v);
+      Rng rng(StreamSeed(seed_, v, kGapAndDuration));
+      Confidence confidence = Confidence::kHigh;
+      if (parents.empty()) {
+        std::fill(s, s + m_, 0.0f);
+      } else {
+        // Parent by parent, so the inner loop runs over contiguous samples.
+        std::fill(s, s + m_, -std::numeric_limits<float>::infinity());
+        for (int u : parents) {
+          const float* fu = finish_samples_.data() + static_cast<size_t>(u) * m_;
+          for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], fu[i]);
+          confidence = Weakest(confidence, finish_confidence_[u]);
+        }
+        const Distribution& gap = *model_.dispatch_gap.distribution;
+        for (int i = 0; i < m_; ++i) s[i] += static_cast<float>(gap.Draw(rng));
+      }
+      // It has not started by now, so it starts no earlier than now.
+      const float floor = static_cast<float>(now_rel);
+      for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], floor);
+      const Distribution& duration = *model.duration.distribution;
+      const double p_run = model.run_probability;
+      for (int i = 0; i < m_; ++i) {
+        // A skipped task takes no time; its children follow at once.
+        const bool runs = p_run >= 1 || rng.Uniform() < p_run;
+        f[i] = s[i] + (runs ? static_cast<float>(duration.Draw(rng)) : 0.0f);
+      }
+      finish_confidence_[v] = Weakest(confidence, ConfidenceOf(model.duration.source));
+      break;
+    }
+    case TaskState::kRunning: {
+      // Condition on having run for at least the elapsed time.
+      Rng rng(StreamSeed(seed_, v, kConditioned));
+      const double started = Rel(progress.started);
+      const double elapsed = std::max(0.0, now_rel - started);
+      const Distribution& duration = *model.duration.distribution;
+      for (int i = 0; i < m_; ++i) {
+        s[i] = static_cast<float>(started);
+        f[i] = static_cast<float>(started + duration.DrawAtLeast(elapsed, rng));
+      }
+      finish_confidence_[v] = ConfidenceOf(model.duration.source);
+      break;
+    }
+    case TaskState::kSucceeded:
+    case TaskState::kFailed:
+    case TaskState::kSkipped:
+      std::fill(s, s + m_, static_cast<float>(Rel(progress.started)));
+      std::fill(f, f + m_, static_cast<float>(Rel(progress.finished)));
+      finish_confidence_[v] = Confidence::kHigh;
+      break;
+  }
+}
+
+Confidence RunPlanner::StartConfidence(int v) const {
+  if (progress_[v].state != TaskState::kPending) return Confidence::kHigh;
+  Confidence c = Confidence::kHigh;
+  for (int u : dag_->parents(v)) c = Weakest(c, finish_confidence_[u]);
+  return c;
+}
+
+void RunPlanner::Evaluate(int v, double now_rel) {
+  const TaskSpec& spec = dag_->task(v);
+  const TaskModel& model = model_.tasks[v];
+  const TaskProgress& progress = progress_[v];
+  TaskPlan& plan = plans_[v];
+  plan = TaskPlan{};
+  plan.run_probability = model.run_probability;
+
+  // Start-time summary from the sorted samples.
+  const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
+  scratch_a_.assign(s, s + m_);
+  RadixSortFloats(scratch_a_, radix_a_, radix_b_);
+  double sum = 0;
+  for (float x : scratch_a_) sum += x;
+  const auto quantile = [&](double q) { return scratch_a_[static_cast<size_t>(q * (m_ - 1))]; };
+  plan.expected_start = Abs(sum / m_);
+  plan.start_p10 = Abs(quantile(0.1));
+  plan.start_p90 = Abs(quantile(0.9));
+  const bool starts_now = scratch_a_.back() <= now_rel + kTooLateSlack;
+  if (progress.state != TaskState::kPending) plan.expected_start = progress.started;
+
+  plan.confidence = StartConfidence(v);
+  if (model.cold_start.distribution != nullptr) {
+    plan.expected_cold_start = absl::Seconds(model.cold_start.distribution->Mean());
+    plan.confidence = Weakest(plan.confidence, ConfidenceOf(model.cold_start.source));
+  }
+
+  if (progress.state != TaskState::kPending) {
+    plan.decision = WarmupDecision::kSkipStarted;
+    plan.reason = absl::StrCat("task is ", TaskStateName(progress.state));
+  } else if (spec.service.empty()) {
+    plan.decision = WarmupDecision::kSkipNoService;
+    plan.reason = "task calls no service";
+  } else if (!model.service.warmable) {
+    plan.decision = WarmupDecision::kSkipNoService;
+    plan.reason = absl::StrCat("service '", spec.service, "' is not registered for warm-ups");
+  } else {
+    EvaluateWarmup(v, now_rel, starts_now, plan);
+  }
+}
+
+void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan& plan) {
+  const TaskModel& model = model_.tasks[v];
+  const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
+  const double keep_alive = std::max(0.0, absl::ToDoubleSeconds(model.service.keep_alive));
+  const double warm_until = model.service.warm_until == absl::InfinitePast()
+                                ? -std::numeric_limits<double>::infinity()
+                                : Rel(model.service.warm_until);
+  const Distribution& cold_start = *model.cold_start.distribution;
+  const std::vector<int>& warm_parents = same_service_parents_[v];
+
+  // Samples in which the service is cold when the task starts: (latest firing time, cold start).
+  Rng rng(StreamSeed(seed_, v, kColdStart));
+  scratch_a_.clear();
+  scratch_b_.clear();
+  int warm_by_other_run = 0;
+  for (int i = 0; i < m_; ++i) {
+    const double c = cold_start.Draw(rng);
+    if (s[i] <= warm_until) {
+      ++warm_by_other_run;
+      continue;
+    }
+    bool warm_by_parent = false;
+    for (int u : warm_parents) {
+      const float fu = finish_samples_[static_cast<size_t>(u) * m_ + i];
+      if (keep_alive <= 0 || s[i] - fu <= keep_alive) {
+        warm_by_parent = true;
+        break;
+      }
+    }
+    if (warm_by_parent) continue;
+    scratch_a_.push_back(static_cast<float>(s[i] - c));
+    scratch_b_.push_back(static_cast<float>(c));
+  }
+
+  if (scratch_a_.empty()) {
+    plan.decision = WarmupDecision::kSkipAlreadyWarm;
+    plan.reason = warm_by_other_run == m_
+                      ? absl::StrCat("service is warm until ",
+                                     absl::FormatTime("%H:%M:%E3S", model.service.warm_until,
+                                                      absl::UTCTimeZone()),
+                                     " (another warm-up or call)")
+                      : "an upstream task on the same service leaves it warm";
+    return;
+  }
+
+  const double alpha = options_.delay_cost_ratio;
+  const WarmupChoice choice =
+      optimizer_.Choose(scratch_a_, scratch_b_, m_, keep_alive, now_rel, alpha, 1.0);
+  const double p = model.run_probability;
+  // A skipped task leaves a fired warm-up idle until the container is reclaimed.
+  const double wasted_if_skipped =
+      keep_alive > 0 ? keep_alive : std::max(0.0, absl::ToDoubleSeconds(plan.expected_start - start_) - choice.fire_at);
+  const double cost_warm = p * choice.expected_cost + (1 - p) * wasted_if_skipped;
+  const double cost_none = p * choice.cost_without;
+
+  if (!choice.warm || cost_warm >= cost_none) {
+    plan.expected_delay = absl::Seconds(p * choice.cost_without / alpha);
+    if (starts_now) {
+      plan.decision = WarmupDecision::kSkipTooLate;
+      plan.reason = absl::StrFormat(
+          "starts now: too late to hide its %.2fs cold start (submit the run before it starts "
+          "to warm it)",
+          absl::ToDoubleSeconds(plan.expected_cold_start));
+    } else if (choice.warm && p < 1) {
+      plan.decision = WarmupDecision::kSkipUnlikely;
+      plan.reason = absl::StrFormat(
+          "runs in %.0f%% of runs; a warm-up would idle more than the %.2fs it hides", 100 * p,
+          absl::ToDoubleSeconds(plan.expected_cold_start));
+    } else {
+      plan.decision = WarmupDecision::kSkipNotWorth;
+      plan.reason = absl::StrFormat(
+          "a warm-up would cost more idle time than the delay it hides at delay_cost_ratio %g",
+          alpha);
+    }
+    return;
+  }
+
+  plan.decision = WarmupDecision::kWarm;
+  plan.warmup_time = Abs(choice.fire_at);
+  plan.expected_delay = absl::Seconds(p * choice.expected_delay);
+  plan.expected_idle = absl::Seconds(p * choice.expected_idle + (1 - p) * wasted_if_skipped);
+  const double lead = absl::ToDoubleSeconds(plan.expected_start - plan.warmup_time);
+  if (choice.fire_at <= now_rel) {
+    plan.reason = absl::StrFormat(
+        "deadline passed: fires now, %.2fs before the expected start (cold start %.2fs)", lead,
+        absl::ToDoubleSeconds(plan.expected_cold_start));
+  } else {
+    plan.reason = absl::StrFormat(
+        "fires %.2fs before the expected start (cold start %.2fs); %.0f%% chance the task waits",
+        lead, absl::ToDoubleSeconds(plan.expected_cold_start), 100 * choice.late_probability);
+  }
+}
+
+}  // namespace prewarm

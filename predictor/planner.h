@@ -1,0 +1,138 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "predictor/dag.h"
+#include "predictor/run_model.h"
+#include "predictor/warmup_optimizer.h"
+
+namespace prewarm {
+
+struct PlannerOptions {
+  // Monte Carlo samples per task. More samples: smoother quantiles, proportionally slower plans.
+  int sample_count = 128;
+  // alpha/beta: how many idle container-seconds one second of workflow delay is worth.
+  double delay_cost_ratio = 20;
+};
+
+enum class WarmupDecision {
+  kWarm,             // fire at warmup_time
+  kSkipAlreadyWarm,  // another task or run keeps the service warm
+  kSkipUnlikely,     // the task rarely runs; a warm-up would mostly idle
+  kSkipNoService,    // no service, or one prewarm cannot warm
+  kSkipStarted,      // the task already started, finished or was skipped
+  kSkipNotWorth,     // the idle cost outweighs the delay hidden at this delay_cost_ratio
+  kSkipTooLate,      // the task starts before a warm-up fired now could help
+};
+
+enum class Confidence { kHigh, kMedium, kLow };
+
+enum class TaskState { kPending, kRunning, kSucceeded, kFailed, kSkipped };
+
+// The plan of one task.
+struct TaskPlan {
+  WarmupDecision decision = WarmupDecision::kSkipNoService;
+  // When to fire; InfiniteFuture unless decision == kWarm.
+  absl::Time warmup_time = absl::InfiniteFuture();
+  absl::Time expected_start;
+  absl::Time start_p10;
+  absl::Time start_p90;
+  absl::Duration expected_cold_start;
+  absl::Duration expected_delay;
+  absl::Duration expected_idle;
+  Confidence confidence = Confidence::kHigh;
+  double run_probability = 1;
+  std::string reason;
+};
+
+// What is known of a task's execution so far.
+struct TaskProgress {
+  TaskState state = TaskState::kPending;
+  absl::Time started = absl::InfinitePast();   // when it started (if it did)
+  absl::Time finished = absl::InfinitePast();  // when it finished, failed or was skipped
+};
+
+// Plans one run: Monte Carlo start-time distributions over the DAG (DESIGN §2) and, per task, the
+// warm-up time that minimises expected delay and idle cost, including the keep-alive cliff.
+// Seeded: the same seed, model and events give the same plan. Task events condition the samples
+// and re-plan only the descendants of the task. Memory: 2 floats per task and sample.
+// Not thread-safe: the server guards each run with its own lock.
+//
+// Example:
+//   RunPlanner planner(dag, BuildRunModel(*dag, "etl", history, lookup), start,
+//                      SeedFromString(run_id), {});
+//   planner.PlanAll(clock.Now());
+//   for (int v = 0; v < dag->size(); ++v) Schedule(v, planner.plan(v).warmup_time);
+class RunPlanner {
+ public:
+  // REQUIRES: model.tasks.size() == dag->size(); options.sample_count > 0;
+  // options.delay_cost_ratio > 0.
+  RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Time start, uint64_t seed,
+             PlannerOptions options);
+
+  // Plans every task as of `now` (no firing before `now`).
+  void PlanAll(absl::Time now);
+
+  // Task events at time `at`, re-planned as of `now`. Each returns the tasks whose plans were
+  // recomputed (the task and its descendants, in topological order). FAILED_PRECONDITION when the
+  // event contradicts what is known (e.g. finishing a task twice); a failed task may start again
+  // (a retry).
+  absl::StatusOr<std::vector<int>> Started(int task, absl::Time at, absl::Time now);
+  absl::StatusOr<std::vector<int>> Finished(int task, absl::Time at, absl::Time now);
+  absl::StatusOr<std::vector<int>> Failed(int task, absl::Time at, absl::Time now);
+  absl::StatusOr<std::vector<int>> Skipped(int task, absl::Time at, absl::Time now);
+
+  // Records that `service` is warm until `warm_until` (another run warmed or called it); takes
+  // effect at the next re-plan of its tasks.
+  void SetServiceWarmUntil(absl::string_view service, absl::Time warm_until);
+
+  const Dag& dag() const { return *dag_; }
+  absl::Time start() const { return start_; }
+  const TaskPlan& plan(int task) const { return plans_[task]; }
+  const TaskProgress& progress(int task) const { return progress_[task]; }
+  // Start-time samples of a task, in seconds after start() (for tests and diagnostics).
+  std::span<const float> start_samples(int task) const;
+  // Bytes held by the samples and plans.
+  size_t MemoryBytes() const;
+
+ private:
+  double Rel(absl::Time t) const { return absl::ToDoubleSeconds(t - start_); }
+  absl::Time Abs(double rel) const { return start_ + absl::Seconds(rel); }
+  std::vector<int> Replan(int task, absl::Time now);
+  void Sample(int task, double now_rel);
+  void Evaluate(int task, double now_rel);
+  void EvaluateWarmup(int task, double now_rel, bool starts_now, TaskPlan& plan);
+  Confidence StartConfidence(int task) const;
+
+  std::shared_ptr<const Dag> dag_;
+  RunModel model_;
+  absl::Time start_;
+  uint64_t seed_;
+  PlannerOptions options_;
+  int m_;  // samples per task
+  std::vector<float> start_samples_;   // [task * m_ + i]: S, seconds after start_
+  std::vector<float> finish_samples_;  // [task * m_ + i]: S + D
+  std::vector<Confidence> finish_confidence_;
+  std::vector<TaskProgress> progress_;
+  std::vector<TaskPlan> plans_;
+  // For each task, its parents that call the same service: they leave it warm.
+  std::vector<std::vector<int>> same_service_parents_;
+  // Scratch, reused across tasks.
+  std::vector<float> scratch_a_;
+  std::vector<float> scratch_b_;
+  std::vector<uint64_t> radix_a_;
+  std::vector<uint64_t> radix_b_;
+  WarmupOptimizer optimizer_;
+};
+
+const char* WarmupDecisionName(WarmupDecision d);
+const char* TaskStateName(TaskState s);
+
+}  // namespace prewarm

@@ -1,0 +1,32 @@
+#include "predictor/run_model.h"
+
+#include "absl/container/flat_hash_map.h"
+
+namespace prewarm {
+
+RunModel BuildRunModel(const Dag& dag, absl::string_view workflow, const History& history,
+                       const ServiceLookup& services) {
+  RunModel model;
+  model.dispatch_gap = history.DispatchGap(workflow);
+  model.tasks.resize(dag.size());
+  // Services repeat across tasks: look each up (and snapshot its cold starts) once.
+  absl::flat_hash_map<absl::string_view, std::pair<ServiceInfo, Estimate>> seen;
+  for (int v = 0; v < dag.size(); ++v) {
+    const TaskSpec& spec = dag.task(v);
+    TaskModel& task = model.tasks[v];
+    task.duration = history.TaskDuration(workflow, spec.task_id, spec.service);
+    task.run_probability = history.RunProbability(workflow, spec.task_id);
+    if (spec.service.empty()) continue;
+    auto it = seen.find(spec.service);
+    if (it == seen.end()) {
+      ServiceInfo info = services(spec.service);
+      Estimate cold = history.ColdStart(spec.service, info.cold_start_prior);
+      it = seen.emplace(spec.service, std::make_pair(std::move(info), std::move(cold))).first;
+    }
+    task.service = it->second.first;
+    task.cold_start = it->second.second;
+  }
+  return model;
+}
+
+}  // namespace prewarm

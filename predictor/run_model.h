@@ -1,0 +1,50 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/time/time.h"
+#include "predictor/dag.h"
+#include "predictor/history.h"
+
+namespace prewarm {
+
+// What the planner needs to know of a service beyond its history.
+struct ServiceInfo {
+  // Whether prewarm can warm it (registered with a managed or delegated target).
+  bool warmable = false;
+  // Idle time before the platform reclaims a container; <= 0 means never.
+  absl::Duration keep_alive = absl::Seconds(60);
+  // The service's own cold-start prior, if registered with one.
+  std::optional<absl::Duration> cold_start_prior;
+  // Until when the service is known to be warm (a warm-up or call of another run); InfinitePast
+  // when not known to be warm.
+  absl::Time warm_until = absl::InfinitePast();
+};
+
+using ServiceLookup = std::function<ServiceInfo(absl::string_view service)>;
+
+// The inputs of one task's plan, snapshotted from History when a run is submitted so that the
+// plan does not change under the planner as history grows.
+struct TaskModel {
+  Estimate duration;
+  // Unset (null distribution) when the task calls no service.
+  Estimate cold_start;
+  double run_probability = 1;
+  ServiceInfo service;
+};
+
+// The inputs of a run's plan: one TaskModel per DAG task (same indices) and the dispatch gap.
+struct RunModel {
+  std::vector<TaskModel> tasks;
+  Estimate dispatch_gap;
+};
+
+// Snapshots the estimates of every task of `dag` in `workflow` from `history`.
+RunModel BuildRunModel(const Dag& dag, absl::string_view workflow, const History& history,
+                       const ServiceLookup& services);
+
+}  // namespace prewarm

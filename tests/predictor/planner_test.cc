@@ -1,0 +1,367 @@
+#include "predictor/planner.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "predictor/fake_clock.h"
+#include "predictor/random.h"
+
+namespace prewarm {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kTolerance = absl::Milliseconds(1);
+
+TaskSpec T(std::string id, std::vector<std::string> up = {}, std::string service = "") {
+  if (service.empty()) service = "svc-" + id;
+  return TaskSpec{std::move(id), std::move(service), std::move(up)};
+}
+
+#define EXPECT_TIME_NEAR(actual, expected, tolerance)                                   \
+  EXPECT_LE(absl::AbsDuration((actual) - (expected)), (tolerance))                      \
+      << "actual " << absl::FormatTime(actual) << " expected " << absl::FormatTime(expected)
+
+// Builds plans from a history and a set of registered services, on a fake clock.
+class PlannerTest : public ::testing::Test {
+ protected:
+  // Every service is warmable with this keep-alive unless registered otherwise.
+  absl::Duration keep_alive_ = absl::Seconds(60);
+  absl::flat_hash_map<std::string, ServiceInfo> services_;
+  History history_;
+  FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
+  const absl::Time t0_ = clock_.Now();
+  PlannerOptions options_;
+
+  // `n` identical observations make a deterministic duration.
+  void Learn(absl::string_view task, absl::string_view service, double seconds, int n = 5) {
+    for (int i = 0; i < n; ++i) {
+      history_.AddTaskDuration("wf", task, service, absl::Seconds(seconds));
+    }
+  }
+  void LearnColdStart(absl::string_view service, double seconds, int n = 5) {
+    for (int i = 0; i < n; ++i) history_.AddColdStart(service, absl::Seconds(seconds));
+  }
+
+  std::unique_ptr<RunPlanner> Plan(std::vector<TaskSpec> tasks, absl::Time start,
+                                   absl::string_view run_id = "run-1") {
+    absl::StatusOr<Dag> dag = Dag::Build(std::move(tasks));
+    EXPECT_TRUE(dag.ok()) << dag.status();
+    auto shared = std::make_shared<const Dag>(*std::move(dag));
+    ServiceLookup lookup = [this](absl::string_view name) {
+      auto it = services_.find(name);
+      if (it != services_.end()) return it->second;
+      return ServiceInfo{.warmable = true, .keep_alive = keep_alive_};
+    };
+    auto planner = std::make_unique<RunPlanner>(
+        shared, BuildRunModel(*shared, "wf", history_, lookup), start, SeedFromString(run_id),
+        options_);
+    planner->PlanAll(clock_.Now());
+    return planner;
+  }
+
+  static const TaskPlan& PlanOf(const RunPlanner& p, absl::string_view task) {
+    return p.plan(*p.dag().Find(task));
+  }
+  static int Index(const RunPlanner& p, absl::string_view task) { return *p.dag().Find(task); }
+
+  // The seed paper's workflow: three tasks in a chain, 3 s, 7 s and 5 s, 1 s cold starts.
+  std::vector<TaskSpec> SeedChain() {
+    Learn("task1", "svc-task1", 3);
+    Learn("task2", "svc-task2", 7);
+    Learn("task3", "svc-task3", 5);
+    for (const char* s : {"svc-task1", "svc-task2", "svc-task3"}) LearnColdStart(s, 1);
+    return {T("task1"), T("task2", {"task1"}), T("task3", {"task2"})};
+  }
+};
+
+TEST_F(PlannerTest, DeterministicChainWarmsExactlyColdStartBeforeEachStart) {
+  auto p = Plan(SeedChain(), t0_);
+  // S = t0 + 3 and t0 + 10; deadlines S - C.
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").expected_start, t0_ + absl::Seconds(3), kTolerance);
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").expected_start, t0_ + absl::Seconds(10), kTolerance);
+  EXPECT_EQ(PlanOf(*p, "task2").decision, WarmupDecision::kWarm);
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").warmup_time, t0_ + absl::Seconds(2), kTolerance);
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").warmup_time, t0_ + absl::Seconds(9), kTolerance);
+  EXPECT_EQ(PlanOf(*p, "task2").expected_delay, absl::ZeroDuration());
+  EXPECT_EQ(PlanOf(*p, "task3").expected_idle, absl::ZeroDuration());
+  EXPECT_EQ(PlanOf(*p, "task2").confidence, Confidence::kHigh);
+  // The first task of a run that starts now cannot be warmed (the seed paper's limit too).
+  EXPECT_EQ(PlanOf(*p, "task1").decision, WarmupDecision::kSkipTooLate);
+  EXPECT_THAT(PlanOf(*p, "task1").reason, HasSubstr("too late"));
+}
+
+TEST_F(PlannerTest, SeedChainWithJitterWarmsAboutTwoAndNineSecondsAfterStart) {
+  // Observed durations jitter by +-50 ms around 3, 7 and 5 s; cold starts 0.9-1.1 s.
+  Rng rng(11);
+  for (int i = 0; i < 20; ++i) {
+    history_.AddTaskDuration("wf", "task1", "svc-task1", absl::Seconds(2.95 + 0.1 * rng.Uniform()));
+    history_.AddTaskDuration("wf", "task2", "svc-task2", absl::Seconds(6.95 + 0.1 * rng.Uniform()));
+    history_.AddTaskDuration("wf", "task3", "svc-task3", absl::Seconds(4.95 + 0.1 * rng.Uniform()));
+    for (const char* s : {"svc-task1", "svc-task2", "svc-task3"}) {
+      history_.AddColdStart(s, absl::Seconds(0.9 + 0.2 * rng.Uniform()));
+    }
+  }
+  auto p = Plan({T("task1"), T("task2", {"task1"}), T("task3", {"task2"})}, t0_);
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").warmup_time, t0_ + absl::Seconds(2), absl::Milliseconds(200));
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").warmup_time, t0_ + absl::Seconds(9), absl::Milliseconds(250));
+  // Just in time, leaning early: at most a small chance of waiting.
+  EXPECT_LT(PlanOf(*p, "task2").expected_delay, absl::Milliseconds(20));
+  EXPECT_LT(PlanOf(*p, "task2").expected_idle, absl::Milliseconds(300));
+}
+
+TEST_F(PlannerTest, ScheduledRunWarmsItsRootsBeforeTheStart) {
+  LearnColdStart("svc-a", 1.5);
+  Learn("a", "svc-a", 4);
+  auto p = Plan({T("a"), T("b", {"a"})}, t0_ + absl::Minutes(5));
+  EXPECT_EQ(PlanOf(*p, "a").decision, WarmupDecision::kWarm);
+  EXPECT_TIME_NEAR(PlanOf(*p, "a").warmup_time, t0_ + absl::Minutes(5) - absl::Seconds(1.5),
+                   kTolerance);
+}
+
+TEST_F(PlannerTest, LongUpstreamIsNotWarmedBeforeStartMinusColdStartMinusKeepAlive) {
+  // b starts 10 minutes after the run; its container lives 60 s idle. Eager pre-warming (at t0)
+  // would see it reclaimed before use.
+  Learn("a", "svc-a", 600);
+  LearnColdStart("svc-b", 1);
+  auto p = Plan({T("a"), T("b", {"a"})}, t0_);
+  const TaskPlan& b = PlanOf(*p, "b");
+  ASSERT_EQ(b.decision, WarmupDecision::kWarm);
+  EXPECT_GE(b.warmup_time, b.expected_start - absl::Seconds(1) - absl::Seconds(60));
+  EXPECT_TIME_NEAR(b.warmup_time, t0_ + absl::Seconds(599), kTolerance);
+}
+
+TEST_F(PlannerTest, UncertainLongUpstreamStillRespectsTheKeepAlive) {
+  // a lasts 500-700 s: no single warm-up covers every outcome, and warming early risks a reclaim.
+  Rng rng(5);
+  for (int i = 0; i < 128; ++i) {
+    history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(500 + 200 * rng.Uniform()));
+  }
+  LearnColdStart("svc-b", 1);
+  auto p = Plan({T("a"), T("b", {"a"})}, t0_);
+  const TaskPlan& b = PlanOf(*p, "b");
+  ASSERT_EQ(b.decision, WarmupDecision::kWarm);
+  EXPECT_GE(b.warmup_time, b.expected_start - absl::Seconds(1) - absl::Seconds(60));
+  EXPECT_GE(b.warmup_time, t0_ + absl::Seconds(499));
+}
+
+TEST_F(PlannerTest, FanInStartsAfterItsSlowestParent) {
+  Learn("a", "svc-a", 3);
+  Learn("b", "svc-b", 7);
+  LearnColdStart("svc-c", 2);
+  auto p = Plan({T("a"), T("b"), T("c", {"a", "b"})}, t0_);
+  EXPECT_TIME_NEAR(PlanOf(*p, "c").expected_start, t0_ + absl::Seconds(7), kTolerance);
+  EXPECT_TIME_NEAR(PlanOf(*p, "c").warmup_time, t0_ + absl::Seconds(5), kTolerance);
+}
+
+TEST_F(PlannerTest, FanInOfRandomParentsIsTheMaxInEverySample) {
+  // Parents uniform on {1..10} s each: E[max] = 10 - (0+1+4+...+81)/100 = 7.15.
+  for (int d = 1; d <= 10; ++d) {
+    history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(d));
+    history_.AddTaskDuration("wf", "b", "svc-b", absl::Seconds(d));
+  }
+  options_.sample_count = 4096;
+  auto p = Plan({T("a"), T("b"), T("c", {"a", "b"})}, t0_);
+  EXPECT_TIME_NEAR(PlanOf(*p, "c").expected_start, t0_ + absl::Seconds(7.15),
+                   absl::Milliseconds(150));
+}
+
+TEST_F(PlannerTest, DispatchGapDelaysDownstreamStarts) {
+  Learn("a", "svc-a", 3);
+  for (int i = 0; i < 5; ++i) history_.AddDispatchGap("wf", absl::Seconds(2));
+  auto p = Plan({T("a"), T("b", {"a"})}, t0_);
+  EXPECT_TIME_NEAR(PlanOf(*p, "b").expected_start, t0_ + absl::Seconds(5), kTolerance);
+}
+
+TEST_F(PlannerTest, FinishedUpstreamMovesItsDescendantsOnly) {
+  // a -> b -> c, and an independent d.
+  std::vector<TaskSpec> tasks = SeedChain();
+  tasks.push_back(T("d"));
+  Learn("d", "svc-d", 100);
+  auto p = Plan(tasks, t0_);
+  const TaskPlan d_before = PlanOf(*p, "d");
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").warmup_time, t0_ + absl::Seconds(9), kTolerance);
+
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(p->Started(Index(*p, "task1"), t0_, clock_.Now()).ok());
+  absl::StatusOr<std::vector<int>> touched =
+      p->Finished(Index(*p, "task1"), t0_ + absl::Seconds(5), clock_.Now());
+  ASSERT_TRUE(touched.ok()) << touched.status();
+  std::vector<std::string> names;
+  for (int v : *touched) names.push_back(p->dag().task(v).task_id);
+  EXPECT_THAT(names, ElementsAre("task1", "task2", "task3"));
+
+  // task1 ran 2 s longer than learned: task3 starts at 5 + 7 = 12, warm at 11.
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").expected_start, t0_ + absl::Seconds(12), kTolerance);
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").warmup_time, t0_ + absl::Seconds(11), kTolerance);
+  EXPECT_EQ(PlanOf(*p, "d").warmup_time, d_before.warmup_time);
+  EXPECT_EQ(PlanOf(*p, "task1").decision, WarmupDecision::kSkipStarted);
+}
+
+TEST_F(PlannerTest, EarlyFinishMovesDeadlinesEarlier) {
+  auto p = Plan(SeedChain(), t0_);
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_TRUE(p->Finished(Index(*p, "task1"), clock_.Now(), clock_.Now()).ok());
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").warmup_time, t0_ + absl::Seconds(8), kTolerance);
+}
+
+TEST_F(PlannerTest, RunningTaskIsConditionedOnItsElapsedTime) {
+  // a took 2, 3, 4 or 10 s before. Still running after 5 s: it is a 10 s run.
+  for (double d : {2.0, 3.0, 4.0, 10.0}) history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(d));
+  LearnColdStart("svc-b", 1);
+  auto p = Plan({T("a"), T("b", {"a"})}, t0_);
+  EXPECT_LT(PlanOf(*p, "b").warmup_time, t0_ + absl::Seconds(5));
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(p->Started(Index(*p, "a"), t0_, clock_.Now()).ok());
+  EXPECT_TIME_NEAR(PlanOf(*p, "b").expected_start, t0_ + absl::Seconds(10), kTolerance);
+  EXPECT_TIME_NEAR(PlanOf(*p, "b").warmup_time, t0_ + absl::Seconds(9), kTolerance);
+}
+
+TEST_F(PlannerTest, LateStartShiftsDescendantsAndPassedDeadlinesFireNow) {
+  auto p = Plan(SeedChain(), t0_);
+  // task1 starts 4 s late; at that moment task2's original deadline (t0 + 2) has passed, and its
+  // new one is t0 + 4 + 3 - 1 = t0 + 6.
+  clock_.Advance(absl::Seconds(4));
+  ASSERT_TRUE(p->Started(Index(*p, "task1"), clock_.Now(), clock_.Now()).ok());
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").warmup_time, t0_ + absl::Seconds(6), kTolerance);
+  // A finish far later than predicted leaves task2's deadline in the past: fire at once.
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_TRUE(p->Started(Index(*p, "task1"), t0_ + absl::Seconds(4), clock_.Now()).ok());
+  const TaskPlan& task2 = PlanOf(*p, "task2");
+  // Still running after 10 s although it always took 3 s: its end is "now" in every sample.
+  EXPECT_EQ(task2.decision, WarmupDecision::kSkipTooLate);
+}
+
+TEST_F(PlannerTest, SkippedTaskCancelsItsWarmupAndReleasesChildren) {
+  auto p = Plan(SeedChain(), t0_);
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(p->Finished(Index(*p, "task1"), clock_.Now(), clock_.Now()).ok());
+  ASSERT_TRUE(p->Skipped(Index(*p, "task2"), clock_.Now(), clock_.Now()).ok());
+  EXPECT_EQ(PlanOf(*p, "task2").decision, WarmupDecision::kSkipStarted);
+  EXPECT_THAT(PlanOf(*p, "task2").reason, HasSubstr("skipped"));
+  EXPECT_EQ(p->progress(Index(*p, "task2")).state, TaskState::kSkipped);
+  // task3 follows the skip at once: too late to warm now.
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").expected_start, clock_.Now(), kTolerance);
+}
+
+TEST_F(PlannerTest, ServiceWarmFromAnotherRunIsNotWarmedAgain) {
+  std::vector<TaskSpec> tasks = SeedChain();
+  services_["svc-task3"] = ServiceInfo{
+      .warmable = true, .keep_alive = keep_alive_, .warm_until = t0_ + absl::Seconds(30)};
+  auto p = Plan(tasks, t0_);
+  EXPECT_EQ(PlanOf(*p, "task3").decision, WarmupDecision::kSkipAlreadyWarm);
+  EXPECT_THAT(PlanOf(*p, "task3").reason, HasSubstr("warm until"));
+  // Once that warmth is known to end earlier, the next re-plan warms it again.
+  p->SetServiceWarmUntil("svc-task3", t0_ + absl::Seconds(1));
+  ASSERT_TRUE(p->Started(Index(*p, "task1"), t0_, clock_.Now()).ok());
+  EXPECT_EQ(PlanOf(*p, "task3").decision, WarmupDecision::kWarm);
+}
+
+TEST_F(PlannerTest, UpstreamOnTheSameServiceLeavesItWarm) {
+  Learn("a", "shared", 3);
+  LearnColdStart("shared", 1);
+  auto p = Plan({T("a", {}, "shared"), T("b", {"a"}, "shared")}, t0_);
+  EXPECT_EQ(PlanOf(*p, "b").decision, WarmupDecision::kSkipAlreadyWarm);
+  EXPECT_THAT(PlanOf(*p, "b").reason, HasSubstr("upstream"));
+}
+
+TEST_F(PlannerTest, SameServiceAfterTheKeepAliveNeedsAWarmup) {
+  Learn("a", "shared", 3);
+  Learn("b", "other", 120);
+  LearnColdStart("shared", 1);
+  auto p = Plan({T("a", {}, "shared"), T("b", {"a"}, "other"), T("c", {"b"}, "shared")}, t0_);
+  // c's direct parent is on another service, and a's container is long gone by t0 + 123.
+  EXPECT_EQ(PlanOf(*p, "c").decision, WarmupDecision::kWarm);
+  EXPECT_TIME_NEAR(PlanOf(*p, "c").warmup_time, t0_ + absl::Seconds(122), kTolerance);
+}
+
+TEST_F(PlannerTest, RarelyRunningTaskIsNotWarmed) {
+  for (int i = 0; i < 19; ++i) history_.AddTaskRun("wf", "branch", false);  // P(run) = 1/20
+  Learn("a", "svc-a", 3);
+  LearnColdStart("svc-branch", 1);
+  auto p = Plan({T("a"), T("branch", {"a"})}, t0_);
+  EXPECT_DOUBLE_EQ(PlanOf(*p, "branch").run_probability, 0.05);
+  EXPECT_EQ(PlanOf(*p, "branch").decision, WarmupDecision::kSkipUnlikely);
+  EXPECT_THAT(PlanOf(*p, "branch").reason, HasSubstr("runs in 5% of runs"));
+}
+
+TEST_F(PlannerTest, UsuallyRunningBranchIsWarmed) {
+  history_.AddTaskRun("wf", "branch", false);
+  for (int i = 0; i < 9; ++i) history_.AddTaskRun("wf", "branch", true);
+  Learn("a", "svc-a", 3);
+  LearnColdStart("svc-branch", 5);
+  auto p = Plan({T("a"), T("branch", {"a"})}, t0_);
+  EXPECT_EQ(PlanOf(*p, "branch").decision, WarmupDecision::kWarm);
+}
+
+TEST_F(PlannerTest, UnregisteredServiceAndNoServiceAreNotWarmed) {
+  services_["svc-b"] = ServiceInfo{.warmable = false};
+  auto p = Plan({T("a"), T("b", {"a"}), TaskSpec{"c", "", {"b"}}}, t0_);
+  EXPECT_EQ(PlanOf(*p, "b").decision, WarmupDecision::kSkipNoService);
+  EXPECT_THAT(PlanOf(*p, "b").reason, HasSubstr("not registered"));
+  EXPECT_EQ(PlanOf(*p, "c").decision, WarmupDecision::kSkipNoService);
+  EXPECT_THAT(PlanOf(*p, "c").reason, HasSubstr("calls no service"));
+}
+
+TEST_F(PlannerTest, ConfidenceReflectsHowMuchHistoryThePlanRestsOn) {
+  // No history at all: priors everywhere.
+  auto none = Plan({T("a"), T("b", {"a"})}, t0_);
+  EXPECT_EQ(PlanOf(*none, "b").confidence, Confidence::kLow);
+  // a's duration borrowed from its service (another task used it), b's cold start learned.
+  Learn("other", "svc-a", 3);
+  LearnColdStart("svc-b", 1);
+  auto fallback = Plan({T("a"), T("b", {"a"})}, t0_);
+  EXPECT_EQ(PlanOf(*fallback, "b").confidence, Confidence::kMedium);
+  Learn("a", "svc-a", 3);
+  auto learned = Plan({T("a"), T("b", {"a"})}, t0_);
+  EXPECT_EQ(PlanOf(*learned, "b").confidence, Confidence::kHigh);
+}
+
+TEST_F(PlannerTest, PlansAreReproducibleFromTheRunId) {
+  Rng rng(3);
+  for (int i = 0; i < 50; ++i) {
+    history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(1 + 10 * rng.Uniform()));
+  }
+  auto p1 = Plan({T("a"), T("b", {"a"})}, t0_, "run-x");
+  auto p2 = Plan({T("a"), T("b", {"a"})}, t0_, "run-x");
+  auto p3 = Plan({T("a"), T("b", {"a"})}, t0_, "run-y");
+  const auto s1 = p1->start_samples(1), s2 = p2->start_samples(1), s3 = p3->start_samples(1);
+  EXPECT_TRUE(std::equal(s1.begin(), s1.end(), s2.begin()));
+  EXPECT_FALSE(std::equal(s1.begin(), s1.end(), s3.begin()));
+  EXPECT_EQ(PlanOf(*p1, "b").warmup_time, PlanOf(*p2, "b").warmup_time);
+}
+
+TEST_F(PlannerTest, EventsThatContradictTheStateAreRejected) {
+  auto p = Plan(SeedChain(), t0_);
+  const int a = Index(*p, "task1");
+  ASSERT_TRUE(p->Finished(a, t0_ + absl::Seconds(3), clock_.Now()).ok());
+  absl::Status twice = p->Finished(a, t0_ + absl::Seconds(4), clock_.Now()).status();
+  EXPECT_EQ(twice.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(twice.message(), HasSubstr("task 'task1' is already finished"));
+  EXPECT_EQ(p->Skipped(a, t0_, clock_.Now()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  const int b = Index(*p, "task2");
+  ASSERT_TRUE(p->Started(b, t0_ + absl::Seconds(5), clock_.Now()).ok());
+  EXPECT_EQ(p->Finished(b, t0_ + absl::Seconds(4), clock_.Now()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PlannerTest, FailedTaskMayBeRetried) {
+  auto p = Plan(SeedChain(), t0_);
+  const int a = Index(*p, "task1");
+  ASSERT_TRUE(p->Started(a, t0_, clock_.Now()).ok());
+  ASSERT_TRUE(p->Failed(a, t0_ + absl::Seconds(1), clock_.Now()).ok());
+  EXPECT_EQ(p->progress(a).state, TaskState::kFailed);
+  ASSERT_TRUE(p->Started(a, t0_ + absl::Seconds(2), clock_.Now()).ok());
+  EXPECT_EQ(p->progress(a).state, TaskState::kRunning);
+  // The retry restarts the clock: task2 now starts at 2 + 3.
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").expected_start, t0_ + absl::Seconds(5), kTolerance);
+}
+
+}  // namespace
+}  // namespace prewarm
