@@ -1,0 +1,151 @@
+// Planning cost against DAG size, and memory per history key.
+//
+// Reproduce: cmake --build build --target planner_benchmark &&
+//            build/bench/planner_benchmark --benchmark_counters_tabular=true
+//
+// Targets (issue 2, one core): 1,000 tasks under 5 ms, 10,000 under 60 ms at the default 256
+// samples. Every task has a full 128-sample duration window; 50 services with learned cold starts.
+#include <malloc.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "predictor/dag.h"
+#include "predictor/history.h"
+#include "predictor/planner.h"
+#include "predictor/random.h"
+
+namespace prewarm {
+namespace {
+
+constexpr int kServices = 50;
+
+std::string ServiceOf(int i) { return absl::StrCat("svc-", i % kServices); }
+
+// A chain: t0 -> t1 -> ... -> t(n-1).
+std::vector<TaskSpec> Chain(int n) {
+  std::vector<TaskSpec> tasks(n);
+  for (int i = 0; i < n; ++i) {
+    tasks[i].task_id = absl::StrCat("t", i);
+    tasks[i].service = ServiceOf(i);
+    if (i > 0) tasks[i].upstream_task_ids.push_back(absl::StrCat("t", i - 1));
+  }
+  return tasks;
+}
+
+// Random layered DAG: layers of ~sqrt(n) tasks, each with 1-3 parents in the layer above.
+std::vector<TaskSpec> Layered(int n, uint64_t seed) {
+  Rng rng(seed);
+  const int width = std::max(1, static_cast<int>(std::sqrt(n)));
+  std::vector<TaskSpec> tasks(n);
+  for (int i = 0; i < n; ++i) {
+    tasks[i].task_id = absl::StrCat("t", i);
+    tasks[i].service = ServiceOf(i);
+    const int layer = i / width;
+    if (layer == 0) continue;
+    const int parents = 1 + static_cast<int>(rng.Below(3));
+    for (int k = 0; k < parents; ++k) {
+      const int p = (layer - 1) * width + static_cast<int>(rng.Below(width));
+      const std::string id = absl::StrCat("t", p);
+      auto& up = tasks[i].upstream_task_ids;
+      if (std::find(up.begin(), up.end(), id) == up.end()) up.push_back(id);
+    }
+  }
+  return tasks;
+}
+
+History LearnedHistory(const std::vector<TaskSpec>& tasks) {
+  History history;
+  Rng rng(99);
+  for (const TaskSpec& t : tasks) {
+    const double median = 1 + 30 * rng.Uniform();
+    for (int i = 0; i < 128; ++i) {
+      // Lognormal-ish: median * exp(0.3 * z), z from a sum of uniforms.
+      const double z = (rng.Uniform() + rng.Uniform() + rng.Uniform() - 1.5) * 2;
+      history.AddTaskDuration("wf", t.task_id, t.service, absl::Seconds(median * std::exp(0.3 * z)));
+    }
+  }
+  for (int s = 0; s < kServices; ++s) {
+    for (int i = 0; i < 128; ++i) {
+      history.AddColdStart(absl::StrCat("svc-", s), absl::Seconds(0.5 + rng.Uniform()));
+    }
+  }
+  return history;
+}
+
+struct Fixture {
+  std::shared_ptr<const Dag> dag;
+  History history;
+  RunModel model;
+};
+
+Fixture Make(int n, bool chain) {
+  std::vector<TaskSpec> tasks = chain ? Chain(n) : Layered(n, 7);
+  Fixture f{nullptr, LearnedHistory(tasks), {}};
+  f.dag = std::make_shared<const Dag>(*Dag::Build(std::move(tasks)));
+  f.model = BuildRunModel(*f.dag, "wf", f.history, [](absl::string_view) {
+    return ServiceInfo{.warmable = true, .keep_alive = absl::Seconds(60)};
+  });
+  return f;
+}
+
+const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
+
+void BM_Plan(benchmark::State& state, bool chain) {
+  Fixture f = Make(static_cast<int>(state.range(0)), chain);
+  size_t bytes = 0;
+  for (auto _ : state) {
+    RunPlanner planner(f.dag, f.model, kStart, 1, PlannerOptions{});
+    planner.PlanAll(kStart);
+    bytes = planner.MemoryBytes();
+    benchmark::DoNotOptimize(planner.plan(f.dag->size() - 1));
+  }
+  state.counters["tasks"] = static_cast<double>(f.dag->size());
+  state.counters["bytes_per_run"] = static_cast<double>(bytes);
+}
+
+// One event in the middle of the DAG: re-plans that task and its descendants only.
+void BM_ReplanAfterEvent(benchmark::State& state, bool chain) {
+  Fixture f = Make(static_cast<int>(state.range(0)), chain);
+  RunPlanner planner(f.dag, f.model, kStart, 1, PlannerOptions{});
+  planner.PlanAll(kStart);
+  const int task = f.dag->size() / 2;
+  size_t touched = 0;
+  for (auto _ : state) {
+    // Re-reporting a start is allowed (the latest wins), so the same event can repeat.
+    auto result = planner.Started(task, kStart + absl::Seconds(10), kStart + absl::Seconds(10));
+    touched = result->size();
+  }
+  state.counters["replanned_tasks"] = static_cast<double>(touched);
+}
+
+void BM_HistoryMemoryPerKey(benchmark::State& state) {
+  const int keys = static_cast<int>(state.range(0));
+  double per_key = 0;
+  for (auto _ : state) {
+    const size_t before = mallinfo2().uordblks;
+    auto history = std::make_unique<History>();
+    for (int k = 0; k < keys; ++k) {
+      const std::string task = absl::StrCat("extract_customer_orders_", k);
+      for (int i = 0; i < 200; ++i) history->AddTaskDuration("nightly_etl", task, "", absl::Seconds(i));
+    }
+    per_key = static_cast<double>(mallinfo2().uordblks - before) / keys;
+    benchmark::DoNotOptimize(history);
+  }
+  state.counters["bytes_per_key"] = per_key;
+}
+
+BENCHMARK_CAPTURE(BM_Plan, chain, true)->RangeMultiplier(10)->Range(10, 10'000)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Plan, layered, false)->RangeMultiplier(10)->Range(10, 10'000)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_ReplanAfterEvent, chain, true)->RangeMultiplier(10)->Range(10, 10'000)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_ReplanAfterEvent, layered, false)->RangeMultiplier(10)->Range(10, 10'000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_HistoryMemoryPerKey)->Arg(10'000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace prewarm
+
+BENCHMARK_MAIN();
