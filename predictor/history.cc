@@ -29,12 +29,34 @@ std::string History::TaskKey(absl::string_view workflow, absl::string_view task)
   return absl::StrCat(workflow, "\x1f", task);
 }
 
-void History::AddTo(Windows& windows, absl::string_view key, absl::Duration value) {
+void History::AddTo(Windows& windows, absl::string_view key, double seconds) {
   auto it = windows.find(key);
   if (it == windows.end()) {
     it = windows.emplace(std::string(key), SampleWindow(options_.window_size)).first;
   }
-  it->second.Add(std::max(0.0, absl::ToDoubleSeconds(value)));
+  // NaN and negative spans (clock skew between reporters) count as zero.
+  it->second.Add(seconds > 0 ? seconds : 0.0);
+}
+
+void History::Add(HistoryWindow window, absl::string_view key, double value) {
+  switch (window) {
+    case HistoryWindow::kTaskDuration:
+      return AddTo(task_durations_, key, value);
+    case HistoryWindow::kServiceDuration:
+      return AddTo(service_durations_, key, value);
+    case HistoryWindow::kColdStart:
+      return AddTo(cold_starts_, key, value);
+    case HistoryWindow::kWarmLatency:
+      return AddTo(warm_latencies_, key, value);
+    case HistoryWindow::kDispatchGap:
+      return AddTo(dispatch_gaps_, key, value);
+    case HistoryWindow::kTaskRun: {
+      auto it = task_runs_.find(key);
+      if (it == task_runs_.end()) it = task_runs_.emplace(std::string(key), RunRecord()).first;
+      it->second.Add(value > 0.5);
+      return;
+    }
+  }
 }
 
 const SampleWindow* History::Lookup(const Windows& windows, absl::string_view key) {
@@ -44,24 +66,24 @@ const SampleWindow* History::Lookup(const Windows& windows, absl::string_view ke
 
 void History::AddTaskDuration(absl::string_view workflow, absl::string_view task,
                               absl::string_view service, absl::Duration duration) {
-  AddTo(task_durations_, TaskKey(workflow, task), duration);
-  if (!service.empty()) AddTo(service_durations_, service, duration);
+  AddTo(task_durations_, TaskKey(workflow, task), absl::ToDoubleSeconds(duration));
+  if (!service.empty()) AddTo(service_durations_, service, absl::ToDoubleSeconds(duration));
 }
 
 void History::AddColdStart(absl::string_view service, absl::Duration cold_start) {
-  AddTo(cold_starts_, service, cold_start);
+  AddTo(cold_starts_, service, absl::ToDoubleSeconds(cold_start));
 }
 
 void History::AddWarmLatency(absl::string_view service, absl::Duration latency) {
-  AddTo(warm_latencies_, service, latency);
+  AddTo(warm_latencies_, service, absl::ToDoubleSeconds(latency));
 }
 
 void History::AddDispatchGap(absl::string_view workflow, absl::Duration gap) {
-  AddTo(dispatch_gaps_, workflow, gap);
+  AddTo(dispatch_gaps_, workflow, absl::ToDoubleSeconds(gap));
 }
 
 void History::AddTaskRun(absl::string_view workflow, absl::string_view task, bool ran) {
-  task_runs_[TaskKey(workflow, task)].Add(ran);
+  Add(HistoryWindow::kTaskRun, TaskKey(workflow, task), ran ? 1 : 0);
 }
 
 const SampleWindow* History::TaskDurations(absl::string_view workflow,

@@ -29,6 +29,16 @@ struct HistoryOptions {
 // its service), or a configured prior.
 enum class EstimateSource { kLearned, kFallback, kPrior };
 
+// The kinds of window History keeps, for recording and replaying observations by key.
+enum class HistoryWindow {
+  kTaskDuration,     // key: TaskKey(workflow, task)
+  kServiceDuration,  // key: service
+  kColdStart,        // key: service
+  kWarmLatency,      // key: service
+  kDispatchGap,      // key: workflow
+  kTaskRun,          // key: TaskKey(workflow, task); value 1 ran, 0 skipped
+};
+
 // An estimate: a distribution and where it came from.
 struct Estimate {
   std::shared_ptr<const Distribution> distribution;
@@ -52,6 +62,11 @@ class History {
   void AddDispatchGap(absl::string_view workflow, absl::Duration gap);
   // Whether a task ran (true) or was skipped (false) in a finished run.
   void AddTaskRun(absl::string_view workflow, absl::string_view task, bool ran);
+  // Adds one observation (seconds, or 1/0 for kTaskRun) to one window: what the Add* methods
+  // above do, one window at a time, so that a store can record and replay them.
+  void Add(HistoryWindow window, absl::string_view key, double value);
+  // The key of a (workflow, task) window.
+  static std::string TaskKey(absl::string_view workflow, absl::string_view task);
 
   // The raw windows; null when nothing was observed for the key.
   const SampleWindow* TaskDurations(absl::string_view workflow, absl::string_view task) const;
@@ -76,8 +91,7 @@ class History {
 
  private:
   using Windows = absl::flat_hash_map<std::string, SampleWindow>;
-  static std::string TaskKey(absl::string_view workflow, absl::string_view task);
-  void AddTo(Windows& windows, absl::string_view key, absl::Duration value);
+  void AddTo(Windows& windows, absl::string_view key, double seconds);
   static const SampleWindow* Lookup(const Windows& windows, absl::string_view key);
 
   HistoryOptions options_;
