@@ -1,0 +1,124 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace prewarm {
+
+// One learned observation. `key` identifies its history window; the server builds it, e.g.
+// kind=kTaskDuration key="etl\x1fextract" (workflow \x1f task), kind=kColdStart key="svc-a".
+// Keys are arbitrary bytes.
+struct Observation {
+  enum class Kind : int {
+    kTaskDuration = 1,
+    kServiceDuration = 2,
+    kColdStart = 3,
+    kWarmLatency = 4,
+    kDispatchGap = 5,
+    kTaskRun = 6,
+  };
+  Kind kind = Kind::kTaskDuration;
+  std::string key;
+  double value = 0;  // Seconds (kTaskRun: 1 ran, 0 skipped). NaN round-trips.
+  absl::Time time;   // When observed; stored with nanosecond precision.
+};
+
+struct StoreOptions {
+  std::string path = "prewarm.db";
+  // Older rows of a (kind, key) are pruned so that at most this many remain. Must be >= 1.
+  int max_observations_per_key = 128;
+  // Writes per transaction. Must be >= 1.
+  int max_batch = 4096;
+  // How long the writer waits to fill a batch once it has one write (0 = commit as soon as
+  // possible). Fewer, larger commits under light load, at the cost of that much latency.
+  absl::Duration max_batch_delay = absl::Milliseconds(2);
+  // PRAGMA synchronous=FULL: every commit survives power loss. NORMAL (WAL): commits survive a
+  // process crash; the last ones may be lost on power loss.
+  bool synchronous_full = false;
+};
+
+struct StoreStats {
+  int64_t commits = 0;       // Transactions committed.
+  int64_t writes = 0;        // Writes committed.
+  int64_t write_errors = 0;  // Writes lost: failed transactions and writes after Close.
+  int64_t queued = 0;        // Writes accepted but not yet committed or failed.
+};
+
+// Runs once per write: OK after the transaction holding the write committed, otherwise the error
+// (the write is lost). For the SQLite store it runs on the writer thread, which it delays: keep it
+// short, and never call Flush() or Close() from it (that would wait for itself).
+using CommitCallback = std::function<void(absl::Status)>;
+
+// Durable state of the server: learned observations (bounded per key), registered services and
+// snapshots of active runs, so that a restarted server resumes where it stopped. Writes are
+// asynchronous and acknowledged through a callback once durable, so that a caller can acknowledge
+// its own client only then. Behind an interface so that a shared store (PostgreSQL) can serve
+// several replicas later. Implementations are thread-safe.
+//
+// Example:
+//   absl::StatusOr<std::unique_ptr<HistoryStore>> store =
+//       HistoryStore::OpenSqlite({.path = "/var/lib/prewarm/prewarm.db"});
+//   if (!store.ok()) return store.status();
+//   absl::Status loaded = (*store)->LoadObservations([&](const Observation& o) { ... });
+//   ...
+//   // Acknowledge a ReportTiming only once its observation is durable.
+//   (*store)->AppendObservation(std::move(obs), [reactor](absl::Status s) { reactor->Done(s); });
+class HistoryStore {
+ public:
+  // Opens (creating if needed) the SQLite file `options.path` in WAL mode, migrates its schema and
+  // starts the writer thread. Errors name the path: INVALID_ARGUMENT for bad options,
+  // FAILED_PRECONDITION for a schema newer than this binary or an SQLite file that is not a
+  // prewarm store, DATA_LOSS for a file that is not an SQLite database, UNAVAILABLE when the file
+  // cannot be opened.
+  static absl::StatusOr<std::unique_ptr<HistoryStore>> OpenSqlite(StoreOptions options);
+
+  // Flushes and closes, like Close().
+  virtual ~HistoryStore() = default;
+
+  // Asynchronous durable writes, committed in the order they were called (per calling thread) and
+  // group-committed by the implementation. `done` may be empty; otherwise it runs exactly once:
+  // OK when the write is durable, else the error (the write is lost and counted in
+  // write_errors). After Close(), `done` runs at once, on the caller's thread, with
+  // FAILED_PRECONDITION.
+  virtual void AppendObservation(Observation obs, CommitCallback done) = 0;
+  // Upsert of a service's registration; `serialized` is opaque (a serialized proto).
+  virtual void PutService(std::string name, std::string serialized, CommitCallback done) = 0;
+  virtual void DeleteService(std::string name, CommitCallback done) = 0;
+  // Upsert of an active run's snapshot (its DAG, timings and plan).
+  virtual void PutRun(std::string run_id, std::string serialized, CommitCallback done) = 0;
+  virtual void DeleteRun(std::string run_id, CommitCallback done) = 0;
+
+  // Reading, meant for start-up. Each call sees one consistent snapshot of committed writes (call
+  // Flush() first to include writes still queued). `fn` must not call back into the store's Load
+  // methods.
+  //
+  // Observations grouped by (kind, key), each group oldest first and holding at most the newest
+  // max_observations_per_key, so that replaying them into bounded windows reproduces them.
+  virtual absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) = 0;
+  // Services in name order.
+  virtual absl::Status LoadServices(
+      const std::function<void(absl::string_view name, absl::string_view serialized)>& fn) = 0;
+  // Runs in run id order.
+  virtual absl::Status LoadRuns(
+      const std::function<void(absl::string_view run_id, absl::string_view serialized)>& fn) = 0;
+
+  // Blocks until every write queued before the call is committed or failed and its callback has
+  // run; returns the first write error since the previous Flush() (or Close()).
+  virtual absl::Status Flush() = 0;
+
+  // Flushes, stops the writer, closes the database and returns what Flush() would, or the error
+  // from closing. Idempotent: later calls return OK. Loads after Close() return
+  // FAILED_PRECONDITION.
+  virtual absl::Status Close() = 0;
+
+  virtual StoreStats stats() const = 0;
+};
+
+}  // namespace prewarm

@@ -1,0 +1,678 @@
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/history_store.h"
+#include "tests/fakes/in_memory_history_store.h"
+
+namespace prewarm {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+using Kind = Observation::Kind;
+// (kind, key, value, time): comparable and printable, unlike Observation.
+using Row = std::tuple<Kind, std::string, double, absl::Time>;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+::testing::AssertionResult IsOk(const absl::Status& status) {
+  if (status.ok()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << status;
+}
+
+Observation Obs(Kind kind, std::string key, double value) {
+  // Nanoseconds in the time check that the store keeps full precision.
+  return Observation{.kind = kind,
+                     .key = std::move(key),
+                     .value = value,
+                     .time = kT0 + absl::Seconds(value) + absl::Nanoseconds(7)};
+}
+
+std::string MakeTempDir() {
+  std::string pattern = ::testing::TempDir() + "history_store_test_XXXXXX";
+  char* dir = mkdtemp(pattern.data());
+  EXPECT_NE(dir, nullptr) << "mkdtemp " << pattern;
+  return pattern;
+}
+
+std::vector<Row> LoadRows(HistoryStore& store) {
+  std::vector<Row> rows;
+  absl::Status status = store.LoadObservations([&](const Observation& o) {
+    rows.emplace_back(o.kind, o.key, o.value, o.time);
+  });
+  EXPECT_TRUE(IsOk(status));
+  return rows;
+}
+
+std::vector<std::pair<std::string, std::string>> LoadServices(HistoryStore& store) {
+  std::vector<std::pair<std::string, std::string>> services;
+  EXPECT_TRUE(IsOk(store.LoadServices([&](absl::string_view name, absl::string_view bytes) {
+    services.emplace_back(std::string(name), std::string(bytes));
+  })));
+  return services;
+}
+
+std::vector<std::pair<std::string, std::string>> LoadRuns(HistoryStore& store) {
+  std::vector<std::pair<std::string, std::string>> runs;
+  EXPECT_TRUE(IsOk(store.LoadRuns([&](absl::string_view id, absl::string_view bytes) {
+    runs.emplace_back(std::string(id), std::string(bytes));
+  })));
+  return runs;
+}
+
+// Starts one write and waits for its callback.
+absl::Status Await(const std::function<void(CommitCallback)>& write) {
+  absl::Notification done;
+  absl::Status result;
+  write([&](absl::Status status) {
+    result = std::move(status);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+// Collects the outcome of many callbacks.
+class Acks {
+ public:
+  CommitCallback Callback() {
+    return [this](absl::Status status) {
+      absl::MutexLock lock(&mu_);
+      if (status.ok()) {
+        ++ok_;
+      } else {
+        errors_.push_back(std::move(status));
+      }
+    };
+  }
+  int ok() const {
+    absl::MutexLock lock(&mu_);
+    return ok_;
+  }
+  std::vector<absl::Status> errors() const {
+    absl::MutexLock lock(&mu_);
+    return errors_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  int ok_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<absl::Status> errors_ ABSL_GUARDED_BY(mu_);
+};
+
+// The implementations under the shared behavioural tests.
+struct SqliteImpl {
+  static constexpr bool kPersistent = true;
+  static std::unique_ptr<HistoryStore> Open(const std::string& path, int max_per_key) {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store =
+        HistoryStore::OpenSqlite({.path = path, .max_observations_per_key = max_per_key});
+    EXPECT_TRUE(IsOk(store.status()));
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+};
+
+struct InMemoryImpl {
+  static constexpr bool kPersistent = false;
+  static std::unique_ptr<HistoryStore> Open(const std::string& path, int max_per_key) {
+    return NewInMemoryHistoryStore(max_per_key);
+  }
+};
+
+class ImplNames {
+ public:
+  template <typename T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, SqliteImpl> ? "Sqlite" : "InMemory";
+  }
+};
+
+template <typename Impl>
+class HistoryStoreTest : public ::testing::Test {
+ protected:
+  static constexpr int kMaxPerKey = 4;
+
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    Start(kMaxPerKey);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Replaces store_ with an empty store bounded to max_per_key.
+  void Start(int max_per_key) {
+    store_.reset();
+    path_ = absl::StrCat(dir_, "/store", ++stores_, ".db");
+    max_per_key_ = max_per_key;
+    store_ = Impl::Open(path_, max_per_key);
+    ASSERT_NE(store_, nullptr);
+  }
+
+  // Closes and reopens the store where the implementation persists; otherwise keeps it.
+  void Reopen() {
+    if (!Impl::kPersistent) return;
+    ASSERT_TRUE(IsOk(store_->Close()));
+    store_.reset();
+    store_ = Impl::Open(path_, max_per_key_);
+    ASSERT_NE(store_, nullptr);
+  }
+
+  std::string dir_;
+  std::string path_;
+  int stores_ = 0;
+  int max_per_key_ = 0;
+  std::unique_ptr<HistoryStore> store_;
+};
+
+using Implementations = ::testing::Types<SqliteImpl, InMemoryImpl>;
+TYPED_TEST_SUITE(HistoryStoreTest, Implementations, ImplNames);
+
+TYPED_TEST(HistoryStoreTest, RoundTripsEveryWriteKindAcrossReopen) {
+  HistoryStore& store = *this->store_;
+  Acks acks;
+  const std::string task_key = std::string("etl\x1f") + "extract";
+  store.AppendObservation(Obs(Kind::kTaskDuration, task_key, 12.5), acks.Callback());
+  store.AppendObservation(Obs(Kind::kServiceDuration, "svc-a", 3.25), acks.Callback());
+  store.AppendObservation(Obs(Kind::kColdStart, "svc-a", 1.75), acks.Callback());
+  store.AppendObservation(Obs(Kind::kWarmLatency, "svc-a", 0.01), acks.Callback());
+  store.AppendObservation(Obs(Kind::kDispatchGap, task_key, 0.5), acks.Callback());
+  store.AppendObservation(Obs(Kind::kTaskRun, task_key, 1), acks.Callback());
+  store.AppendObservation(Obs(Kind::kTaskRun, task_key, 0), acks.Callback());
+
+  const std::string binary("\x00\x01\xff proto", 9);  // Opaque bytes, NUL included.
+  store.PutService("svc-b", "old", acks.Callback());
+  store.PutService("svc-a", binary, acks.Callback());
+  store.PutService("svc-b", "new", acks.Callback());  // Upsert.
+  store.PutService("svc-c", "", acks.Callback());
+  store.DeleteService("svc-c", acks.Callback());
+  store.DeleteService("never-existed", acks.Callback());
+  store.PutService("svc-empty", "", acks.Callback());
+  store.PutRun("run-2", "two", acks.Callback());
+  store.PutRun("run-1", "one", acks.Callback());
+  store.PutRun("run-1", "one again", acks.Callback());
+  store.PutRun("run-3", "three", acks.Callback());
+  store.DeleteRun("run-3", acks.Callback());
+  ASSERT_TRUE(IsOk(store.Flush()));
+  EXPECT_EQ(acks.ok(), 19);
+  EXPECT_THAT(acks.errors(), ::testing::IsEmpty());
+
+  this->Reopen();
+  HistoryStore& reopened = *this->store_;
+  const absl::Duration ns7 = absl::Nanoseconds(7);
+  // Grouped by (kind, key), oldest first.
+  EXPECT_THAT(
+      LoadRows(reopened),
+      ElementsAre(Row(Kind::kTaskDuration, task_key, 12.5, kT0 + absl::Seconds(12.5) + ns7),
+                  Row(Kind::kServiceDuration, "svc-a", 3.25, kT0 + absl::Seconds(3.25) + ns7),
+                  Row(Kind::kColdStart, "svc-a", 1.75, kT0 + absl::Seconds(1.75) + ns7),
+                  Row(Kind::kWarmLatency, "svc-a", 0.01, kT0 + absl::Seconds(0.01) + ns7),
+                  Row(Kind::kDispatchGap, task_key, 0.5, kT0 + absl::Seconds(0.5) + ns7),
+                  Row(Kind::kTaskRun, task_key, 1, kT0 + absl::Seconds(1) + ns7),
+                  Row(Kind::kTaskRun, task_key, 0, kT0 + ns7)));
+  EXPECT_THAT(LoadServices(reopened),
+              ElementsAre(Pair("svc-a", binary), Pair("svc-b", "new"), Pair("svc-empty", "")));
+  EXPECT_THAT(LoadRuns(reopened), ElementsAre(Pair("run-1", "one again"), Pair("run-2", "two")));
+}
+
+TYPED_TEST(HistoryStoreTest, PruningKeepsExactlyTheNewestPerKeyInOrder) {
+  HistoryStore& store = *this->store_;  // At most kMaxPerKey = 4 per (kind, key).
+  for (int i = 0; i < 10; ++i) {
+    store.AppendObservation(Obs(Kind::kTaskDuration, "a", i), nullptr);
+    if (i < 3) store.AppendObservation(Obs(Kind::kTaskDuration, "b", 100 + i), nullptr);
+    // The same key under another kind is another window.
+    store.AppendObservation(Obs(Kind::kColdStart, "a", 200 + i), nullptr);
+    if (i % 3 == 0) {
+      ASSERT_TRUE(IsOk(store.Flush()));  // Prune across several batches.
+    }
+  }
+  ASSERT_TRUE(IsOk(store.Flush()));
+  this->Reopen();
+
+  std::vector<std::pair<std::string, double>> rows;
+  for (const Row& row : LoadRows(*this->store_)) {
+    rows.emplace_back(absl::StrCat(static_cast<int>(std::get<0>(row)), "/", std::get<1>(row)),
+                      std::get<2>(row));
+  }
+  EXPECT_THAT(rows, ElementsAre(Pair("1/a", 6), Pair("1/a", 7), Pair("1/a", 8), Pair("1/a", 9),
+                                Pair("1/b", 100), Pair("1/b", 101), Pair("1/b", 102),
+                                Pair("3/a", 206), Pair("3/a", 207), Pair("3/a", 208),
+                                Pair("3/a", 209)));
+}
+
+TYPED_TEST(HistoryStoreTest, FlushWaitsForEveryEarlierWriteAndItsCallback) {
+  HistoryStore& store = *this->store_;
+  EXPECT_TRUE(IsOk(store.Flush()));  // Nothing queued.
+  this->Start(/*max_per_key=*/1000);
+  HistoryStore& bigger = *this->store_;
+  Acks acks;
+  for (int i = 0; i < 500; ++i) {
+    bigger.AppendObservation(Obs(Kind::kTaskDuration, "k", i), acks.Callback());
+  }
+  ASSERT_TRUE(IsOk(bigger.Flush()));
+  EXPECT_EQ(acks.ok(), 500);  // No waiting after Flush: the callbacks have run.
+  StoreStats stats = bigger.stats();
+  EXPECT_EQ(stats.writes, 500);
+  EXPECT_EQ(stats.write_errors, 0);
+  EXPECT_EQ(stats.queued, 0);
+  EXPECT_GE(stats.commits, 1);
+  EXPECT_EQ(LoadRows(bigger).size(), 500u);
+}
+
+TYPED_TEST(HistoryStoreTest, ConcurrentWritersLoseNothing) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 400;
+  this->Start(/*max_per_key=*/kThreads * kPerThread);
+  HistoryStore& store = *this->store_;
+  Acks acks;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&store, &acks, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        store.AppendObservation(Obs(Kind::kTaskDuration, absl::StrCat("own-", t), i),
+                                acks.Callback());
+        store.AppendObservation(Obs(Kind::kTaskDuration, "shared", t * kPerThread + i),
+                                acks.Callback());
+        if (i % 100 == 0) store.PutRun(absl::StrCat("run-", t, "-", i), "x", acks.Callback());
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_TRUE(IsOk(store.Flush()));
+  const int runs_per_thread = kPerThread / 100;
+  EXPECT_EQ(acks.ok(), kThreads * (2 * kPerThread + runs_per_thread));
+  EXPECT_THAT(acks.errors(), ::testing::IsEmpty());
+
+  this->Reopen();
+  std::vector<std::vector<double>> own(kThreads);
+  std::vector<std::vector<double>> shared_by_thread(kThreads);
+  for (const auto& [kind, key, value, time] : LoadRows(*this->store_)) {
+    if (key == "shared") {
+      shared_by_thread[static_cast<int>(value) / kPerThread].push_back(value);
+    } else {
+      own[std::stoi(key.substr(4))].push_back(value);
+    }
+  }
+  for (int t = 0; t < kThreads; ++t) {
+    SCOPED_TRACE(t);
+    // Everything arrived, and each thread's writes in the order it made them.
+    ASSERT_EQ(own[t].size(), static_cast<size_t>(kPerThread));
+    ASSERT_EQ(shared_by_thread[t].size(), static_cast<size_t>(kPerThread));
+    for (int i = 0; i < kPerThread; ++i) {
+      EXPECT_EQ(own[t][i], i);
+      EXPECT_EQ(shared_by_thread[t][i], t * kPerThread + i);
+    }
+  }
+  EXPECT_EQ(LoadRuns(*this->store_).size(), static_cast<size_t>(kThreads * runs_per_thread));
+}
+
+TYPED_TEST(HistoryStoreTest, WritesAfterCloseFailCleanly) {
+  HistoryStore& store = *this->store_;
+  ASSERT_TRUE(IsOk(Await([&](CommitCallback done) {
+    store.AppendObservation(Obs(Kind::kColdStart, "svc", 1), std::move(done));
+  })));
+  ASSERT_TRUE(IsOk(store.Close()));
+  EXPECT_TRUE(IsOk(store.Close()));  // Idempotent.
+
+  // The callback runs before the call returns, on this thread.
+  absl::Status status = absl::UnknownError("callback did not run");
+  store.AppendObservation(Obs(Kind::kColdStart, "svc", 2),
+                          [&](absl::Status s) { status = std::move(s); });
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  status = absl::UnknownError("callback did not run");
+  store.PutService("svc", "x", [&](absl::Status s) { status = std::move(s); });
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  store.DeleteRun("run", nullptr);  // An empty callback is fine too.
+
+  EXPECT_EQ(store.stats().write_errors, 3);
+  EXPECT_EQ(store.stats().writes, 1);
+  EXPECT_EQ(store.Flush().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(IsOk(store.Flush()));  // The error was reported once.
+  EXPECT_EQ(store.LoadObservations([](const Observation&) {}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store.LoadServices([](absl::string_view, absl::string_view) {}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store.LoadRuns([](absl::string_view, absl::string_view) {}).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TYPED_TEST(HistoryStoreTest, NanAndEmptyCallbacksRoundTrip) {
+  HistoryStore& store = *this->store_;
+  store.AppendObservation(Obs(Kind::kWarmLatency, "svc", std::nan("")), nullptr);
+  store.AppendObservation(Obs(Kind::kWarmLatency, "svc", -0.5), nullptr);
+  ASSERT_TRUE(IsOk(store.Flush()));
+  this->Reopen();
+  std::vector<Row> rows = LoadRows(*this->store_);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_TRUE(std::isnan(std::get<2>(rows[0])));
+  EXPECT_EQ(std::get<2>(rows[1]), -0.5);
+}
+
+TYPED_TEST(HistoryStoreTest, LoadsFromCallbacksMayWrite) {
+  HistoryStore& store = *this->store_;
+  ASSERT_TRUE(IsOk(Await([&](CommitCallback done) {
+    store.PutService("svc", "v1", std::move(done));
+  })));
+  // A start-up migration that rewrites what it reads must not deadlock.
+  ASSERT_TRUE(IsOk(store.LoadServices([&](absl::string_view name, absl::string_view) {
+    store.PutService(std::string(name), "v2", nullptr);
+  })));
+  ASSERT_TRUE(IsOk(store.Flush()));
+  EXPECT_THAT(LoadServices(store), ElementsAre(Pair("svc", "v2")));
+}
+
+// SQLite only: durability, files and failures.
+class SqliteHistoryStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    path_ = dir_ + "/prewarm.db";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  StoreOptions Options() const { return StoreOptions{.path = path_}; }
+
+  // Runs SQL against the file through a connection of the test's own.
+  void RawExec(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (error ? error : "");
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
+
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(SqliteHistoryStoreTest, CallbacksRunOnlyAfterCommit) {
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_TRUE(IsOk(store.status()));
+
+  // Callbacks check, through another connection, that their row is visible: committed.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* count_observation = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(reader, "SELECT count(*) FROM observations WHERE key = ?1",
+                               -1, &count_observation, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* count_service = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(reader, "SELECT count(*) FROM services WHERE name = ?1", -1,
+                               &count_service, nullptr),
+            SQLITE_OK);
+  auto visible = [](sqlite3_stmt* stmt, const std::string& key) {
+    sqlite3_bind_text(stmt, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+    int rc = sqlite3_step(stmt);
+    int64_t count = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
+    sqlite3_reset(stmt);
+    return count;
+  };
+
+  constexpr int kWrites = 40;
+  std::vector<int64_t> seen(kWrites, -2);  // Written only by callbacks, on the writer thread.
+  for (int i = 0; i < kWrites; ++i) {
+    std::string key = absl::StrCat("key-", i);
+    if (i % 2 == 0) {
+      (*store)->AppendObservation(Obs(Kind::kTaskDuration, key, i), [&, i, key](absl::Status s) {
+        seen[i] = s.ok() ? visible(count_observation, key) : -3;
+      });
+    } else {
+      (*store)->PutService(key, "bytes", [&, i, key](absl::Status s) {
+        seen[i] = s.ok() ? visible(count_service, key) : -3;
+      });
+    }
+  }
+  ASSERT_TRUE(IsOk((*store)->Flush()));
+  EXPECT_THAT(seen, ::testing::Each(1));
+  sqlite3_finalize(count_observation);
+  sqlite3_finalize(count_service);
+  sqlite3_close(reader);
+}
+
+TEST_F(SqliteHistoryStoreTest, GroupsQueuedWritesIntoOneTransaction) {
+  StoreOptions options = Options();
+  options.max_batch_delay = absl::Hours(1);  // Only a full batch or a Flush starts a commit.
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+  ASSERT_TRUE(IsOk(store.status()));
+  Acks acks;
+  for (int i = 0; i < 10; ++i) {
+    (*store)->AppendObservation(Obs(Kind::kTaskDuration, "k", i), acks.Callback());
+  }
+  EXPECT_EQ(acks.ok(), 0);  // Not committed: the batch is waiting to fill.
+  ASSERT_TRUE(IsOk((*store)->Flush()));
+  EXPECT_EQ(acks.ok(), 10);
+  EXPECT_EQ((*store)->stats().commits, 1);
+}
+
+TEST_F(SqliteHistoryStoreTest, BatchesAreCutAtMaxBatch) {
+  StoreOptions options = Options();
+  options.max_batch = 4;
+  options.max_batch_delay = absl::Hours(1);
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+  ASSERT_TRUE(IsOk(store.status()));
+  Acks acks;
+  for (int i = 0; i < 8; ++i) {
+    (*store)->AppendObservation(Obs(Kind::kTaskDuration, "k", i), acks.Callback());
+  }
+  (*store)->AppendObservation(Obs(Kind::kTaskDuration, "k", 8), acks.Callback());
+  ASSERT_TRUE(IsOk((*store)->Flush()));
+  EXPECT_EQ(acks.ok(), 9);
+  // However the writer's wake-ups fall, 9 writes in transactions of at most 4 that wait to fill
+  // take exactly 3.
+  EXPECT_EQ((*store)->stats().commits, 3);
+}
+
+TEST_F(SqliteHistoryStoreTest, AFailedTransactionFailsAllItsWritesAndTheStoreCarriesOn) {
+  StoreOptions options = Options();
+  options.max_batch = 3;
+  options.max_batch_delay = absl::Hours(1);  // So that the next three writes share a batch.
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+  ASSERT_TRUE(IsOk(store.status()));
+  // Another process's trigger makes one insert fail, like a full disk would.
+  RawExec(
+      "CREATE TRIGGER poison BEFORE INSERT ON observations WHEN NEW.key = 'poison' "
+      "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+
+  Acks acks;
+  (*store)->AppendObservation(Obs(Kind::kTaskDuration, "good", 1), acks.Callback());
+  (*store)->AppendObservation(Obs(Kind::kTaskDuration, "poison", 2), acks.Callback());
+  (*store)->PutService("svc", "x", acks.Callback());
+  absl::Status flushed = (*store)->Flush();
+  EXPECT_THAT(flushed.message(), HasSubstr("injected failure"));
+  EXPECT_THAT(flushed.message(), HasSubstr(path_));
+  EXPECT_EQ(acks.ok(), 0);
+  ASSERT_EQ(acks.errors().size(), 3u);
+  EXPECT_EQ(acks.errors()[0], flushed);
+  EXPECT_EQ((*store)->stats().write_errors, 3);
+
+  // Reported once; later writes commit.
+  EXPECT_TRUE(IsOk((*store)->Flush()));
+  (*store)->AppendObservation(Obs(Kind::kTaskDuration, "good", 3), acks.Callback());
+  EXPECT_TRUE(IsOk((*store)->Flush()));
+  EXPECT_EQ(acks.ok(), 1);
+  std::vector<Row> rows = LoadRows(**store);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(std::get<2>(rows[0]), 3);
+  EXPECT_THAT(LoadServices(**store), ::testing::IsEmpty());
+  EXPECT_TRUE(IsOk((*store)->Close()));
+}
+
+TEST_F(SqliteHistoryStoreTest, AcknowledgedWritesSurviveSigkill) {
+  for (bool synchronous_full : {false, true}) {
+    SCOPED_TRACE(synchronous_full ? "synchronous=FULL" : "synchronous=NORMAL");
+    path_ = absl::StrCat(dir_, "/crash", synchronous_full, ".db");
+    constexpr int kWritten = 20000;
+    constexpr int kAcknowledged = 5000;
+    StoreOptions options = Options();
+    options.synchronous_full = synchronous_full;
+    options.max_observations_per_key = kWritten;
+
+    const pid_t pid = fork();
+    ASSERT_NE(pid, -1);
+    if (pid == 0) {
+      // The child: no gtest here, only exit codes. It dies inside the kAcknowledged-th callback,
+      // with later writes still queued or in flight.
+      absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+      if (!store.ok()) _exit(2);
+      std::atomic<int> acknowledged = 0;
+      for (int i = 0; i < kWritten; ++i) {
+        (*store)->AppendObservation(Obs(Kind::kTaskDuration, "k", i), [&](absl::Status s) {
+          if (!s.ok()) _exit(3);
+          if (acknowledged.fetch_add(1) + 1 == kAcknowledged) kill(getpid(), SIGKILL);
+        });
+      }
+      (*store)->Flush().IgnoreError();
+      _exit(4);
+    }
+    int wait_status = 0;
+    ASSERT_EQ(waitpid(pid, &wait_status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(wait_status))
+        << "child exited with " << (WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
+    ASSERT_EQ(WTERMSIG(wait_status), SIGKILL);
+
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+    ASSERT_TRUE(IsOk(store.status()));
+    std::vector<Row> rows = LoadRows(**store);
+    // One writer thread commits in call order, so the acknowledged writes are the first ones.
+    ASSERT_GE(rows.size(), static_cast<size_t>(kAcknowledged));
+    for (int i = 0; i < kAcknowledged; ++i) ASSERT_EQ(std::get<2>(rows[i]), i);
+  }
+}
+
+TEST_F(SqliteHistoryStoreTest, OpeningAFileThatIsNotADatabaseNamesThePath) {
+  {
+    std::ofstream garbage(path_, std::ios::binary);
+    for (int i = 0; i < 200; ++i) garbage << "this is not an SQLite database, line " << i << "\n";
+  }
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss) << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr(path_));
+}
+
+TEST_F(SqliteHistoryStoreTest, OpeningAnUnopenablePathNamesThePath) {
+  path_ = dir_ + "/no/such/dir/prewarm.db";
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable) << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr(path_));
+}
+
+TEST_F(SqliteHistoryStoreTest, OpeningANewerSchemaFails) {
+  ASSERT_TRUE(IsOk(HistoryStore::OpenSqlite(Options()).status()));
+  RawExec("UPDATE schema_version SET version = 99");
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr(path_));
+  EXPECT_THAT(store.status().message(), HasSubstr("99"));
+}
+
+TEST_F(SqliteHistoryStoreTest, OpeningSomeoneElsesDatabaseFails) {
+  RawExec("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance REAL)");
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr(path_));
+}
+
+TEST_F(SqliteHistoryStoreTest, CreatesAWalFileAtTheCurrentSchemaVersion) {
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_TRUE(IsOk(store.status()));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  auto query = [db](const char* sql) {
+    sqlite3_stmt* stmt = nullptr;
+    std::string result;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      result = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+    return result;
+  };
+  EXPECT_EQ(query("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(query("SELECT version FROM schema_version"), "1");
+  sqlite3_close(db);
+  // Reopening an up-to-date store is a no-op migration.
+  ASSERT_TRUE(IsOk((*store)->Close()));
+  EXPECT_TRUE(IsOk(HistoryStore::OpenSqlite(Options()).status()));
+}
+
+TEST_F(SqliteHistoryStoreTest, RejectsBadOptions) {
+  for (StoreOptions options : {StoreOptions{.path = path_, .max_observations_per_key = 0},
+                               StoreOptions{.path = path_, .max_batch = 0},
+                               StoreOptions{.path = path_, .max_batch_delay = -absl::Seconds(1)},
+                               StoreOptions{.path = ""}, StoreOptions{.path = ":memory:"}}) {
+    EXPECT_EQ(HistoryStore::OpenSqlite(options).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST_F(SqliteHistoryStoreTest, ASmallerBoundAtReopenLoadsOnlyTheNewest) {
+  StoreOptions options = Options();
+  options.max_observations_per_key = 8;
+  {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+    ASSERT_TRUE(IsOk(store.status()));
+    for (int i = 0; i < 8; ++i) {
+      (*store)->AppendObservation(Obs(Kind::kTaskDuration, "a", i), nullptr);
+      (*store)->AppendObservation(Obs(Kind::kTaskDuration, "b", 10 + i), nullptr);
+    }
+  }  // The destructor flushes and closes.
+  options.max_observations_per_key = 3;
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+  ASSERT_TRUE(IsOk(store.status()));
+  std::vector<double> values;
+  for (const Row& row : LoadRows(**store)) values.push_back(std::get<2>(row));
+  EXPECT_THAT(values, ElementsAre(5, 6, 7, 15, 16, 17));
+}
+
+TEST(InMemoryHistoryStoreTest, InjectedWriteErrorsReachCallbacksAndFlush) {
+  InMemoryHistoryStore store;
+  store.SetWriteError(absl::ResourceExhaustedError("disk full"));
+  absl::Status status;
+  store.AppendObservation(Obs(Kind::kColdStart, "svc", 1), [&](absl::Status s) { status = s; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store.Flush().code(), absl::StatusCode::kResourceExhausted);
+  store.SetWriteError(absl::OkStatus());
+  store.AppendObservation(Obs(Kind::kColdStart, "svc", 2), [&](absl::Status s) { status = s; });
+  EXPECT_TRUE(IsOk(status));
+  EXPECT_TRUE(IsOk(store.Flush()));
+  std::vector<Row> rows = LoadRows(store);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(std::get<2>(rows[0]), 2);
+  EXPECT_EQ(store.stats().write_errors, 1);
+  EXPECT_EQ(store.stats().writes, 1);
+}
+
+}  // namespace
+}  // namespace prewarm
