@@ -1,0 +1,110 @@
+// prewarmd: the prewarm server. Starts with no arguments: gRPC on 127.0.0.1:50051, metrics on
+// 127.0.0.1:9464, store ./prewarm.db. Flags override the config file, which overrides defaults.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "predictor/clock.h"
+#include "server/config.h"
+#include "server/log.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, config, "", "JSON configuration file (prewarm.config.v1.ServerConfig)");
+ABSL_FLAG(std::string, grpc_address, "", "gRPC listen address [127.0.0.1:50051]");
+ABSL_FLAG(std::string, metrics_address, "", "Prometheus /metrics listen address [127.0.0.1:9464]");
+ABSL_FLAG(std::string, store, "", "SQLite store file [./prewarm.db]");
+ABSL_FLAG(std::string, allowlist, "",
+          "comma-separated outbound allowlist for warm-up URLs [loopback,*.svc.cluster.local]");
+ABSL_FLAG(double, delay_cost_ratio, 0,
+          "default alpha/beta: idle container-seconds one second of delay is worth [20]");
+ABSL_FLAG(int, max_active_runs, 0, "active runs at most [10000]");
+ABSL_FLAG(int, max_tasks_per_dag, 0, "tasks per DAG at most [10000]");
+ABSL_FLAG(int, max_services, 0, "registered services at most [1000]");
+ABSL_FLAG(std::string, log_level, "", "debug, info, warning or error [info]");
+ABSL_FLAG(std::string, tls_cert, "", "TLS certificate chain (PEM); plaintext when unset");
+ABSL_FLAG(std::string, tls_key, "", "TLS private key (PEM)");
+ABSL_FLAG(std::string, tls_client_ca, "", "CA bundle: require client certificates (mTLS)");
+ABSL_FLAG(std::string, bearer_token_file, "", "file holding the bearer token clients must send");
+
+namespace {
+
+// Applies the flags given on the command line over `options` (a flag left at its empty default
+// keeps the config file's value).
+absl::Status ApplyFlags(prewarm::ServerOptions& o) {
+  prewarm::config::v1::ServerConfig c;
+  c.set_grpc_address(absl::GetFlag(FLAGS_grpc_address));
+  c.set_metrics_address(absl::GetFlag(FLAGS_metrics_address));
+  c.set_store_path(absl::GetFlag(FLAGS_store));
+  for (absl::string_view rule : absl::StrSplit(absl::GetFlag(FLAGS_allowlist), ',',
+                                               absl::SkipWhitespace())) {
+    c.add_allowlist(std::string(rule));
+  }
+  c.mutable_planning()->set_delay_cost_ratio(absl::GetFlag(FLAGS_delay_cost_ratio));
+  c.mutable_limits()->set_max_active_runs(absl::GetFlag(FLAGS_max_active_runs));
+  c.mutable_limits()->set_max_tasks_per_dag(absl::GetFlag(FLAGS_max_tasks_per_dag));
+  c.mutable_limits()->set_max_services(absl::GetFlag(FLAGS_max_services));
+  c.set_log_level(absl::GetFlag(FLAGS_log_level));
+  if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty()) {
+    c.mutable_tls()->set_cert_file(absl::GetFlag(FLAGS_tls_cert));
+    c.mutable_tls()->set_key_file(absl::GetFlag(FLAGS_tls_key));
+    c.mutable_tls()->set_client_ca_file(absl::GetFlag(FLAGS_tls_client_ca));
+  }
+  c.set_bearer_token_file(absl::GetFlag(FLAGS_bearer_token_file));
+  std::vector<prewarm::v1::Service> services = o.services;  // Flags carry none.
+  absl::Status s = prewarm::ApplyConfig(c, o);
+  o.services = std::move(services);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "prewarm server: plans and fires just-in-time warm-ups of serverless services.\n"
+      "Usage: prewarmd [--config=FILE] [--grpc_address=HOST:PORT] [--store=FILE] ...");
+  absl::ParseCommandLine(argc, argv);
+
+  prewarm::ServerOptions options;
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    absl::StatusOr<prewarm::config::v1::ServerConfig> config = prewarm::ReadConfigFile(path);
+    if (!config.ok()) {
+      std::fprintf(stderr, "prewarmd: %s\n", std::string(config.status().message()).c_str());
+      return 2;
+    }
+    if (absl::Status s = prewarm::ApplyConfig(*config, options); !s.ok()) {
+      std::fprintf(stderr, "prewarmd: config file '%s': %s\n", path.c_str(),
+                   std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  if (absl::Status s = ApplyFlags(options); !s.ok()) {
+    std::fprintf(stderr, "prewarmd: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+
+  // Signals are taken synchronously by this thread: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<prewarm::Server>> server =
+      prewarm::Server::Start(options, prewarm::Clock::Real());
+  if (!server.ok()) {
+    PREWARM_LOG(ERROR) << "cannot start: " << server.status();
+    return 1;
+  }
+  int signal = 0;
+  sigwait(&signals, &signal);
+  PREWARM_LOG(INFO) << "received " << (signal == SIGTERM ? "SIGTERM" : "SIGINT")
+                    << "; shutting down";
+  const absl::Status stopped = (*server)->Shutdown();
+  return stopped.ok() ? 0 : 1;
+}

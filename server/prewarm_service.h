@@ -1,0 +1,68 @@
+#pragma once
+
+#include <string>
+
+#include "predictor/clock.h"
+#include "prewarm/v1/prewarm.grpc.pb.h"
+#include "server/delegated_warmups.h"
+#include "server/metrics.h"
+#include "server/run_registry.h"
+#include "server/service_registry.h"
+
+namespace prewarm {
+
+// The gRPC face of prewarmd: converts requests to RunRegistry calls and absl::Status to
+// grpc::Status, checks the optional bearer token, and records every RPC's code and latency.
+// Handlers never block: RunRegistry answers through callbacks once the store has committed.
+// Thread-safe.
+class PrewarmService final : public v1::PrewarmService::CallbackService {
+ public:
+  // `bearer_token`: when non-empty, every call must carry "authorization: Bearer <token>".
+  PrewarmService(RunRegistry& registry, ServiceRegistry& services, DelegatedWarmups& delegated,
+                 Metrics& metrics, Clock& clock, std::string bearer_token);
+
+  grpc::ServerUnaryReactor* RegisterService(grpc::CallbackServerContext* context,
+                                            const v1::RegisterServiceRequest* request,
+                                            v1::RegisterServiceResponse* response) override;
+  grpc::ServerUnaryReactor* ListServices(grpc::CallbackServerContext* context,
+                                         const v1::ListServicesRequest* request,
+                                         v1::ListServicesResponse* response) override;
+  grpc::ServerUnaryReactor* Prewarm(grpc::CallbackServerContext* context,
+                                    const v1::PrewarmRequest* request,
+                                    v1::PrewarmResponse* response) override;
+  grpc::ServerUnaryReactor* ReportTiming(grpc::CallbackServerContext* context,
+                                         const v1::ReportTimingRequest* request,
+                                         v1::ReportTimingResponse* response) override;
+  grpc::ServerUnaryReactor* GetPlan(grpc::CallbackServerContext* context,
+                                    const v1::GetPlanRequest* request,
+                                    v1::GetPlanResponse* response) override;
+  grpc::ServerUnaryReactor* CancelRun(grpc::CallbackServerContext* context,
+                                      const v1::CancelRunRequest* request,
+                                      v1::CancelRunResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchWarmupsResponse>* WatchWarmups(
+      grpc::CallbackServerContext* context, const v1::WatchWarmupsRequest* request) override;
+  grpc::ServerUnaryReactor* ReportWarmup(grpc::CallbackServerContext* context,
+                                         const v1::ReportWarmupRequest* request,
+                                         v1::ReportWarmupResponse* response) override;
+  grpc::ServerUnaryReactor* GetServiceStats(grpc::CallbackServerContext* context,
+                                            const v1::GetServiceStatsRequest* request,
+                                            v1::GetServiceStatsResponse* response) override;
+
+ private:
+  // A unary reactor that records the RPC's metrics when it finishes.
+  grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* context, const char* method,
+                                  std::function<void(std::function<void(absl::Status)>)> body);
+  absl::Status Authorize(grpc::CallbackServerContext* context) const;
+
+  RunRegistry& registry_;
+  ServiceRegistry& services_;
+  DelegatedWarmups& delegated_;
+  Metrics& metrics_;
+  Clock& clock_;
+  const std::string bearer_token_;
+};
+
+// absl::Status -> grpc::Status, keeping the code and message.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace prewarm

@@ -1,0 +1,953 @@
+#include "server/run_registry.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "predictor/names.h"
+#include "predictor/random.h"
+#include "prewarm/store/v1/store.pb.h"
+#include "server/log.h"
+#include "server/proto_time.h"
+
+namespace prewarm {
+namespace {
+
+constexpr absl::Duration kExpiryInterval = absl::Minutes(1);
+constexpr double kMaxDelayCostRatio = 1e6;
+constexpr absl::Duration kMaxColdStart = absl::Minutes(10);
+
+HistoryWindow WindowOf(Observation::Kind kind) {
+  switch (kind) {
+    case Observation::Kind::kTaskDuration:
+      return HistoryWindow::kTaskDuration;
+    case Observation::Kind::kServiceDuration:
+      return HistoryWindow::kServiceDuration;
+    case Observation::Kind::kColdStart:
+      return HistoryWindow::kColdStart;
+    case Observation::Kind::kWarmLatency:
+      return HistoryWindow::kWarmLatency;
+    case Observation::Kind::kDispatchGap:
+      return HistoryWindow::kDispatchGap;
+    case Observation::Kind::kTaskRun:
+      return HistoryWindow::kTaskRun;
+  }
+  return HistoryWindow::kTaskDuration;
+}
+
+const char* KindName(Observation::Kind kind) {
+  switch (kind) {
+    case Observation::Kind::kTaskDuration:
+      return "task_duration";
+    case Observation::Kind::kServiceDuration:
+      return "service_duration";
+    case Observation::Kind::kColdStart:
+      return "cold_start";
+    case Observation::Kind::kWarmLatency:
+      return "warm_latency";
+    case Observation::Kind::kDispatchGap:
+      return "dispatch_gap";
+    case Observation::Kind::kTaskRun:
+      return "task_run";
+  }
+  return "unknown";
+}
+
+Observation Make(Observation::Kind kind, std::string key, double value, absl::Time at) {
+  Observation o;
+  o.kind = kind;
+  o.key = std::move(key);
+  o.value = value;
+  o.time = at;
+  return o;
+}
+
+bool Terminal(TaskState s) {
+  return s == TaskState::kSucceeded || s == TaskState::kFailed || s == TaskState::kSkipped;
+}
+
+v1::WarmupDecision ToProto(WarmupDecision d) {
+  switch (d) {
+    case WarmupDecision::kWarm:
+      return v1::WARMUP_DECISION_WARM;
+    case WarmupDecision::kSkipAlreadyWarm:
+      return v1::WARMUP_DECISION_SKIP_ALREADY_WARM;
+    case WarmupDecision::kSkipUnlikely:
+      return v1::WARMUP_DECISION_SKIP_UNLIKELY;
+    case WarmupDecision::kSkipNoService:
+      return v1::WARMUP_DECISION_SKIP_NO_SERVICE;
+    case WarmupDecision::kSkipStarted:
+      return v1::WARMUP_DECISION_SKIP_STARTED;
+    case WarmupDecision::kSkipNotWorth:
+      return v1::WARMUP_DECISION_SKIP_NOT_WORTH;
+    case WarmupDecision::kSkipTooLate:
+      return v1::WARMUP_DECISION_SKIP_TOO_LATE;
+  }
+  return v1::WARMUP_DECISION_UNSPECIFIED;
+}
+
+v1::Confidence ToProto(Confidence c) {
+  switch (c) {
+    case Confidence::kHigh:
+      return v1::CONFIDENCE_HIGH;
+    case Confidence::kMedium:
+      return v1::CONFIDENCE_MEDIUM;
+    case Confidence::kLow:
+      return v1::CONFIDENCE_LOW;
+  }
+  return v1::CONFIDENCE_UNSPECIFIED;
+}
+
+v1::TaskState ToProto(TaskState s) {
+  switch (s) {
+    case TaskState::kPending:
+      return v1::TASK_STATE_PENDING;
+    case TaskState::kRunning:
+      return v1::TASK_STATE_RUNNING;
+    case TaskState::kSucceeded:
+      return v1::TASK_STATE_SUCCEEDED;
+    case TaskState::kFailed:
+      return v1::TASK_STATE_FAILED;
+    case TaskState::kSkipped:
+      return v1::TASK_STATE_SKIPPED;
+  }
+  return v1::TASK_STATE_UNSPECIFIED;
+}
+
+void Summarize(const SampleWindow* window, v1::DistributionSummary* out) {
+  if (window == nullptr || window->empty()) return;
+  const Distribution d = Distribution::FromSamples(window->InOrder());
+  out->set_sample_count(window->size());
+  *out->mutable_mean() = ToProtoDuration(absl::Seconds(d.Mean()));
+  *out->mutable_p50() = ToProtoDuration(absl::Seconds(d.Quantile(0.5)));
+  *out->mutable_p90() = ToProtoDuration(absl::Seconds(d.Quantile(0.9)));
+  *out->mutable_p99() = ToProtoDuration(absl::Seconds(d.Quantile(0.99)));
+}
+
+}  // namespace
+
+RunRegistry::RunRegistry(RunRegistryOptions options, RunRegistryDeps deps)
+    : options_(std::move(options)), deps_(deps), history_(options_.history) {
+  expiry_timer_ = deps_.timers->Schedule(deps_.clock->Now() + kExpiryInterval,
+                                         [this](absl::Duration) { ExpireIdleRuns(); });
+}
+
+RunRegistry::~RunRegistry() {
+  absl::MutexLock lock(&mu_);
+  deps_.timers->Cancel(expiry_timer_);
+  for (auto& [id, run] : runs_) {
+    for (TaskRuntime& t : run->tasks) {
+      if (t.warmup == v1::WARMUP_STATE_PENDING) deps_.timers->Cancel(t.timer);
+    }
+  }
+}
+
+void RunRegistry::Learn(Observation observation, std::vector<Observation>* learned) {
+  history_.Add(WindowOf(observation.kind), observation.key, observation.value);
+  deps_.metrics->ObservationRecorded(KindName(observation.kind));
+  if (learned != nullptr) learned->push_back(std::move(observation));
+}
+
+void RunRegistry::Persist(std::vector<Observation> observations, std::string run_id,
+                          std::optional<std::string> snapshot,
+                          std::function<void(absl::Status)> done) {
+  struct Pending {
+    std::atomic<int> remaining;
+    absl::Mutex mu;
+    absl::Status first_error;
+    std::function<void(absl::Status)> done;
+  };
+  const int writes = static_cast<int>(observations.size()) + (run_id.empty() ? 0 : 1);
+  if (writes == 0) {
+    if (done) done(absl::OkStatus());
+    return;
+  }
+  auto pending = std::make_shared<Pending>();
+  pending->remaining = writes;
+  pending->done = std::move(done);
+  const absl::Duration started = deps_.clock->MonotonicNow();
+  auto on_commit = [this, pending, started](absl::Status status) {
+    deps_.metrics->StoreWrite(status.ok(), deps_.clock->MonotonicNow() - started);
+    if (!status.ok()) {
+      absl::MutexLock lock(&pending->mu);
+      if (pending->first_error.ok()) {
+        pending->first_error = absl::UnavailableError(
+            absl::StrCat("the store could not commit: ", status.message()));
+      }
+    }
+    if (pending->remaining.fetch_sub(1) == 1 && pending->done) {
+      absl::Status result;
+      {
+        absl::MutexLock lock(&pending->mu);
+        result = pending->first_error;
+      }
+      pending->done(result);
+    }
+  };
+  for (Observation& o : observations) deps_.store->AppendObservation(std::move(o), on_commit);
+  if (run_id.empty()) return;
+  if (snapshot.has_value()) {
+    deps_.store->PutRun(std::move(run_id), *std::move(snapshot), on_commit);
+  } else {
+    deps_.store->DeleteRun(std::move(run_id), on_commit);
+  }
+}
+
+void RunRegistry::RegisterService(
+    const v1::Service& service,
+    std::function<void(absl::StatusOr<v1::RegisterServiceResponse>)> done) {
+  absl::StatusOr<std::pair<v1::Service, bool>> stored = deps_.services->Register(service);
+  if (!stored.ok()) return done(stored.status());
+  deps_.metrics->SetRegisteredServices(static_cast<int64_t>(deps_.services->size()));
+  v1::RegisterServiceResponse response;
+  *response.mutable_service() = stored->first;
+  response.set_replaced(stored->second);
+  deps_.store->PutService(stored->first.name(), stored->first.SerializeAsString(),
+                          [done = std::move(done), response](absl::Status st) {
+                            if (!st.ok()) {
+                              return done(absl::UnavailableError(
+                                  absl::StrCat("the store could not commit: ", st.message())));
+                            }
+                            done(response);
+                          });
+}
+
+absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
+    const v1::PrewarmRequest& request, absl::Time now) {
+  if (absl::Status s = ValidateId(request.run_id(), "run_id"); !s.ok()) return s;
+  if (absl::Status s = ValidateId(request.workflow_id(), "workflow_id"); !s.ok()) return s;
+  if (request.tasks_size() > options_.dag.max_tasks) {
+    return absl::ResourceExhaustedError(absl::StrCat("the DAG has ", request.tasks_size(),
+                                                     " tasks; the limit is ",
+                                                     options_.dag.max_tasks));
+  }
+  auto run = std::make_unique<Run>();
+  run->request = request;
+  absl::Time start = now;
+  if (request.has_start_time()) {
+    absl::StatusOr<absl::Time> t = FromProto(request.start_time(), "start_time");
+    if (!t.ok()) return t.status();
+    if (*t > now + options_.max_future_start) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "start_time ", absl::FormatTime(*t), " is more than ",
+          absl::FormatDuration(options_.max_future_start), " in the future"));
+    }
+    if (*t < now - options_.run_idle_timeout) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("start_time ", absl::FormatTime(*t), " is more than ",
+                       absl::FormatDuration(options_.run_idle_timeout), " in the past"));
+    }
+    start = *t;
+  }
+  *run->request.mutable_start_time() = ToProtoTimestamp(start);
+  PlannerOptions planner_options = options_.planner;
+  const double ratio = request.delay_cost_ratio();
+  if (ratio != 0) {
+    if (!std::isfinite(ratio) || ratio < 0 || ratio > kMaxDelayCostRatio) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "delay_cost_ratio ", ratio, " must be in (0, ", kMaxDelayCostRatio, "]"));
+    }
+    planner_options.delay_cost_ratio = ratio;
+  }
+  run->request.set_delay_cost_ratio(planner_options.delay_cost_ratio);
+
+  std::vector<TaskSpec> specs;
+  specs.reserve(request.tasks_size());
+  for (const v1::Task& t : request.tasks()) {
+    specs.push_back(TaskSpec{t.task_id(), t.service(),
+                             {t.upstream_task_ids().begin(), t.upstream_task_ids().end()}});
+  }
+  absl::StatusOr<Dag> dag = Dag::Build(std::move(specs), options_.dag);
+  if (!dag.ok()) return dag.status();
+  run->dag = std::make_shared<const Dag>(*std::move(dag));
+  RunModel model = BuildRunModel(*run->dag, request.workflow_id(), history_,
+                                 [this](absl::string_view s) { return deps_.services->Info(s); });
+  run->planner = std::make_unique<RunPlanner>(run->dag, std::move(model), start,
+                                              SeedFromString(request.run_id()), planner_options);
+  run->planner->PlanAll(now);
+  run->tasks.resize(run->dag->size());
+  run->plan_time = now;
+  run->last_event = now;
+  return run;
+}
+
+void RunRegistry::Prewarm(const v1::PrewarmRequest& request, PlanCallback done) {
+  std::optional<std::string> snapshot;
+  v1::RunPlan plan;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = deps_.clock->Now();
+    if (!request.dry_run()) {
+      if (runs_.contains(request.run_id())) {
+        return done(absl::AlreadyExistsError(
+            absl::StrCat("run '", request.run_id(), "' is already active")));
+      }
+      if (static_cast<int>(runs_.size()) >= options_.max_active_runs) {
+        return done(absl::ResourceExhaustedError(absl::StrCat(
+            "the limit of ", options_.max_active_runs, " active runs is reached")));
+      }
+    }
+    absl::StatusOr<std::unique_ptr<Run>> built = BuildRun(request, now);
+    if (!built.ok()) return done(built.status());
+    Run& run = **built;
+    if (request.dry_run()) return done(PlanProto(run));
+
+    std::vector<int> all(run.dag->size());
+    for (int v = 0; v < run.dag->size(); ++v) all[v] = v;
+    SyncWarmups(run, all);
+    for (int v = 0; v < run.dag->size(); ++v) {
+      const WarmupDecision d = run.planner->plan(v).decision;
+      if (d == WarmupDecision::kSkipAlreadyWarm) {
+        deps_.metrics->WarmupResult(run.dag->task(v).service, "skipped_warm");
+      } else if (d == WarmupDecision::kSkipUnlikely) {
+        deps_.metrics->WarmupResult(run.dag->task(v).service, "skipped_unlikely");
+      }
+    }
+    plan = PlanProto(run);
+    snapshot = Snapshot(run);
+    runs_[request.run_id()] = *std::move(built);
+    deps_.metrics->RunStarted();
+    UpdateGauges();
+  }
+  Persist({}, request.run_id(), std::move(snapshot),
+          [done = std::move(done), plan = std::move(plan)](absl::Status st) mutable {
+            if (!st.ok()) return done(st);
+            done(std::move(plan));
+          });
+}
+
+void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request, PlanCallback done) {
+  std::vector<Observation> learned;
+  std::optional<std::string> snapshot;
+  v1::RunPlan plan;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = deps_.clock->Now();
+    auto it = runs_.find(request.run_id());
+    if (it == runs_.end()) {
+      if (absl::Status s = ValidateId(request.run_id(), "run_id"); !s.ok()) return done(s);
+      return done(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' is not active")));
+    }
+    Run& run = *it->second;
+    if (!run.dag->Find(request.task_id()).has_value()) {
+      return done(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' has no task '",
+                                                   request.task_id().substr(0, 250), "'")));
+    }
+    if (request.event() == v1::TASK_EVENT_TYPE_UNSPECIFIED ||
+        !v1::TaskEventType_IsValid(request.event())) {
+      return done(absl::InvalidArgumentError(
+          absl::StrCat("event ", request.event(), " is not a task event type")));
+    }
+    v1::ReportTimingRequest event = request;
+    absl::Time at = now;
+    if (request.has_event_time()) {
+      absl::StatusOr<absl::Time> t = FromProto(request.event_time(), "event_time");
+      if (!t.ok()) return done(t.status());
+      if (*t > now + options_.max_clock_skew) {
+        return done(absl::InvalidArgumentError(
+            absl::StrCat("event_time ", absl::FormatTime(*t), " is ",
+                         absl::FormatDuration(*t - now), " ahead of the server's clock")));
+      }
+      at = *t;
+    }
+    *event.mutable_event_time() = ToProtoTimestamp(at);
+    if (request.has_cold_start()) {
+      absl::StatusOr<absl::Duration> c = FromProto(request.cold_start(), "cold_start");
+      if (!c.ok()) return done(c.status());
+      if (*c < absl::ZeroDuration() || *c > kMaxColdStart) {
+        return done(absl::InvalidArgumentError(
+            absl::StrCat("cold_start ", absl::FormatDuration(*c), " must be in [0, ",
+                         absl::FormatDuration(kMaxColdStart), "]")));
+      }
+    }
+    if (absl::Status s = ApplyEvent(run, event, now, &learned); !s.ok()) return done(s);
+    run.events.push_back(std::move(event));
+    run.last_event = now;
+    plan = PlanProto(run);
+    bool finished = true;
+    for (int v = 0; v < run.dag->size() && finished; ++v) {
+      finished = Terminal(run.planner->progress(v).state);
+    }
+    if (finished) {
+      Retire(request.run_id(), "finished");  // `run` is gone from here on.
+      snapshot = std::nullopt;
+    } else {
+      snapshot = Snapshot(run);
+    }
+    UpdateGauges();
+  }
+  Persist(std::move(learned), request.run_id(), std::move(snapshot),
+          [done = std::move(done), plan = std::move(plan)](absl::Status st) mutable {
+            if (!st.ok()) return done(st);
+            done(std::move(plan));
+          });
+}
+
+absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& event,
+                                     absl::Time now, std::vector<Observation>* learned) {
+  const int v = *run.dag->Find(event.task_id());
+  const TaskSpec& spec = run.dag->task(v);
+  const std::string& workflow = run.request.workflow_id();
+  TaskRuntime& rt = run.tasks[v];
+  const absl::Time at = FromProto(event.event_time(), "event_time").value_or(now);
+  const bool replay = learned == nullptr;
+  const ServiceInfo service = spec.service.empty() ? ServiceInfo{} : deps_.services->Info(spec.service);
+  const std::optional<bool> cold =
+      event.has_cold() ? std::optional<bool>(event.cold()) : std::nullopt;
+
+  absl::StatusOr<std::vector<int>> touched = std::vector<int>{};
+  switch (event.event()) {
+    case v1::TASK_EVENT_TYPE_STARTED: {
+      const TaskProgress before = run.planner->progress(v);
+      const absl::Time expected = run.planner->plan(v).expected_start;
+      touched = run.planner->Started(v, at, now);
+      if (!touched.ok()) return touched.status();
+      rt.actual_start = at;
+      if (replay) break;
+      if (before.state == TaskState::kPending) {
+        deps_.metrics->PredictionError(at - expected);
+        // The dispatch gap, once every parent is done.
+        absl::Time last_parent = absl::InfinitePast();
+        bool parents_done = !run.dag->parents(v).empty();
+        for (int u : run.dag->parents(v)) {
+          const TaskProgress& p = run.planner->progress(u);
+          parents_done = parents_done && Terminal(p.state);
+          last_parent = std::max(last_parent, p.finished);
+        }
+        if (parents_done && at >= last_parent) {
+          Learn(Make(Observation::Kind::kDispatchGap, workflow,
+                     absl::ToDoubleSeconds(at - last_parent), now),
+                learned);
+        }
+      }
+      if (!spec.service.empty()) {
+        if (cold.has_value()) SettleOutcome(run, v, cold, at);
+        deps_.services->MarkWarm(spec.service, at + service.keep_alive);
+      }
+      break;
+    }
+    case v1::TASK_EVENT_TYPE_SERVICE_INVOKED:
+      if (!replay && !spec.service.empty()) {
+        SettleOutcome(run, v, cold, at);
+        deps_.services->MarkWarm(spec.service, at + service.keep_alive);
+      }
+      break;
+    case v1::TASK_EVENT_TYPE_FINISHED: {
+      const TaskProgress before = run.planner->progress(v);
+      touched = run.planner->Finished(v, at, now);
+      if (!touched.ok()) return touched.status();
+      if (replay) break;
+      const absl::Time started = before.state == TaskState::kRunning ? before.started : at;
+      absl::Duration cold_penalty;
+      if (!spec.service.empty()) {
+        SettleOutcome(run, v, cold, started);
+        if (event.has_cold_start() && event.cold()) {
+          cold_penalty = FromProto(event.cold_start(), "").value_or(absl::ZeroDuration());
+        } else if (rt.outcome == v1::TASK_OUTCOME_MISS) {
+          cold_penalty = run.planner->plan(v).expected_cold_start;
+        } else if (rt.outcome == v1::TASK_OUTCOME_LATE && rt.fired_at != absl::InfinitePast()) {
+          cold_penalty = std::max(absl::ZeroDuration(), rt.fired_at +
+                                                            run.planner->plan(v).expected_cold_start -
+                                                            started);
+        }
+        deps_.services->MarkWarm(spec.service, at + service.keep_alive);
+      }
+      // The warm run time: what the task took minus the cold start it paid.
+      const double seconds =
+          std::max(0.0, absl::ToDoubleSeconds(at - started - cold_penalty));
+      Learn(Make(Observation::Kind::kTaskDuration, History::TaskKey(workflow, spec.task_id),
+                 seconds, now),
+            learned);
+      if (!spec.service.empty()) {
+        Learn(Make(Observation::Kind::kServiceDuration, spec.service, seconds, now), learned);
+      }
+      Learn(Make(Observation::Kind::kTaskRun, History::TaskKey(workflow, spec.task_id), 1, now),
+            learned);
+      break;
+    }
+    case v1::TASK_EVENT_TYPE_FAILED:
+      touched = run.planner->Failed(v, at, now);
+      if (!touched.ok()) return touched.status();
+      if (!replay && !spec.service.empty()) SettleOutcome(run, v, cold, at);
+      break;
+    case v1::TASK_EVENT_TYPE_SKIPPED:
+      touched = run.planner->Skipped(v, at, now);
+      if (!touched.ok()) return touched.status();
+      if (!replay) {
+        Learn(Make(Observation::Kind::kTaskRun, History::TaskKey(workflow, spec.task_id), 0, now),
+              learned);
+      }
+      break;
+    default:
+      break;
+  }
+  // A reported cold start teaches the service's cost, whatever the event.
+  if (!replay && event.has_cold_start() && cold.value_or(true) && !spec.service.empty()) {
+    const absl::Duration c = FromProto(event.cold_start(), "").value_or(absl::ZeroDuration());
+    Learn(Make(Observation::Kind::kColdStart, spec.service, absl::ToDoubleSeconds(c), now),
+          learned);
+    deps_.metrics->ColdStartObserved(spec.service, c);
+  }
+  if (!touched->empty()) {
+    ++run.replans;
+    run.plan_time = now;
+    SyncWarmups(run, *touched);
+  }
+  return absl::OkStatus();
+}
+
+void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_cold,
+                                absl::Time at) {
+  TaskRuntime& rt = run.tasks[v];
+  if (rt.outcome_counted) return;
+  const std::string& service = run.dag->task(v).service;
+  const absl::Duration cold_start = run.planner->plan(v).expected_cold_start;
+  v1::TaskOutcome outcome;
+  if (reported_cold.has_value()) {
+    outcome = !*reported_cold ? v1::TASK_OUTCOME_HIT
+              : rt.warmup == v1::WARMUP_STATE_FIRED ? v1::TASK_OUTCOME_LATE
+                                                     : v1::TASK_OUTCOME_MISS;
+  } else if (rt.warmup == v1::WARMUP_STATE_READY) {
+    outcome = v1::TASK_OUTCOME_HIT;
+  } else if (rt.warmup == v1::WARMUP_STATE_FIRED) {
+    outcome = v1::TASK_OUTCOME_LATE;
+  } else {
+    outcome = deps_.services->WarmUntil(service) >= at ? v1::TASK_OUTCOME_HIT
+                                                        : v1::TASK_OUTCOME_MISS;
+  }
+  rt.outcome = outcome;
+  rt.outcome_counted = true;
+  ServiceCounters& counters = counters_[service];
+  switch (outcome) {
+    case v1::TASK_OUTCOME_HIT:
+      ++counters.hits;
+      deps_.metrics->TaskStart(service, "hit");
+      if (rt.warmup == v1::WARMUP_STATE_READY) {
+        deps_.metrics->ColdStartHidden(service, cold_start);
+        deps_.metrics->IdleWarmSeconds(service, std::max(absl::ZeroDuration(), at - rt.ready_at));
+      }
+      break;
+    case v1::TASK_OUTCOME_LATE:
+      ++counters.lates;
+      deps_.metrics->TaskStart(service, "late");
+      deps_.metrics->ColdStartHidden(
+          service, std::clamp(at - rt.fired_at, absl::ZeroDuration(), cold_start));
+      break;
+    default:
+      ++counters.misses;
+      deps_.metrics->TaskStart(service, "miss");
+      break;
+  }
+}
+
+void RunRegistry::CancelWarmup(TaskRuntime& task) {
+  if (task.warmup != v1::WARMUP_STATE_PENDING) return;
+  deps_.timers->Cancel(task.timer);
+  --pending_warmups_;
+  task.warmup = v1::WARMUP_STATE_CANCELLED;
+  task.scheduled_for = absl::InfiniteFuture();
+}
+
+void RunRegistry::SyncWarmups(Run& run, const std::vector<int>& tasks) {
+  const std::string run_id = run.request.run_id();
+  for (int v : tasks) {
+    TaskRuntime& rt = run.tasks[v];
+    if (rt.warmup == v1::WARMUP_STATE_FIRED || rt.warmup == v1::WARMUP_STATE_READY ||
+        rt.warmup == v1::WARMUP_STATE_FAILED) {
+      continue;  // Already fired: nothing left to move.
+    }
+    const TaskPlan& plan = run.planner->plan(v);
+    if (plan.decision != WarmupDecision::kWarm) {
+      if (rt.warmup == v1::WARMUP_STATE_PENDING) {
+        CancelWarmup(rt);
+        deps_.metrics->WarmupResult(run.dag->task(v).service, "cancelled");
+      }
+      if (run.planner->progress(v).state == TaskState::kPending) rt.warmup = v1::WARMUP_STATE_NONE;
+      continue;
+    }
+    if (rt.warmup == v1::WARMUP_STATE_PENDING) {
+      if (rt.scheduled_for == plan.warmup_time) continue;
+      deps_.timers->Cancel(rt.timer);
+    } else {
+      ++pending_warmups_;
+    }
+    rt.warmup = v1::WARMUP_STATE_PENDING;
+    rt.scheduled_for = plan.warmup_time;
+    const uint64_t generation = ++rt.generation;
+    rt.timer = deps_.timers->Schedule(
+        plan.warmup_time, [this, run_id, v, generation](absl::Duration lateness) {
+          Fire(run_id, v, generation, lateness);
+        });
+  }
+}
+
+void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
+                       absl::Duration lateness) {
+  v1::Service service;
+  WarmupRequest http;
+  v1::WatchWarmupsResponse instruction;
+  std::optional<std::string> snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return;
+    Run& run = *it->second;
+    TaskRuntime& rt = run.tasks[v];
+    if (rt.warmup != v1::WARMUP_STATE_PENDING || rt.generation != generation) return;
+    --pending_warmups_;
+    const std::string& name = run.dag->task(v).service;
+    const TaskPlan& plan = run.planner->plan(v);
+    const absl::Time now = deps_.clock->Now();
+    if (!deps_.services->Find(name, &service)) {
+      rt.warmup = v1::WARMUP_STATE_NONE;  // Unregistered since the plan was made.
+      UpdateGauges();
+      return;
+    }
+    // Another run may have warmed the service since this plan was made.
+    if (deps_.services->WarmUntil(name) >= plan.expected_start) {
+      rt.warmup = v1::WARMUP_STATE_NONE;
+      deps_.metrics->WarmupResult(name, "skipped_warm");
+      UpdateGauges();
+      return;
+    }
+    rt.warmup = v1::WARMUP_STATE_FIRED;
+    rt.fired_at = now;
+    rt.warmup_id = next_warmup_id_++;
+    in_flight_[rt.warmup_id] = InFlight{run_id, v, name};
+    ++counters_[name].fired;
+    deps_.metrics->WarmupResult(name, "fired");
+    deps_.metrics->WarmupLateness(lateness);
+    snapshot = Snapshot(run);
+    UpdateGauges();
+    if (service.mode() == v1::WARMUP_MODE_DELEGATED) {
+      instruction.set_warmup_id(absl::StrCat(rt.warmup_id));
+      instruction.set_service(name);
+      instruction.set_run_id(run_id);
+      instruction.set_task_id(run.dag->task(v).task_id);
+      *instruction.mutable_warmup_time() = ToProtoTimestamp(plan.warmup_time);
+      *instruction.mutable_expected_start_time() = ToProtoTimestamp(plan.expected_start);
+      instruction.set_warmup_url(service.warmup_url());
+    } else {
+      http.id = rt.warmup_id;
+      http.url = service.warmup_url();
+      http.method = service.warmup_method();
+      http.timeout = FromProto(service.warmup_timeout(), "").value_or(absl::Seconds(30));
+      http.max_attempts = options_.warmup_attempts;
+    }
+  }
+  // Remember the firing, so that a restart does not fire it again (no one waits for this write).
+  Persist({}, run_id, std::move(snapshot), nullptr);
+  if (service.mode() == v1::WARMUP_MODE_DELEGATED) {
+    const uint64_t id = std::stoull(instruction.warmup_id());
+    if (deps_.delegated->Publish(instruction) == 0) {
+      PREWARM_LOG(WARNING) << "no WatchWarmups subscriber for delegated service '"
+                           << service.name() << "'; warm-up " << id << " is lost";
+      (void)OnWarmupResult(id, false, absl::ZeroDuration(), std::nullopt);
+    }
+    return;
+  }
+  deps_.warmer->Fire(std::move(http), [this](const WarmupResult& r) {
+    if (!r.success) {
+      PREWARM_LOG(WARNING) << "warm-up " << r.id << " failed after " << r.attempts
+                           << " attempt(s): " << r.error;
+    }
+    (void)OnWarmupResult(r.id, r.success, r.latency, std::nullopt);
+  });
+}
+
+absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl::Duration latency,
+                                         std::optional<bool> cold) {
+  std::vector<Observation> learned;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = in_flight_.find(warmup_id);
+    if (it == in_flight_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("warm-up ", warmup_id, " is unknown or already reported"));
+    }
+    const InFlight flight = std::move(it->second);
+    in_flight_.erase(it);
+    const absl::Time now = deps_.clock->Now();
+    TaskRuntime* rt = nullptr;
+    if (auto run = runs_.find(flight.run_id); run != runs_.end()) {
+      rt = &run->second->tasks[flight.task];
+    }
+    if (success) {
+      deps_.metrics->WarmupLatency(flight.service, latency);
+      deps_.metrics->WarmupResult(flight.service, "ready");
+      const bool was_cold = cold.value_or(latency > deps_.services->WarmLatency(flight.service));
+      if (was_cold) {
+        Learn(Make(Observation::Kind::kColdStart, flight.service, absl::ToDoubleSeconds(latency),
+                   now),
+              &learned);
+        deps_.metrics->ColdStartObserved(flight.service, latency);
+      } else {
+        Learn(Make(Observation::Kind::kWarmLatency, flight.service,
+                   absl::ToDoubleSeconds(latency), now),
+              &learned);
+      }
+      deps_.services->MarkWarm(flight.service,
+                               now + deps_.services->Info(flight.service).keep_alive);
+      if (rt != nullptr && rt->warmup == v1::WARMUP_STATE_FIRED) {
+        rt->warmup = v1::WARMUP_STATE_READY;
+        rt->ready_at = now;
+      }
+    } else {
+      deps_.metrics->WarmupResult(flight.service, "failed");
+      ++counters_[flight.service].failed;
+      if (rt != nullptr && rt->warmup == v1::WARMUP_STATE_FIRED) {
+        rt->warmup = v1::WARMUP_STATE_FAILED;
+      }
+    }
+  }
+  Persist(std::move(learned), "", std::nullopt, nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status RunRegistry::ReportWarmup(const v1::ReportWarmupRequest& request) {
+  uint64_t id = 0;
+  if (request.warmup_id().empty() || !absl::SimpleAtoi(request.warmup_id(), &id)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "warmup_id '", request.warmup_id().substr(0, 40), "' is not an id from WatchWarmups"));
+  }
+  absl::Duration latency;
+  if (request.has_latency()) {
+    absl::StatusOr<absl::Duration> d = FromProto(request.latency(), "latency");
+    if (!d.ok()) return d.status();
+    if (*d < absl::ZeroDuration() || *d > kMaxColdStart) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "latency ", absl::FormatDuration(*d), " must be in [0, ",
+          absl::FormatDuration(kMaxColdStart), "]"));
+    }
+    latency = *d;
+  } else if (request.success()) {
+    return absl::InvalidArgumentError("latency is required for a successful warm-up");
+  }
+  return OnWarmupResult(id, request.success(), latency,
+                        request.has_cold() ? std::optional<bool>(request.cold()) : std::nullopt);
+}
+
+absl::StatusOr<v1::RunPlan> RunRegistry::GetPlan(absl::string_view run_id) const {
+  absl::MutexLock lock(&mu_);
+  if (auto it = runs_.find(run_id); it != runs_.end()) return PlanProto(*it->second);
+  if (auto it = retired_.find(run_id); it != retired_.end()) return it->second;
+  if (absl::Status s = ValidateId(run_id, "run_id"); !s.ok()) return s;
+  return absl::NotFoundError(absl::StrCat("run '", run_id, "' is unknown"));
+}
+
+absl::StatusOr<int> RunRegistry::CancelRun(absl::string_view run_id) {
+  int cancelled = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) {
+      if (absl::Status s = ValidateId(run_id, "run_id"); !s.ok()) return s;
+      return absl::NotFoundError(absl::StrCat("run '", run_id, "' is not active"));
+    }
+    for (const TaskRuntime& t : it->second->tasks) {
+      cancelled += t.warmup == v1::WARMUP_STATE_PENDING;
+    }
+    Retire(std::string(run_id), "cancelled");
+    UpdateGauges();
+  }
+  Persist({}, std::string(run_id), std::nullopt, nullptr);
+  return cancelled;
+}
+
+void RunRegistry::Retire(const std::string& run_id, absl::string_view outcome) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Run& run = *it->second;
+  for (int v = 0; v < run.dag->size(); ++v) {
+    TaskRuntime& t = run.tasks[v];
+    if (t.warmup == v1::WARMUP_STATE_PENDING) {
+      CancelWarmup(t);
+      deps_.metrics->WarmupResult(run.dag->task(v).service, "cancelled");
+    }
+  }
+  retired_[run_id] = PlanProto(run);
+  retired_order_.push_back(run_id);
+  while (static_cast<int>(retired_order_.size()) > options_.max_retired_runs) {
+    retired_.erase(retired_order_.front());
+    retired_order_.pop_front();
+  }
+  runs_.erase(it);
+  deps_.metrics->RunFinished(outcome);
+}
+
+void RunRegistry::ExpireIdleRuns() {
+  std::vector<std::string> expired;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = deps_.clock->Now();
+    for (const auto& [id, run] : runs_) {
+      if (now - run->last_event > options_.run_idle_timeout) expired.push_back(id);
+    }
+    for (const std::string& id : expired) {
+      PREWARM_LOG(INFO) << "run '" << id << "' expired after "
+                        << absl::FormatDuration(options_.run_idle_timeout) << " without events";
+      Retire(id, "expired");
+    }
+    UpdateGauges();
+    expiry_timer_ = deps_.timers->Schedule(now + kExpiryInterval,
+                                           [this](absl::Duration) { ExpireIdleRuns(); });
+  }
+  for (std::string& id : expired) Persist({}, std::move(id), std::nullopt, nullptr);
+}
+
+absl::StatusOr<v1::GetServiceStatsResponse> RunRegistry::GetServiceStats(
+    absl::string_view service) const {
+  if (absl::Status s = ValidateServiceName(service, "service"); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  const bool registered = deps_.services->Find(service, nullptr);
+  const SampleWindow* durations = history_.ServiceDurations(service);
+  const SampleWindow* colds = history_.ColdStarts(service);
+  if (!registered && durations == nullptr && colds == nullptr) {
+    return absl::NotFoundError(absl::StrCat("service '", service, "' is not registered and has no history"));
+  }
+  v1::GetServiceStatsResponse out;
+  out.set_service(std::string(service));
+  Summarize(durations, out.mutable_duration());
+  Summarize(colds, out.mutable_cold_start());
+  Summarize(history_.WarmLatencies(service), out.mutable_warm_latency());
+  if (auto it = counters_.find(service); it != counters_.end()) {
+    out.set_hit_count(it->second.hits);
+    out.set_miss_count(it->second.misses);
+    out.set_late_count(it->second.lates);
+    out.set_warmups_fired(it->second.fired);
+    out.set_warmups_failed(it->second.failed);
+  }
+  const absl::Time warm_until = deps_.services->WarmUntil(service);
+  if (warm_until > deps_.clock->Now()) *out.mutable_warm_until() = ToProtoTimestamp(warm_until);
+  return out;
+}
+
+v1::RunPlan RunRegistry::PlanProto(const Run& run) const {
+  v1::RunPlan out;
+  out.set_run_id(run.request.run_id());
+  out.set_workflow_id(run.request.workflow_id());
+  *out.mutable_start_time() = run.request.start_time();
+  *out.mutable_plan_time() = ToProtoTimestamp(run.plan_time);
+  out.set_replan_count(run.replans);
+  for (int v = 0; v < run.dag->size(); ++v) {
+    const TaskPlan& p = run.planner->plan(v);
+    const TaskProgress& progress = run.planner->progress(v);
+    const TaskRuntime& rt = run.tasks[v];
+    v1::TaskPlan* t = out.add_tasks();
+    t->set_task_id(run.dag->task(v).task_id);
+    t->set_service(run.dag->task(v).service);
+    *t->mutable_expected_start_time() = ToProtoTimestamp(p.expected_start);
+    *t->mutable_start_time_p10() = ToProtoTimestamp(p.start_p10);
+    *t->mutable_start_time_p90() = ToProtoTimestamp(p.start_p90);
+    if (p.decision == WarmupDecision::kWarm) {
+      *t->mutable_warmup_time() = ToProtoTimestamp(p.warmup_time);
+    } else if (rt.fired_at != absl::InfinitePast()) {
+      *t->mutable_warmup_time() = ToProtoTimestamp(rt.fired_at);
+    }
+    *t->mutable_expected_cold_start() = ToProtoDuration(p.expected_cold_start);
+    t->set_decision(ToProto(p.decision));
+    t->set_reason(p.reason);
+    t->set_confidence(ToProto(p.confidence));
+    t->set_run_probability(p.run_probability);
+    *t->mutable_expected_delay() = ToProtoDuration(p.expected_delay);
+    *t->mutable_expected_idle() = ToProtoDuration(p.expected_idle);
+    t->set_warmup_state(rt.warmup);
+    t->set_task_state(ToProto(progress.state));
+    t->set_outcome(rt.outcome);
+    if (rt.actual_start != absl::InfinitePast()) {
+      *t->mutable_actual_start_time() = ToProtoTimestamp(rt.actual_start);
+    }
+  }
+  return out;
+}
+
+std::string RunRegistry::Snapshot(const Run& run) const {
+  store::v1::RunSnapshot snapshot;
+  *snapshot.mutable_request() = run.request;
+  for (const v1::ReportTimingRequest& e : run.events) *snapshot.add_events() = e;
+  for (int v = 0; v < run.dag->size(); ++v) {
+    const v1::WarmupState s = run.tasks[v].warmup;
+    if (s == v1::WARMUP_STATE_FIRED || s == v1::WARMUP_STATE_READY ||
+        s == v1::WARMUP_STATE_FAILED) {
+      snapshot.add_fired_task_ids(run.dag->task(v).task_id);
+    }
+  }
+  *snapshot.mutable_last_event_time() = ToProtoTimestamp(run.last_event);
+  return snapshot.SerializeAsString();
+}
+
+void RunRegistry::UpdateGauges() {
+  deps_.metrics->SetActiveRuns(static_cast<int64_t>(runs_.size()));
+  deps_.metrics->SetPendingWarmups(pending_warmups_);
+}
+
+int RunRegistry::active_runs() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(runs_.size());
+}
+
+int RunRegistry::pending_warmups() const {
+  absl::MutexLock lock(&mu_);
+  return pending_warmups_;
+}
+
+absl::Status RunRegistry::Restore() {
+  // Services first: plans need them.
+  absl::Status status = deps_.store->LoadServices([&](absl::string_view, absl::string_view bytes) {
+    v1::Service s;
+    if (s.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      deps_.services->Restore(std::move(s));
+    }
+  });
+  if (!status.ok()) return status;
+  deps_.metrics->SetRegisteredServices(static_cast<int64_t>(deps_.services->size()));
+  absl::MutexLock lock(&mu_);
+  int64_t observations = 0;
+  status = deps_.store->LoadObservations([&](const Observation& o) {
+    history_.Add(WindowOf(o.kind), o.key, o.value);
+    ++observations;
+  });
+  if (!status.ok()) return status;
+  const absl::Time now = deps_.clock->Now();
+  int restored = 0;
+  std::vector<std::string> unreadable;
+  status = deps_.store->LoadRuns([&](absl::string_view run_id, absl::string_view bytes) {
+    store::v1::RunSnapshot snapshot;
+    if (!snapshot.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      unreadable.emplace_back(run_id);
+      return;
+    }
+    const absl::Time start = FromProto(snapshot.request().start_time(), "").value_or(now);
+    absl::StatusOr<std::unique_ptr<Run>> built = BuildRun(snapshot.request(), start);
+    if (!built.ok()) {
+      PREWARM_LOG(WARNING) << "dropping stored run '" << run_id << "': " << built.status();
+      unreadable.emplace_back(run_id);
+      return;
+    }
+    Run& run = **built;
+    for (const v1::ReportTimingRequest& e : snapshot.events()) {
+      const absl::Time at = FromProto(e.event_time(), "").value_or(now);
+      if (ApplyEvent(run, e, at, nullptr).ok()) run.events.push_back(e);
+    }
+    for (const std::string& task : snapshot.fired_task_ids()) {
+      if (auto v = run.dag->Find(task)) run.tasks[*v].warmup = v1::WARMUP_STATE_READY;
+    }
+    run.last_event = FromProto(snapshot.last_event_time(), "").value_or(now);
+    run.planner->PlanAll(now);  // As of now: passed deadlines fire at once.
+    std::vector<int> all(run.dag->size());
+    for (int v = 0; v < run.dag->size(); ++v) all[v] = v;
+    SyncWarmups(run, all);
+    runs_[std::string(run_id)] = *std::move(built);
+    ++restored;
+  });
+  UpdateGauges();
+  PREWARM_LOG(INFO) << "restored " << deps_.services->size() << " services, " << observations
+                    << " observations and " << restored << " active runs";
+  for (std::string& id : unreadable) Persist({}, std::move(id), std::nullopt, nullptr);
+  return status;
+}
+
+}  // namespace prewarm

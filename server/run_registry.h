@@ -1,0 +1,178 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "predictor/clock.h"
+#include "predictor/dag.h"
+#include "predictor/history.h"
+#include "predictor/planner.h"
+#include "prewarm/v1/prewarm.pb.h"
+#include "server/delegated_warmups.h"
+#include "server/history_store.h"
+#include "server/http_warmer.h"
+#include "server/metrics.h"
+#include "server/service_registry.h"
+#include "server/timer_queue.h"
+
+namespace prewarm {
+
+// Limits and defaults of the run registry; all configurable.
+struct RunRegistryOptions {
+  DagLimits dag;
+  int max_active_runs = 10'000;
+  // Finished or cancelled runs whose final plans GetPlan can still return.
+  int max_retired_runs = 1'000;
+  // A run with no event for this long is retired as expired.
+  absl::Duration run_idle_timeout = absl::Hours(24);
+  // How far in the future a run may start, and how far ahead of the server's clock an event may
+  // be stamped.
+  absl::Duration max_future_start = absl::Hours(24 * 7);
+  absl::Duration max_clock_skew = absl::Minutes(5);
+  PlannerOptions planner;
+  HistoryOptions history;
+  int warmup_attempts = 3;
+};
+
+// Everything the registry works with. Not owned; all must outlive the registry.
+struct RunRegistryDeps {
+  Clock* clock;
+  ServiceRegistry* services;
+  TimerQueue* timers;
+  HttpWarmer* warmer;
+  DelegatedWarmups* delegated;
+  HistoryStore* store;
+  Metrics* metrics;
+};
+
+// The heart of prewarmd: active runs with their planners, the learned history, and the warm-up
+// timers that follow the plans. Every task event is an observation (made durable before the
+// caller is answered) and a re-plan of the task's descendants; warm-ups whose deadlines move are
+// rescheduled, those whose deadlines passed fire at once, those of skipped tasks are cancelled.
+// Finished runs are retired to a bounded list of final plans.
+//
+// One mutex guards runs and history: every operation is short (no I/O under the lock; store
+// writes and HTTP warm-ups are asynchronous). Thread-safe.
+class RunRegistry {
+ public:
+  using PlanCallback = std::function<void(absl::StatusOr<v1::RunPlan>)>;
+
+  RunRegistry(RunRegistryOptions options, RunRegistryDeps deps);
+  ~RunRegistry();
+
+  // Loads services, history and active runs from the store and schedules the runs' pending
+  // warm-ups (those whose deadline passed while the server was down fire at once).
+  absl::Status Restore() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // RegisterService: validated by the ServiceRegistry, durable before `done`.
+  void RegisterService(const v1::Service& service,
+                       std::function<void(absl::StatusOr<v1::RegisterServiceResponse>)> done);
+
+  // Prewarm: validates the request (INVALID_ARGUMENT naming the field or task, ALREADY_EXISTS for
+  // an active run id, RESOURCE_EXHAUSTED past the limits), plans, schedules the warm-ups and
+  // persists the run; `done` gets the plan once durable. A dry run only plans.
+  void Prewarm(const v1::PrewarmRequest& request, PlanCallback done) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // ReportTiming: NOT_FOUND for an unknown run or task, INVALID_ARGUMENT for bad fields,
+  // FAILED_PRECONDITION for an event that contradicts the task's state. `done` runs once the
+  // observation and the run's new state are durable.
+  void ReportTiming(const v1::ReportTimingRequest& request, PlanCallback done)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::StatusOr<v1::RunPlan> GetPlan(absl::string_view run_id) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Returns how many pending warm-ups were cancelled.
+  absl::StatusOr<int> CancelRun(absl::string_view run_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // The result of a delegated warm-up (NOT_FOUND for an unknown or already reported id).
+  absl::Status ReportWarmup(const v1::ReportWarmupRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::GetServiceStatsResponse> GetServiceStats(absl::string_view service) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  int active_runs() const ABSL_LOCKS_EXCLUDED(mu_);
+  int pending_warmups() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct TaskRuntime {
+    v1::WarmupState warmup = v1::WARMUP_STATE_NONE;
+    TimerQueue::TimerId timer = 0;
+    absl::Time scheduled_for = absl::InfiniteFuture();
+    absl::Time fired_at = absl::InfinitePast();
+    absl::Time ready_at = absl::InfinitePast();
+    uint64_t warmup_id = 0;
+    uint64_t generation = 0;  // Bumped at every (re)schedule: a stale timer finds a mismatch.
+    v1::TaskOutcome outcome = v1::TASK_OUTCOME_UNSPECIFIED;
+    bool outcome_counted = false;
+    absl::Time actual_start = absl::InfinitePast();
+  };
+  struct Run {
+    v1::PrewarmRequest request;                  // as accepted, start_time filled in
+    std::vector<v1::ReportTimingRequest> events;  // applied, event_time filled in
+    std::shared_ptr<const Dag> dag;
+    std::unique_ptr<RunPlanner> planner;
+    std::vector<TaskRuntime> tasks;
+    absl::Time plan_time;
+    absl::Time last_event;
+    int64_t replans = 0;
+  };
+  struct ServiceCounters {
+    int64_t hits = 0, misses = 0, lates = 0, fired = 0, failed = 0;
+  };
+  struct InFlight {
+    std::string run_id;
+    int task;
+    std::string service;
+  };
+
+  // Builds a run from a validated request, planned as of `now`.
+  absl::StatusOr<std::unique_ptr<Run>> BuildRun(const v1::PrewarmRequest& request, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies one event to a run; appends the observations it teaches to `learned`.
+  absl::Status ApplyEvent(Run& run, const v1::ReportTimingRequest& event, absl::Time now,
+                          std::vector<Observation>* learned) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes the timers of `tasks` follow their plans.
+  void SyncWarmups(Run& run, const std::vector<int>& tasks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelWarmup(TaskRuntime& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Fire(const std::string& run_id, int task, uint64_t generation, absl::Duration lateness)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status OnWarmupResult(uint64_t warmup_id, bool success, absl::Duration latency,
+                              std::optional<bool> cold) ABSL_LOCKS_EXCLUDED(mu_);
+  // Decides (once) whether the task found its service warm, and counts it.
+  void SettleOutcome(Run& run, int task, std::optional<bool> reported_cold, absl::Time at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Learn(Observation observation, std::vector<Observation>* learned)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::RunPlan PlanProto(const Run& run) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string Snapshot(const Run& run) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Retire(const std::string& run_id, absl::string_view outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireIdleRuns() ABSL_LOCKS_EXCLUDED(mu_);
+  void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes `observations` and the run snapshot (if any), then calls `done` once all are durable.
+  // `snapshot` nullopt deletes the run's snapshot (retired); empty `run_id` writes none.
+  void Persist(std::vector<Observation> observations, std::string run_id,
+               std::optional<std::string> snapshot, std::function<void(absl::Status)> done);
+
+  const RunRegistryOptions options_;
+  const RunRegistryDeps deps_;
+  mutable absl::Mutex mu_;
+  History history_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<Run>> runs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, v1::RunPlan> retired_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> retired_order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ServiceCounters> counters_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_warmup_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int pending_warmups_ ABSL_GUARDED_BY(mu_) = 0;
+  TimerQueue::TimerId expiry_timer_ = 0;
+};
+
+}  // namespace prewarm

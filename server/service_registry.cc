@@ -1,0 +1,157 @@
+#include "server/service_registry.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "predictor/names.h"
+#include "server/proto_time.h"
+
+namespace prewarm {
+namespace {
+
+// Bounds that catch unit mistakes (milliseconds sent as seconds) without limiting real use.
+constexpr absl::Duration kMaxWarmupTimeout = absl::Minutes(10);
+constexpr absl::Duration kMaxKeepAlive = absl::Hours(24);
+constexpr absl::Duration kMaxColdStart = absl::Minutes(10);
+
+// Checks an optional positive duration field and fills `fallback` when unset.
+absl::Status CheckDuration(google::protobuf::Duration* field, bool present, absl::string_view name,
+                           absl::Duration max, absl::Duration fallback) {
+  if (!present) {
+    if (fallback > absl::ZeroDuration()) *field = ToProtoDuration(fallback);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<absl::Duration> d = FromProto(*field, name);
+  if (!d.ok()) return d.status();
+  if (*d <= absl::ZeroDuration() || *d > max) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " is ", absl::FormatDuration(*d),
+                                                   "; it must be in (0, ",
+                                                   absl::FormatDuration(max), "]"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ServiceRegistry::Validate(v1::Service& s) const {
+  if (absl::Status st = ValidateServiceName(s.name(), "service.name"); !st.ok()) return st;
+  if (s.mode() == v1::WARMUP_MODE_UNSPECIFIED) s.set_mode(v1::WARMUP_MODE_MANAGED);
+  if (!v1::WarmupMode_IsValid(s.mode())) {
+    return absl::InvalidArgumentError(absl::StrCat("service.mode ", s.mode(), " is unknown"));
+  }
+  if (s.warmup_url().empty()) {
+    if (s.mode() == v1::WARMUP_MODE_MANAGED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "service.warmup_url is required for managed service '", s.name(), "'"));
+    }
+  } else if (absl::Status st = allowlist_.Check(s.warmup_url()); !st.ok()) {
+    // Delegated URLs are fired by the caller, but they are checked too: a watcher trusts them.
+    return st;
+  }
+  if (s.warmup_method().empty()) s.set_warmup_method("GET");
+  if (s.warmup_method() != "GET" && s.warmup_method() != "POST" && s.warmup_method() != "HEAD") {
+    return absl::InvalidArgumentError(absl::StrCat("service.warmup_method '",
+                                                   s.warmup_method().substr(0, 16),
+                                                   "' is not one of GET, POST, HEAD"));
+  }
+  if (absl::Status st = CheckDuration(s.mutable_warmup_timeout(), s.has_warmup_timeout(),
+                                      "service.warmup_timeout", kMaxWarmupTimeout,
+                                      defaults_.warmup_timeout);
+      !st.ok()) {
+    return st;
+  }
+  if (absl::Status st = CheckDuration(s.mutable_keep_alive(), s.has_keep_alive(),
+                                      "service.keep_alive", kMaxKeepAlive, defaults_.keep_alive);
+      !st.ok()) {
+    return st;
+  }
+  if (absl::Status st =
+          CheckDuration(s.mutable_cold_start_prior(), s.has_cold_start_prior(),
+                        "service.cold_start_prior", kMaxColdStart, absl::ZeroDuration());
+      !st.ok()) {
+    return st;
+  }
+  return CheckDuration(s.mutable_warm_latency(), s.has_warm_latency(), "service.warm_latency",
+                       kMaxColdStart, defaults_.warm_latency);
+}
+
+absl::StatusOr<std::pair<v1::Service, bool>> ServiceRegistry::Register(v1::Service service) {
+  if (absl::Status st = Validate(service); !st.ok()) return st;
+  absl::MutexLock lock(&mu_);
+  auto it = services_.find(service.name());
+  const bool replaced = it != services_.end();
+  if (!replaced && static_cast<int>(services_.size()) >= defaults_.max_services) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot register service '", service.name(), "': the limit of ",
+        defaults_.max_services, " services is reached"));
+  }
+  services_[service.name()] = service;
+  return std::make_pair(std::move(service), replaced);
+}
+
+void ServiceRegistry::Restore(v1::Service service) {
+  absl::MutexLock lock(&mu_);
+  std::string name = service.name();
+  services_[std::move(name)] = std::move(service);
+}
+
+std::vector<v1::Service> ServiceRegistry::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Service> out;
+  out.reserve(services_.size());
+  for (const auto& [name, s] : services_) out.push_back(s);
+  return out;
+}
+
+bool ServiceRegistry::Find(absl::string_view name, v1::Service* out) const {
+  absl::MutexLock lock(&mu_);
+  auto it = services_.find(name);
+  if (it == services_.end()) return false;
+  if (out != nullptr) *out = it->second;
+  return true;
+}
+
+size_t ServiceRegistry::size() const {
+  absl::MutexLock lock(&mu_);
+  return services_.size();
+}
+
+ServiceInfo ServiceRegistry::Info(absl::string_view name) const {
+  ServiceInfo info;
+  info.keep_alive = defaults_.keep_alive;
+  absl::MutexLock lock(&mu_);
+  auto it = services_.find(name);
+  if (it == services_.end()) return info;
+  const v1::Service& s = it->second;
+  info.warmable = true;
+  // Validated at registration, so the conversions cannot fail.
+  info.keep_alive = FromProto(s.keep_alive(), "").value_or(defaults_.keep_alive);
+  if (s.has_cold_start_prior()) {
+    info.cold_start_prior = FromProto(s.cold_start_prior(), "").value_or(absl::Seconds(1));
+  }
+  auto warm = warm_until_.find(name);
+  if (warm != warm_until_.end()) info.warm_until = warm->second;
+  return info;
+}
+
+void ServiceRegistry::MarkWarm(absl::string_view name, absl::Time until) {
+  absl::MutexLock lock(&mu_);
+  if (!services_.contains(name)) return;
+  absl::Time& current = warm_until_[name];
+  if (current == absl::Time() || until > current) current = until;
+}
+
+absl::Time ServiceRegistry::WarmUntil(absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = warm_until_.find(name);
+  return it == warm_until_.end() ? absl::InfinitePast() : it->second;
+}
+
+absl::Duration ServiceRegistry::WarmLatency(absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = services_.find(name);
+  if (it == services_.end() || !it->second.has_warm_latency()) return defaults_.warm_latency;
+  return FromProto(it->second.warm_latency(), "").value_or(defaults_.warm_latency);
+}
+
+}  // namespace prewarm
