@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "predictor/check.h"
-#include "predictor/radix_sort.h"
+#include "predictor/bucket_sort.h"
 #include "predictor/random.h"
 
 namespace prewarm {
@@ -266,20 +266,19 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   TaskPlan& plan = plans_[v];
   plan = TaskPlan{};
   plan.run_probability = model.run_probability;
+  sorted_by_optimizer_ = false;
 
-  // Start-time summary from the sorted samples.
+  // Start-time summary: mean and latest here; quantiles once the samples are sorted below.
   const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
-  scratch_a_.assign(s, s + m_);
-  RadixSortFloats(scratch_a_, radix_a_, radix_b_);
   double sum = 0;
-  for (float x : scratch_a_) sum += x;
-  const auto quantile = [&](double q) { return scratch_a_[static_cast<size_t>(q * (m_ - 1))]; };
+  float latest = s[0];
+  for (int i = 0; i < m_; ++i) {
+    sum += s[i];
+    latest = std::max(latest, s[i]);
+  }
   plan.expected_start = Abs(sum / m_);
-  plan.start_p10 = Abs(quantile(0.1));
-  plan.start_p90 = Abs(quantile(0.9));
-  const bool starts_now = scratch_a_.back() <= now_rel + kTooLateSlack;
+  const bool starts_now = latest <= now_rel + kTooLateSlack;
   if (progress.state != TaskState::kPending) plan.expected_start = progress.started;
-
   plan.confidence = StartConfidence(v);
   if (model.cold_start.distribution != nullptr) {
     plan.expected_cold_start = absl::Seconds(model.cold_start.distribution->Mean());
@@ -298,6 +297,17 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   } else {
     EvaluateWarmup(v, now_rel, starts_now, plan);
   }
+
+  // The optimizer sorted every start already when no sample was warm anyway; else sort here.
+  std::span<const float> sorted = optimizer_.sorted_starts();
+  if (!sorted_by_optimizer_) {
+    scratch_a_.assign(s, s + m_);
+    BucketSort(scratch_a_, scratch_b_, bucket_counts_);
+    sorted = scratch_a_;
+  }
+  const auto quantile = [&](double q) { return sorted[static_cast<size_t>(q * (m_ - 1))]; };
+  plan.start_p10 = Abs(quantile(0.1));
+  plan.start_p90 = Abs(quantile(0.9));
 }
 
 void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan& plan) {
@@ -348,6 +358,7 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
   const double alpha = options_.delay_cost_ratio;
   const WarmupChoice choice =
       optimizer_.Choose(scratch_a_, scratch_b_, m_, keep_alive, now_rel, alpha, 1.0);
+  sorted_by_optimizer_ = static_cast<int>(scratch_a_.size()) == m_;
   const double p = model.run_probability;
   // A skipped task leaves a fired warm-up idle until the container is reclaimed.
   const double wasted_if_skipped =

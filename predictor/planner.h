@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "predictor/dag.h"
+#include "predictor/bucket_sort.h"
 #include "predictor/run_model.h"
 #include "predictor/warmup_optimizer.h"
 
@@ -127,8 +128,8 @@ class RunPlanner {
   // Scratch, reused across tasks.
   std::vector<float> scratch_a_;
   std::vector<float> scratch_b_;
-  std::vector<uint64_t> radix_a_;
-  std::vector<uint64_t> radix_b_;
+  std::vector<uint32_t> bucket_counts_;
+  bool sorted_by_optimizer_ = false;  // Evaluate(): the optimizer holds every start, sorted.
   WarmupOptimizer optimizer_;
 };
 

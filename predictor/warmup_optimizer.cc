@@ -1,12 +1,11 @@
 #include "predictor/warmup_optimizer.h"
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <numeric>
 
 #include "predictor/check.h"
-#include "predictor/radix_sort.h"
+#include "predictor/bucket_sort.h"
 
 namespace prewarm {
 namespace {
@@ -30,30 +29,20 @@ WarmupChoice WarmupOptimizer::Choose(std::span<const float> latest_fire,
   WarmupChoice best;
   if (n == 0) return best;  // Warm anyway in every sample: nothing to gain, nothing to lose.
 
-  // Sort (x, C) pairs by x: x's ordered key in the high half, C's bits as payload.
-  packed_.resize(n);
-  for (int i = 0; i < n; ++i) {
-    uint32_t c_bits;
-    std::memcpy(&c_bits, &cold_start[i], sizeof c_bits);
-    packed_[i] = (static_cast<uint64_t>(OrderedKey(latest_fire[i])) << 32) | c_bits;
-  }
-  RadixSortByHighKey(packed_, scratch_);
+  // Sort (x, C) pairs by x.
   samples_.resize(n);
-  for (int i = 0; i < n; ++i) {
-    const auto c_bits = static_cast<uint32_t>(packed_[i]);
-    std::memcpy(&samples_[i].c, &c_bits, sizeof c_bits);
-    samples_[i].x = FromOrderedKey(static_cast<uint32_t>(packed_[i] >> 32));
-  }
+  for (int i = 0; i < n; ++i) samples_[i] = {latest_fire[i], cold_start[i]};
+  BucketSort(samples_, sample_scratch_, counts_);
   s_.resize(n);
   x_sum_.assign(n + 1, 0);
   c_sum_.assign(n + 1, 0);
   s_sum_.assign(n + 1, 0);
   for (int j = 0; j < n; ++j) {
-    x_sum_[j + 1] = x_sum_[j] + samples_[j].x;
-    c_sum_[j + 1] = c_sum_[j] + samples_[j].c;
-    s_[j] = samples_[j].x + samples_[j].c;
+    x_sum_[j + 1] = x_sum_[j] + samples_[j].key;
+    c_sum_[j + 1] = c_sum_[j] + samples_[j].payload;
+    s_[j] = samples_[j].key + samples_[j].payload;
   }
-  RadixSortFloats(s_, packed_, scratch_);
+  BucketSort(s_, s_scratch_, counts_);
   for (int j = 0; j < n; ++j) s_sum_[j + 1] = s_sum_[j] + s_[j];
 
   const double cost_without = alpha * c_sum_[n] * inv_total;
@@ -69,12 +58,12 @@ WarmupChoice WarmupOptimizer::Choose(std::span<const float> latest_fire,
   // A time before every x is never better than the first x: no sample is late either way, and
   // each costs at least as much idle (or the same reclaim). So cliffs before x_0 are skipped.
   int next_cliff = cliff ? 0 : n;
-  while (next_cliff < n && samples_[next_cliff].x - keep_alive < samples_[0].x) ++next_cliff;
+  while (next_cliff < n && samples_[next_cliff].key - keep_alive < samples_[0].key) ++next_cliff;
   double w = earliest;
   for (;;) {
-    while (late < n && samples_[late].x < w) ++late;
+    while (late < n && samples_[late].key < w) ++late;
     while (started < n && s_[started] < w) ++started;
-    while (in_window < n && samples_[in_window].x <= w + keep_alive + kEpsilon) ++in_window;
+    while (in_window < n && samples_[in_window].key <= w + keep_alive + kEpsilon) ++in_window;
     // Late samples wait w - x, except those already started (s < w), which wait their full C:
     // sum(w - x) over x < w, minus sum(w - s) over s < w.
     const double late_delay = (late * w - x_sum_[late]) - (started * w - s_sum_[started]);
@@ -82,6 +71,9 @@ WarmupChoice WarmupOptimizer::Choose(std::span<const float> latest_fire,
     const double delay = late_delay + (c_sum_[n] - c_sum_[in_window]);
     const double idle = std::max(0.0, idle_near) + (n - in_window) * keep_alive;
     const double cost = (alpha * delay + beta * idle) * inv_total;
+    // The late delay only grows with w: once it alone costs more than the best so far, no later
+    // candidate can win.
+    if (alpha * late_delay * inv_total > best.expected_cost) break;
     // "<=" keeps the latest of equally cheap times: less exposure to a reclaim we did not model.
     if (cost <= best.expected_cost) {
       best.fire_at = w;
@@ -93,8 +85,8 @@ WarmupChoice WarmupOptimizer::Choose(std::span<const float> latest_fire,
     // Next candidate at or after `earliest`.
     double next = std::numeric_limits<double>::infinity();
     do {
-      const double by_x = next_x < n ? samples_[next_x].x : std::numeric_limits<double>::infinity();
-      const double by_cliff = next_cliff < n ? samples_[next_cliff].x - keep_alive
+      const double by_x = next_x < n ? samples_[next_x].key : std::numeric_limits<double>::infinity();
+      const double by_cliff = next_cliff < n ? samples_[next_cliff].key - keep_alive
                                              : std::numeric_limits<double>::infinity();
       if (by_cliff <= by_x) {
         next = by_cliff;

@@ -4,6 +4,8 @@
 #include <span>
 #include <vector>
 
+#include "predictor/bucket_sort.h"
+
 namespace prewarm {
 
 // The cost of a warm-up time, per sample of the Monte Carlo plan, in the model of DESIGN §2.
@@ -43,16 +45,17 @@ class WarmupOptimizer {
                       int total_samples, double keep_alive, double earliest, double alpha,
                       double beta);
 
+  // The task starts (x + C) of the samples given to the last Choose(), ascending.
+  std::span<const float> sorted_starts() const { return s_; }
+
  private:
-  struct Sample {
-    float x;  // latest useful firing time
-    float c;  // cold start
-  };
-  std::vector<Sample> samples_;  // ascending by x
+  // key: latest useful firing time x; payload: cold start C. Ascending by x.
+  std::vector<KeyedFloat> samples_;
+  std::vector<KeyedFloat> sample_scratch_;
   std::vector<double> x_sum_;    // prefix sums of x
   std::vector<double> c_sum_;    // prefix sums of c, in x order
-  std::vector<uint64_t> packed_;   // radix sort input
-  std::vector<uint64_t> scratch_;  // radix sort buffer
+  std::vector<float> s_scratch_;
+  std::vector<uint32_t> counts_;
   std::vector<float> s_;        // x + C (the task's start), ascending
   std::vector<double> s_sum_;   // prefix sums of s_
 };
