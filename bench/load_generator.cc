@@ -1,0 +1,255 @@
+// Load generator for prewarmd over loopback: ReportTiming (durable acknowledgement: each reply
+// waits for the SQLite commit of its observation) or Prewarm (100-task DAGs), from N client
+// threads each keeping K calls in flight. The server runs in this process on a real SQLite file
+// in a temp dir; clients talk to it through real gRPC channels over 127.0.0.1.
+//
+// Reproduce:
+//   cmake --build build --target load_generator
+//   build/bench/load_generator --mode=report_timing --clients=4 --inflight=64 --calls=200000
+//   build/bench/load_generator --mode=prewarm --clients=4 --inflight=8 --calls=2000
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "predictor/clock.h"
+#include "prewarm/v1/prewarm.grpc.pb.h"
+#include "server/log.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, mode, "report_timing", "report_timing or prewarm");
+ABSL_FLAG(int, clients, 4, "client threads, each with its own channel");
+ABSL_FLAG(int, inflight, 64, "calls in flight per client");
+ABSL_FLAG(int, calls, 200000, "calls in total");
+ABSL_FLAG(int, tasks, 100, "tasks per DAG");
+ABSL_FLAG(std::string, store_sync, "normal", "store durability: normal or full");
+
+namespace {
+
+using prewarm::v1::PrewarmService;
+
+struct Stats {
+  std::mutex mu;
+  std::vector<double> latencies_us;
+  int64_t errors = 0;
+  std::string first_error;
+};
+
+prewarm::v1::PrewarmRequest MakeRun(const std::string& run_id, int tasks) {
+  prewarm::v1::PrewarmRequest r;
+  r.set_run_id(run_id);
+  r.set_workflow_id("load");
+  // Ten independent chains of tasks/10: events touch a few descendants, like real DAGs.
+  const int chains = std::max(1, tasks / 10);
+  for (int i = 0; i < tasks; ++i) {
+    auto* t = r.add_tasks();
+    t->set_task_id(absl::StrCat("t", i));
+    t->set_service(absl::StrCat("svc-", i % 20));
+    if (i >= chains) t->add_upstream_task_ids(absl::StrCat("t", i - chains));
+  }
+  return r;
+}
+
+// Runs `calls` calls from `clients` threads with `inflight` outstanding each; `make(i, ...)`
+// issues call i and invokes `done(status)` when it completes.
+template <typename Issue>
+double Drive(int clients, int inflight, int calls, Stats& stats, Issue issue) {
+  std::atomic<int> next{0};
+  std::atomic<int> finished{0};
+  std::mutex mu;
+  std::condition_variable all_done;
+  const absl::Time start = absl::Now();
+  std::function<void(int)> launch = [&](int client) {
+    const int i = next.fetch_add(1);
+    if (i >= calls) return;
+    const absl::Time sent = absl::Now();
+    issue(client, i, [&, client, sent](const grpc::Status& status) {
+      const double us = absl::ToDoubleMicroseconds(absl::Now() - sent);
+      {
+        std::lock_guard<std::mutex> lock(stats.mu);
+        stats.latencies_us.push_back(us);
+        if (!status.ok()) {
+          if (stats.errors++ == 0) stats.first_error = status.error_message();
+        }
+      }
+      if (finished.fetch_add(1) + 1 == calls) {
+        std::lock_guard<std::mutex> lock(mu);
+        all_done.notify_all();
+      } else {
+        launch(client);
+      }
+    });
+  };
+  for (int c = 0; c < clients; ++c) {
+    for (int k = 0; k < inflight; ++k) launch(c);
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  all_done.wait(lock, [&] { return finished.load() >= calls; });
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+void Report(const char* what, int calls, double seconds, Stats& stats) {
+  std::sort(stats.latencies_us.begin(), stats.latencies_us.end());
+  auto q = [&](double p) {
+    return stats.latencies_us[static_cast<size_t>(p * (stats.latencies_us.size() - 1))];
+  };
+  std::printf("%-14s calls=%d  %.0f calls/s  p50=%.0f us  p99=%.0f us  max=%.0f us  errors=%lld%s%s\n",
+              what, calls, calls / seconds, q(0.5), q(0.99), stats.latencies_us.back(),
+              static_cast<long long>(stats.errors), stats.errors ? "  first error: " : "",
+              stats.first_error.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  prewarm::SetMinLogLevel(prewarm::LogLevel::kWarning);
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  const int clients = absl::GetFlag(FLAGS_clients);
+  const int inflight = absl::GetFlag(FLAGS_inflight);
+  const int calls = absl::GetFlag(FLAGS_calls);
+  const int tasks = absl::GetFlag(FLAGS_tasks);
+  if (clients < 1 || inflight < 1 || calls < 1 || tasks < 2 ||
+      (mode != "report_timing" && mode != "prewarm")) {
+    std::fprintf(stderr, "bad flags: see --help\n");
+    return 2;
+  }
+
+  char dir_template[] = "/tmp/prewarm-load-XXXXXX";
+  const std::string dir = mkdtemp(dir_template);
+  prewarm::ServerOptions options;
+  options.grpc_address = "127.0.0.1:0";
+  options.metrics_address = "";
+  options.store_path = dir + "/prewarm.db";
+  options.store_sync_full = absl::GetFlag(FLAGS_store_sync) == "full";
+  options.registry.max_active_runs = 1'000'000;
+  auto server = prewarm::Server::Start(options, prewarm::Clock::Real());
+  if (!server.ok()) {
+    std::fprintf(stderr, "cannot start the server: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  const std::string target = absl::StrCat("127.0.0.1:", (*server)->grpc_port());
+  std::vector<std::unique_ptr<PrewarmService::Stub>> stubs;
+  for (int c = 0; c < clients; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.use_local_subchannel_pool", 1);  // One connection per client thread.
+    stubs.push_back(PrewarmService::NewStub(
+        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args)));
+  }
+  std::printf("prewarmd in-process on %s, store %s (synchronous=%s); %d clients x %d in flight\n",
+              target.c_str(), options.store_path.c_str(),
+              options.store_sync_full ? "FULL" : "NORMAL", clients, inflight);
+
+  if (mode == "prewarm") {
+    Stats stats;
+    const double seconds = Drive(clients, inflight, calls, stats, [&](int c, int i, auto done) {
+      auto* ctx = new grpc::ClientContext();
+      auto* req = new prewarm::v1::PrewarmRequest(MakeRun(absl::StrCat("run-", i), tasks));
+      auto* resp = new prewarm::v1::PrewarmResponse();
+      stubs[c]->async()->Prewarm(ctx, req, resp, [=](grpc::Status s) {
+        done(s);
+        delete ctx;
+        delete req;
+        delete resp;
+      });
+    });
+    Report(absl::StrCat("Prewarm/", tasks).c_str(), calls, seconds, stats);
+  } else {
+    // Each call is one event: STARTED then FINISHED for every task of enough runs.
+    const int runs = (calls + 2 * tasks - 1) / (2 * tasks);
+    Stats setup;
+    Drive(clients, 8, runs, setup, [&](int c, int i, auto done) {
+      auto* ctx = new grpc::ClientContext();
+      auto* req = new prewarm::v1::PrewarmRequest(MakeRun(absl::StrCat("run-", i), tasks));
+      auto* resp = new prewarm::v1::PrewarmResponse();
+      stubs[c]->async()->Prewarm(ctx, req, resp, [=](grpc::Status s) {
+        done(s);
+        delete ctx;
+        delete req;
+        delete resp;
+      });
+    });
+    if (setup.errors > 0) {
+      std::fprintf(stderr, "setup failed: %s\n", setup.first_error.c_str());
+      return 1;
+    }
+    // Call i: run i / (2 * tasks); within it, tasks in order, each STARTED then FINISHED. Calls
+    // of one run go in order through one client, so events never contradict the task's state.
+    std::vector<std::vector<int>> per_client(clients);
+    Stats stats;
+    std::vector<std::atomic<int>> cursor(runs);
+    for (auto& c : cursor) c = 0;
+    std::atomic<int> next_run{0};
+    struct Lane {
+      int run = -1;
+      int step = 0;
+    };
+    // Simpler closed loop: every in-flight slot owns a run and walks through its events.
+    const int slots = clients * inflight;
+    std::vector<Lane> lanes(slots);
+    std::atomic<int> issued{0};
+    std::atomic<int> completed{0};
+    std::mutex mu;
+    std::condition_variable all_done;
+    const absl::Time start = absl::Now();
+    std::function<void(int)> step = [&](int slot) {
+      Lane& lane = lanes[slot];
+      if (lane.run < 0 || lane.step >= 2 * tasks) {
+        lane.run = next_run.fetch_add(1);
+        lane.step = 0;
+        if (lane.run >= runs) return;
+      }
+      if (issued.fetch_add(1) >= calls) return;
+      const int task = lane.step / 2;
+      const bool finish = lane.step % 2 == 1;
+      ++lane.step;
+      auto* ctx = new grpc::ClientContext();
+      auto* req = new prewarm::v1::ReportTimingRequest();
+      auto* resp = new prewarm::v1::ReportTimingResponse();
+      req->set_run_id(absl::StrCat("run-", lane.run));
+      req->set_task_id(absl::StrCat("t", task));
+      req->set_event(finish ? prewarm::v1::TASK_EVENT_TYPE_FINISHED
+                            : prewarm::v1::TASK_EVENT_TYPE_STARTED);
+      const absl::Time sent = absl::Now();
+      stubs[slot % clients]->async()->ReportTiming(ctx, req, resp, [&, slot, sent, ctx, req,
+                                                                    resp](grpc::Status s) {
+        {
+          std::lock_guard<std::mutex> lock(stats.mu);
+          stats.latencies_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - sent));
+          if (!s.ok() && stats.errors++ == 0) stats.first_error = s.error_message();
+        }
+        delete ctx;
+        delete req;
+        delete resp;
+        if (completed.fetch_add(1) + 1 >= calls) {
+          std::lock_guard<std::mutex> lock(mu);
+          all_done.notify_all();
+          return;
+        }
+        step(slot);
+      });
+    };
+    for (int s = 0; s < slots; ++s) step(s);
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      all_done.wait(lock, [&] { return completed.load() >= calls; });
+    }
+    Report("ReportTiming", calls, absl::ToDoubleSeconds(absl::Now() - start), stats);
+  }
+  const auto store_status = (*server)->Shutdown();
+  std::printf("store: %s\n", store_status.ok() ? "flushed" : store_status.ToString().c_str());
+  return 0;
+}
