@@ -95,10 +95,11 @@ grpc::ServerUnaryReactor* PrewarmService::ReportTiming(grpc::CallbackServerConte
                                                        const v1::ReportTimingRequest* request,
                                                        v1::ReportTimingResponse* response) {
   return Start(context, "ReportTiming", [&, request, response](auto finish) {
-    registry_.ReportTiming(*request, [response, finish](absl::StatusOr<v1::RunPlan> plan) {
-      if (plan.ok()) *response->mutable_plan() = *std::move(plan);
-      finish(plan.status());
-    });
+    registry_.ReportTiming(*request,
+                           [response, finish](absl::StatusOr<v1::ReportTimingResponse> result) {
+                             if (result.ok()) *response = *std::move(result);
+                             finish(result.status());
+                           });
   });
 }
 

@@ -319,10 +319,11 @@ void RunRegistry::Prewarm(const v1::PrewarmRequest& request, PlanCallback done) 
           });
 }
 
-void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request, PlanCallback done) {
+void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
+                               std::function<void(absl::StatusOr<v1::ReportTimingResponse>)> done) {
   std::vector<Observation> learned;
   std::optional<std::string> snapshot;
-  v1::RunPlan plan;
+  v1::ReportTimingResponse response;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = deps_.clock->Now();
@@ -363,14 +364,19 @@ void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request, PlanCallb
                          absl::FormatDuration(kMaxColdStart), "]")));
       }
     }
-    if (absl::Status s = ApplyEvent(run, event, now, &learned); !s.ok()) return done(s);
+    std::vector<int> replanned;
+    if (absl::Status s = ApplyEvent(run, event, now, &learned, &replanned); !s.ok()) {
+      return done(s);
+    }
     run.events.push_back(std::move(event));
     run.last_event = now;
-    plan = PlanProto(run);
+    for (int v : replanned) TaskPlanProto(run, v, response.add_replanned_tasks());
+    response.set_replan_count(run.replans);
     bool finished = true;
     for (int v = 0; v < run.dag->size() && finished; ++v) {
       finished = Terminal(run.planner->progress(v).state);
     }
+    response.set_run_finished(finished);
     if (finished) {
       Retire(request.run_id(), "finished");  // `run` is gone from here on.
       snapshot = std::nullopt;
@@ -380,14 +386,15 @@ void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request, PlanCallb
     UpdateGauges();
   }
   Persist(std::move(learned), request.run_id(), std::move(snapshot),
-          [done = std::move(done), plan = std::move(plan)](absl::Status st) mutable {
+          [done = std::move(done), response = std::move(response)](absl::Status st) mutable {
             if (!st.ok()) return done(st);
-            done(std::move(plan));
+            done(std::move(response));
           });
 }
 
 absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& event,
-                                     absl::Time now, std::vector<Observation>* learned) {
+                                     absl::Time now, std::vector<Observation>* learned,
+                                     std::vector<int>* replanned) {
   const int v = *run.dag->Find(event.task_id());
   const TaskSpec& spec = run.dag->task(v);
   const std::string& workflow = run.request.workflow_id();
@@ -446,6 +453,8 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
         SettleOutcome(run, v, cold, started);
         if (event.has_cold_start() && event.cold()) {
           cold_penalty = FromProto(event.cold_start(), "").value_or(absl::ZeroDuration());
+        } else if (rt.reported_cold_start.has_value()) {  // e.g. by its SERVICE_INVOKED
+          cold_penalty = *rt.reported_cold_start;
         } else if (rt.outcome == v1::TASK_OUTCOME_MISS) {
           cold_penalty = run.planner->plan(v).expected_cold_start;
         } else if (rt.outcome == v1::TASK_OUTCOME_LATE && rt.fired_at != absl::InfinitePast()) {
@@ -484,13 +493,19 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
     default:
       break;
   }
-  // A reported cold start teaches the service's cost, whatever the event.
-  if (!replay && event.has_cold_start() && cold.value_or(true) && !spec.service.empty()) {
+  // A reported cold start teaches the service's cost, whatever the event; once per task, since a
+  // reporter may repeat it on SERVICE_INVOKED and FINISHED.
+  if (event.has_cold_start() && cold.value_or(true) && !spec.service.empty() &&
+      !rt.reported_cold_start.has_value()) {
     const absl::Duration c = FromProto(event.cold_start(), "").value_or(absl::ZeroDuration());
-    Learn(Make(Observation::Kind::kColdStart, spec.service, absl::ToDoubleSeconds(c), now),
-          learned);
-    deps_.metrics->ColdStartObserved(spec.service, c);
+    rt.reported_cold_start = c;  // Also when replayed: a FINISHED after a restart needs it.
+    if (!replay) {
+      Learn(Make(Observation::Kind::kColdStart, spec.service, absl::ToDoubleSeconds(c), now),
+            learned);
+      deps_.metrics->ColdStartObserved(spec.service, c);
+    }
   }
+  if (replanned != nullptr) *replanned = *touched;
   if (!touched->empty()) {
     ++run.replans;
     run.plan_time = now;
@@ -832,36 +847,37 @@ v1::RunPlan RunRegistry::PlanProto(const Run& run) const {
   *out.mutable_start_time() = run.request.start_time();
   *out.mutable_plan_time() = ToProtoTimestamp(run.plan_time);
   out.set_replan_count(run.replans);
-  for (int v = 0; v < run.dag->size(); ++v) {
-    const TaskPlan& p = run.planner->plan(v);
-    const TaskProgress& progress = run.planner->progress(v);
-    const TaskRuntime& rt = run.tasks[v];
-    v1::TaskPlan* t = out.add_tasks();
-    t->set_task_id(run.dag->task(v).task_id);
-    t->set_service(run.dag->task(v).service);
-    *t->mutable_expected_start_time() = ToProtoTimestamp(p.expected_start);
-    *t->mutable_start_time_p10() = ToProtoTimestamp(p.start_p10);
-    *t->mutable_start_time_p90() = ToProtoTimestamp(p.start_p90);
-    if (p.decision == WarmupDecision::kWarm) {
-      *t->mutable_warmup_time() = ToProtoTimestamp(p.warmup_time);
-    } else if (rt.fired_at != absl::InfinitePast()) {
-      *t->mutable_warmup_time() = ToProtoTimestamp(rt.fired_at);
-    }
-    *t->mutable_expected_cold_start() = ToProtoDuration(p.expected_cold_start);
-    t->set_decision(ToProto(p.decision));
-    t->set_reason(p.reason);
-    t->set_confidence(ToProto(p.confidence));
-    t->set_run_probability(p.run_probability);
-    *t->mutable_expected_delay() = ToProtoDuration(p.expected_delay);
-    *t->mutable_expected_idle() = ToProtoDuration(p.expected_idle);
-    t->set_warmup_state(rt.warmup);
-    t->set_task_state(ToProto(progress.state));
-    t->set_outcome(rt.outcome);
-    if (rt.actual_start != absl::InfinitePast()) {
-      *t->mutable_actual_start_time() = ToProtoTimestamp(rt.actual_start);
-    }
-  }
+  for (int v = 0; v < run.dag->size(); ++v) TaskPlanProto(run, v, out.add_tasks());
   return out;
+}
+
+void RunRegistry::TaskPlanProto(const Run& run, int v, v1::TaskPlan* t) const {
+  const TaskPlan& p = run.planner->plan(v);
+  const TaskProgress& progress = run.planner->progress(v);
+  const TaskRuntime& rt = run.tasks[v];
+  t->set_task_id(run.dag->task(v).task_id);
+  t->set_service(run.dag->task(v).service);
+  *t->mutable_expected_start_time() = ToProtoTimestamp(p.expected_start);
+  *t->mutable_start_time_p10() = ToProtoTimestamp(p.start_p10);
+  *t->mutable_start_time_p90() = ToProtoTimestamp(p.start_p90);
+  if (p.decision == WarmupDecision::kWarm) {
+    *t->mutable_warmup_time() = ToProtoTimestamp(p.warmup_time);
+  } else if (rt.fired_at != absl::InfinitePast()) {
+    *t->mutable_warmup_time() = ToProtoTimestamp(rt.fired_at);
+  }
+  *t->mutable_expected_cold_start() = ToProtoDuration(p.expected_cold_start);
+  t->set_decision(ToProto(p.decision));
+  t->set_reason(p.reason);
+  t->set_confidence(ToProto(p.confidence));
+  t->set_run_probability(p.run_probability);
+  *t->mutable_expected_delay() = ToProtoDuration(p.expected_delay);
+  *t->mutable_expected_idle() = ToProtoDuration(p.expected_idle);
+  t->set_warmup_state(rt.warmup);
+  t->set_task_state(ToProto(progress.state));
+  t->set_outcome(rt.outcome);
+  if (rt.actual_start != absl::InfinitePast()) {
+    *t->mutable_actual_start_time() = ToProtoTimestamp(rt.actual_start);
+  }
 }
 
 std::string RunRegistry::Snapshot(const Run& run) const {

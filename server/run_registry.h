@@ -86,7 +86,8 @@ class RunRegistry {
   // ReportTiming: NOT_FOUND for an unknown run or task, INVALID_ARGUMENT for bad fields,
   // FAILED_PRECONDITION for an event that contradicts the task's state. `done` runs once the
   // observation and the run's new state are durable.
-  void ReportTiming(const v1::ReportTimingRequest& request, PlanCallback done)
+  void ReportTiming(const v1::ReportTimingRequest& request,
+                    std::function<void(absl::StatusOr<v1::ReportTimingResponse>)> done)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::StatusOr<v1::RunPlan> GetPlan(absl::string_view run_id) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -112,6 +113,9 @@ class RunRegistry {
     v1::TaskOutcome outcome = v1::TASK_OUTCOME_UNSPECIFIED;
     bool outcome_counted = false;
     absl::Time actual_start = absl::InfinitePast();
+    // The cold start a task event reported for this task's call (learned once; its FINISHED
+    // subtracts it to learn the warm duration).
+    std::optional<absl::Duration> reported_cold_start;
   };
   struct Run {
     v1::PrewarmRequest request;                  // as accepted, start_time filled in
@@ -136,8 +140,10 @@ class RunRegistry {
   absl::StatusOr<std::unique_ptr<Run>> BuildRun(const v1::PrewarmRequest& request, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies one event to a run; appends the observations it teaches to `learned`.
+  // `replanned` (optional) receives the tasks whose plans were recomputed.
   absl::Status ApplyEvent(Run& run, const v1::ReportTimingRequest& event, absl::Time now,
-                          std::vector<Observation>* learned) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                          std::vector<Observation>* learned, std::vector<int>* replanned = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes the timers of `tasks` follow their plans.
   void SyncWarmups(Run& run, const std::vector<int>& tasks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelWarmup(TaskRuntime& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -151,6 +157,8 @@ class RunRegistry {
   void Learn(Observation observation, std::vector<Observation>* learned)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::RunPlan PlanProto(const Run& run) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TaskPlanProto(const Run& run, int task, v1::TaskPlan* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string Snapshot(const Run& run) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Retire(const std::string& run_id, absl::string_view outcome)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
