@@ -76,7 +76,8 @@ class HistoryStore {
   // starts the writer thread. Errors name the path: INVALID_ARGUMENT for bad options,
   // FAILED_PRECONDITION for a schema newer than this binary or an SQLite file that is not a
   // prewarm store, DATA_LOSS for a file that is not an SQLite database, UNAVAILABLE when the file
-  // cannot be opened.
+  // cannot be opened. The store must be the file's only writer (one prewarmd per file); other
+  // processes may read it.
   static absl::StatusOr<std::unique_ptr<HistoryStore>> OpenSqlite(StoreOptions options);
 
   // Flushes and closes, like Close().
@@ -85,8 +86,8 @@ class HistoryStore {
   // Asynchronous durable writes, committed in the order they were called (per calling thread) and
   // group-committed by the implementation. `done` may be empty; otherwise it runs exactly once:
   // OK when the write is durable, else the error (the write is lost and counted in
-  // write_errors). After Close(), `done` runs at once, on the caller's thread, with
-  // FAILED_PRECONDITION.
+  // write_errors). A write that is refused outright runs `done` at once, on the caller's thread:
+  // FAILED_PRECONDITION after Close(), INVALID_ARGUMENT when the key and bytes exceed 256 MiB.
   virtual void AppendObservation(Observation obs, CommitCallback done) = 0;
   // Upsert of a service's registration; `serialized` is opaque (a serialized proto).
   virtual void PutService(std::string name, std::string serialized, CommitCallback done) = 0;
@@ -96,8 +97,8 @@ class HistoryStore {
   virtual void DeleteRun(std::string run_id, CommitCallback done) = 0;
 
   // Reading, meant for start-up. Each call sees one consistent snapshot of committed writes (call
-  // Flush() first to include writes still queued). `fn` must not call back into the store's Load
-  // methods.
+  // Flush() first to include writes still queued). `fn` may write, but must not call the store's
+  // Load methods or Close().
   //
   // Observations grouped by (kind, key), each group oldest first and holding at most the newest
   // max_observations_per_key, so that replaying them into bounded windows reproduces them.

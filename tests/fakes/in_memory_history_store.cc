@@ -11,18 +11,26 @@
 #include "predictor/check.h"
 
 namespace prewarm {
+namespace {
+
+constexpr size_t kMaxWriteBytes = size_t{256} << 20;  // As the SQLite store.
+
+}  // namespace
 
 InMemoryHistoryStore::InMemoryHistoryStore(int max_observations_per_key)
     : max_observations_per_key_(max_observations_per_key) {
   PREWARM_CHECK(max_observations_per_key >= 1, "max_observations_per_key must be >= 1");
 }
 
-void InMemoryHistoryStore::Write(const std::function<void()>& apply, CommitCallback done) {
+void InMemoryHistoryStore::Write(size_t bytes, const std::function<void()>& apply,
+                                 CommitCallback done) {
   absl::Status status;
   {
     absl::MutexLock lock(&mu_);
     if (closed_) {
       status = absl::FailedPreconditionError("in-memory prewarm store is closed");
+    } else if (bytes > kMaxWriteBytes) {
+      status = absl::InvalidArgumentError("write exceeds 256 MiB");
     } else {
       status = write_error_;
     }
@@ -40,9 +48,9 @@ void InMemoryHistoryStore::Write(const std::function<void()>& apply, CommitCallb
 
 void InMemoryHistoryStore::AppendObservation(Observation obs, CommitCallback done) {
   Write(
+      obs.key.size(),
       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        std::deque<Observation>& window =
-            observations_[{static_cast<int>(obs.kind), obs.key}];
+        std::deque<Observation>& window = observations_[{static_cast<int>(obs.kind), obs.key}];
         window.push_back(std::move(obs));
         if (window.size() > static_cast<size_t>(max_observations_per_key_)) window.pop_front();
       },
@@ -51,24 +59,33 @@ void InMemoryHistoryStore::AppendObservation(Observation obs, CommitCallback don
 
 void InMemoryHistoryStore::PutService(std::string name, std::string serialized,
                                       CommitCallback done) {
-  Write([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-            mu_) { services_.insert_or_assign(std::move(name), std::move(serialized)); },
-        std::move(done));
+  Write(
+      name.size() + serialized.size(),
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        services_.insert_or_assign(std::move(name), std::move(serialized));
+      },
+      std::move(done));
 }
 
 void InMemoryHistoryStore::DeleteService(std::string name, CommitCallback done) {
-  Write([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { services_.erase(name); }, std::move(done));
+  Write(
+      name.size(), [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { services_.erase(name); },
+      std::move(done));
 }
 
-void InMemoryHistoryStore::PutRun(std::string run_id, std::string serialized,
-                                  CommitCallback done) {
-  Write([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-            mu_) { runs_.insert_or_assign(std::move(run_id), std::move(serialized)); },
-        std::move(done));
+void InMemoryHistoryStore::PutRun(std::string run_id, std::string serialized, CommitCallback done) {
+  Write(
+      run_id.size() + serialized.size(),
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        runs_.insert_or_assign(std::move(run_id), std::move(serialized));
+      },
+      std::move(done));
 }
 
 void InMemoryHistoryStore::DeleteRun(std::string run_id, CommitCallback done) {
-  Write([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { runs_.erase(run_id); }, std::move(done));
+  Write(
+      run_id.size(), [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { runs_.erase(run_id); },
+      std::move(done));
 }
 
 // Loads copy a snapshot under the lock and call `fn` outside it, so that, as with the SQLite store,

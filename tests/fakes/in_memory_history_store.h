@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <deque>
 #include <functional>
 #include <map>
@@ -35,11 +36,10 @@ class InMemoryHistoryStore final : public HistoryStore {
 
   absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override
       ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status LoadServices(
-      const std::function<void(absl::string_view, absl::string_view)>& fn) override
-      ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status LoadRuns(const std::function<void(absl::string_view, absl::string_view)>& fn) override
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status LoadServices(const std::function<void(absl::string_view, absl::string_view)>& fn)
+      override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status LoadRuns(const std::function<void(absl::string_view, absl::string_view)>& fn)
+      override ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::Status Flush() override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Close() override ABSL_LOCKS_EXCLUDED(mu_);
@@ -50,8 +50,10 @@ class InMemoryHistoryStore final : public HistoryStore {
   void SetWriteError(absl::Status error) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  // Applies `apply` under the lock unless writes fail, then runs `done` outside it.
-  void Write(const std::function<void()>& apply, CommitCallback done) ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies `apply` (a write of `bytes`) under the lock unless writes fail, then runs `done`
+  // outside it.
+  void Write(size_t bytes, const std::function<void()>& apply, CommitCallback done)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const int max_observations_per_key_;
 
@@ -61,8 +63,7 @@ class InMemoryHistoryStore final : public HistoryStore {
   absl::Status first_error_ ABSL_GUARDED_BY(mu_);  // Since the last Flush() or Close().
   StoreStats stats_ ABSL_GUARDED_BY(mu_);
   // Ordered like the SQLite store loads: by (kind, key) in byte order, each oldest first.
-  std::map<std::pair<int, std::string>, std::deque<Observation>> observations_
-      ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<int, std::string>, std::deque<Observation>> observations_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> services_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> runs_ ABSL_GUARDED_BY(mu_);
 };

@@ -63,9 +63,8 @@ std::string MakeTempDir() {
 
 std::vector<Row> LoadRows(HistoryStore& store) {
   std::vector<Row> rows;
-  absl::Status status = store.LoadObservations([&](const Observation& o) {
-    rows.emplace_back(o.kind, o.key, o.value, o.time);
-  });
+  absl::Status status = store.LoadObservations(
+      [&](const Observation& o) { rows.emplace_back(o.kind, o.key, o.value, o.time); });
   EXPECT_TRUE(IsOk(status));
   return rows;
 }
@@ -260,10 +259,10 @@ TYPED_TEST(HistoryStoreTest, PruningKeepsExactlyTheNewestPerKeyInOrder) {
     rows.emplace_back(absl::StrCat(static_cast<int>(std::get<0>(row)), "/", std::get<1>(row)),
                       std::get<2>(row));
   }
-  EXPECT_THAT(rows, ElementsAre(Pair("1/a", 6), Pair("1/a", 7), Pair("1/a", 8), Pair("1/a", 9),
-                                Pair("1/b", 100), Pair("1/b", 101), Pair("1/b", 102),
-                                Pair("3/a", 206), Pair("3/a", 207), Pair("3/a", 208),
-                                Pair("3/a", 209)));
+  EXPECT_THAT(rows,
+              ElementsAre(Pair("1/a", 6), Pair("1/a", 7), Pair("1/a", 8), Pair("1/a", 9),
+                          Pair("1/b", 100), Pair("1/b", 101), Pair("1/b", 102), Pair("3/a", 206),
+                          Pair("3/a", 207), Pair("3/a", 208), Pair("3/a", 209)));
 }
 
 TYPED_TEST(HistoryStoreTest, FlushWaitsForEveryEarlierWriteAndItsCallback) {
@@ -376,15 +375,28 @@ TYPED_TEST(HistoryStoreTest, NanAndEmptyCallbacksRoundTrip) {
 
 TYPED_TEST(HistoryStoreTest, LoadsFromCallbacksMayWrite) {
   HistoryStore& store = *this->store_;
-  ASSERT_TRUE(IsOk(Await([&](CommitCallback done) {
-    store.PutService("svc", "v1", std::move(done));
-  })));
+  ASSERT_TRUE(
+      IsOk(Await([&](CommitCallback done) { store.PutService("svc", "v1", std::move(done)); })));
   // A start-up migration that rewrites what it reads must not deadlock.
   ASSERT_TRUE(IsOk(store.LoadServices([&](absl::string_view name, absl::string_view) {
     store.PutService(std::string(name), "v2", nullptr);
   })));
   ASSERT_TRUE(IsOk(store.Flush()));
   EXPECT_THAT(LoadServices(store), ElementsAre(Pair("svc", "v2")));
+}
+
+TYPED_TEST(HistoryStoreTest, OversizedWritesAreRefusedAlone) {
+  HistoryStore& store = *this->store_;
+  Acks acks;
+  store.PutService("svc", "small", acks.Callback());
+  absl::Status status;
+  store.PutService("svc", std::string((size_t{256} << 20) - 2, 'x'),  // 256 MiB + 1 with the key.
+                   [&](absl::Status s) { status = std::move(s); });
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;  // At once.
+  store.PutRun("run", "r", acks.Callback());
+  EXPECT_EQ(store.Flush().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(acks.ok(), 2);  // The writes around it are unharmed.
+  EXPECT_THAT(LoadServices(store), ElementsAre(Pair("svc", "small")));
 }
 
 // SQLite only: durability, files and failures.
@@ -409,6 +421,21 @@ class SqliteHistoryStoreTest : public ::testing::Test {
     sqlite3_close(db);
   }
 
+  // The first column of the first row of `sql`, read through a connection of the test's own.
+  int64_t RawQueryInt(const std::string& sql) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    int64_t result = -1;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      result = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return result;
+  }
+
   std::string dir_;
   std::string path_;
 };
@@ -421,8 +448,8 @@ TEST_F(SqliteHistoryStoreTest, CallbacksRunOnlyAfterCommit) {
   sqlite3* reader = nullptr;
   ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
   sqlite3_stmt* count_observation = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(reader, "SELECT count(*) FROM observations WHERE key = ?1",
-                               -1, &count_observation, nullptr),
+  ASSERT_EQ(sqlite3_prepare_v2(reader, "SELECT count(*) FROM observations WHERE key = ?1", -1,
+                               &count_observation, nullptr),
             SQLITE_OK);
   sqlite3_stmt* count_service = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(reader, "SELECT count(*) FROM services WHERE name = ?1", -1,
@@ -455,6 +482,40 @@ TEST_F(SqliteHistoryStoreTest, CallbacksRunOnlyAfterCommit) {
   sqlite3_finalize(count_observation);
   sqlite3_finalize(count_service);
   sqlite3_close(reader);
+}
+
+TEST_F(SqliteHistoryStoreTest, PruningOnDiskKeepsExactlyTheNewest) {
+  StoreOptions options = Options();
+  options.max_observations_per_key = 4;
+  auto count_and_oldest = [&](const std::string& key) {
+    const std::string where = absl::StrCat(" FROM observations WHERE key = '", key, "'");
+    return std::pair(RawQueryInt("SELECT count(*)" + where),
+                     RawQueryInt("SELECT min(value)" + where));
+  };
+  {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+    ASSERT_TRUE(IsOk(store.status()));
+    for (int i = 0; i < 50; ++i) {
+      (*store)->AppendObservation(Obs(Kind::kTaskDuration, "a", i), nullptr);
+      if (i % 7 == 0) (*store)->AppendObservation(Obs(Kind::kTaskDuration, "b", i), nullptr);
+      if (i % 5 == 0) {
+        ASSERT_TRUE(IsOk((*store)->Flush()));
+      }
+    }
+    for (int i = 0; i < 20; ++i) {  // Many more than the bound in one transaction.
+      (*store)->AppendObservation(Obs(Kind::kTaskDuration, "c", i), nullptr);
+    }
+    ASSERT_TRUE(IsOk((*store)->Close()));
+  }
+  EXPECT_THAT(count_and_oldest("a"), Pair(4, 46));
+  EXPECT_THAT(count_and_oldest("b"), Pair(4, 28));
+  EXPECT_THAT(count_and_oldest("c"), Pair(4, 16));
+
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+  ASSERT_TRUE(IsOk(store.status()));
+  (*store)->AppendObservation(Obs(Kind::kTaskDuration, "a", 50), nullptr);
+  ASSERT_TRUE(IsOk((*store)->Close()));
+  EXPECT_THAT(count_and_oldest("a"), Pair(4, 47));
 }
 
 TEST_F(SqliteHistoryStoreTest, GroupsQueuedWritesIntoOneTransaction) {
@@ -637,7 +698,7 @@ TEST_F(SqliteHistoryStoreTest, RejectsBadOptions) {
   }
 }
 
-TEST_F(SqliteHistoryStoreTest, ASmallerBoundAtReopenLoadsOnlyTheNewest) {
+TEST_F(SqliteHistoryStoreTest, ASmallerBoundAtReopenLoadsAndKeepsOnlyTheNewest) {
   StoreOptions options = Options();
   options.max_observations_per_key = 8;
   {
@@ -654,6 +715,12 @@ TEST_F(SqliteHistoryStoreTest, ASmallerBoundAtReopenLoadsOnlyTheNewest) {
   std::vector<double> values;
   for (const Row& row : LoadRows(**store)) values.push_back(std::get<2>(row));
   EXPECT_THAT(values, ElementsAre(5, 6, 7, 15, 16, 17));
+
+  // The next write to a key prunes its rows on disk down to the new bound.
+  (*store)->AppendObservation(Obs(Kind::kTaskDuration, "a", 8), nullptr);
+  ASSERT_TRUE(IsOk((*store)->Close()));
+  EXPECT_EQ(RawQueryInt("SELECT count(*) FROM observations WHERE key = 'a'"), 3);
+  EXPECT_EQ(RawQueryInt("SELECT count(*) FROM observations WHERE key = 'b'"), 8);  // Not written.
 }
 
 TEST(InMemoryHistoryStoreTest, InjectedWriteErrorsReachCallbacksAndFlush) {
