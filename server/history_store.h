@@ -94,7 +94,11 @@ class HistoryStore {
   virtual void DeleteService(std::string name, CommitCallback done) = 0;
   // Upsert of an active run's snapshot (its DAG, timings and plan).
   virtual void PutRun(std::string run_id, std::string serialized, CommitCallback done) = 0;
+  // Deletes the run's snapshot and its events.
   virtual void DeleteRun(std::string run_id, CommitCallback done) = 0;
+  // Appends one event to an active run's log (opaque bytes), so that recording an event costs
+  // O(event) rather than a whole new snapshot. Replayed after the snapshot at start-up.
+  virtual void AppendRunEvent(std::string run_id, std::string serialized, CommitCallback done) = 0;
 
   // Reading, meant for start-up. Each call sees one consistent snapshot of committed writes (call
   // Flush() first to include writes still queued). `fn` may write, but must not call the store's
@@ -108,6 +112,9 @@ class HistoryStore {
       const std::function<void(absl::string_view name, absl::string_view serialized)>& fn) = 0;
   // Runs in run id order.
   virtual absl::Status LoadRuns(
+      const std::function<void(absl::string_view run_id, absl::string_view serialized)>& fn) = 0;
+  // Run events grouped by run id (in run id order), each group in the order appended.
+  virtual absl::Status LoadRunEvents(
       const std::function<void(absl::string_view run_id, absl::string_view serialized)>& fn) = 0;
 
   // Blocks until every write queued before the call is committed or failed and its callback has

@@ -8,6 +8,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "predictor/clock.h"
@@ -69,6 +70,9 @@ int main(int argc, char** argv) {
       "prewarm server: plans and fires just-in-time warm-ups of serverless services.\n"
       "Usage: prewarmd [--config=FILE] [--grpc_address=HOST:PORT] [--store=FILE] ...");
   absl::ParseCommandLine(argc, argv);
+  // Debian's Abseil is built with mutex deadlock detection on; it costs every lock a graph
+  // update. Tests keep it; the server does not need it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   prewarm::ServerOptions options;
   if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {

@@ -151,33 +151,26 @@ void RunRegistry::Learn(Observation observation, std::vector<Observation>* learn
   if (learned != nullptr) learned->push_back(std::move(observation));
 }
 
-void RunRegistry::Persist(std::vector<Observation> observations, std::string run_id,
-                          std::optional<std::string> snapshot,
-                          std::function<void(absl::Status)> done) {
+std::function<void()> RunRegistry::Persist(std::vector<Observation> observations,
+                                           RunWrite run_write,
+                                           std::function<void(absl::Status)> done) {
   struct Pending {
     std::atomic<int> remaining;
     absl::Mutex mu;
     absl::Status first_error;
     std::function<void(absl::Status)> done;
   };
-  const int writes = static_cast<int>(observations.size()) + (run_id.empty() ? 0 : 1);
+  const int writes = static_cast<int>(observations.size()) +
+                     (run_write.kind == RunWrite::Kind::kNone ? 0 : 1);
   if (writes == 0) {
-    if (done) done(absl::OkStatus());
-    return;
+    return [done = std::move(done)] {
+      if (done) done(absl::OkStatus());
+    };
   }
   auto pending = std::make_shared<Pending>();
-  pending->remaining = writes;
+  pending->remaining = writes + 1;  // One more for the returned release.
   pending->done = std::move(done);
-  const absl::Duration started = deps_.clock->MonotonicNow();
-  auto on_commit = [this, pending, started](absl::Status status) {
-    deps_.metrics->StoreWrite(status.ok(), deps_.clock->MonotonicNow() - started);
-    if (!status.ok()) {
-      absl::MutexLock lock(&pending->mu);
-      if (pending->first_error.ok()) {
-        pending->first_error = absl::UnavailableError(
-            absl::StrCat("the store could not commit: ", status.message()));
-      }
-    }
+  auto finish_one = [pending] {
     if (pending->remaining.fetch_sub(1) == 1 && pending->done) {
       absl::Status result;
       {
@@ -187,13 +180,34 @@ void RunRegistry::Persist(std::vector<Observation> observations, std::string run
       pending->done(result);
     }
   };
+  const absl::Duration started = deps_.clock->MonotonicNow();
+  auto on_commit = [this, pending, started, finish_one](absl::Status status) {
+    deps_.metrics->StoreWrite(status.ok(), deps_.clock->MonotonicNow() - started);
+    if (!status.ok()) {
+      absl::MutexLock lock(&pending->mu);
+      if (pending->first_error.ok()) {
+        pending->first_error = absl::UnavailableError(
+            absl::StrCat("the store could not commit: ", status.message()));
+      }
+    }
+    finish_one();
+  };
   for (Observation& o : observations) deps_.store->AppendObservation(std::move(o), on_commit);
-  if (run_id.empty()) return;
-  if (snapshot.has_value()) {
-    deps_.store->PutRun(std::move(run_id), *std::move(snapshot), on_commit);
-  } else {
-    deps_.store->DeleteRun(std::move(run_id), on_commit);
+  switch (run_write.kind) {
+    case RunWrite::Kind::kNone:
+      break;
+    case RunWrite::Kind::kSnapshot:
+      deps_.store->PutRun(std::move(run_write.run_id), std::move(run_write.bytes), on_commit);
+      break;
+    case RunWrite::Kind::kEvent:
+      deps_.store->AppendRunEvent(std::move(run_write.run_id), std::move(run_write.bytes),
+                                  on_commit);
+      break;
+    case RunWrite::Kind::kDelete:
+      deps_.store->DeleteRun(std::move(run_write.run_id), on_commit);
+      break;
   }
+  return finish_one;
 }
 
 void RunRegistry::RegisterService(
@@ -275,25 +289,29 @@ absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
 }
 
 void RunRegistry::Prewarm(const v1::PrewarmRequest& request, PlanCallback done) {
-  std::optional<std::string> snapshot;
-  v1::RunPlan plan;
+  std::function<void()> persisted;
   {
-    absl::MutexLock lock(&mu_);
+    absl::ReleasableMutexLock lock(&mu_);
+    // Callbacks never run under mu_.
+    auto answer = [&](absl::StatusOr<v1::RunPlan> result) {
+      lock.Release();
+      done(std::move(result));
+    };
     const absl::Time now = deps_.clock->Now();
     if (!request.dry_run()) {
       if (runs_.contains(request.run_id())) {
-        return done(absl::AlreadyExistsError(
+        return answer(absl::AlreadyExistsError(
             absl::StrCat("run '", request.run_id(), "' is already active")));
       }
       if (static_cast<int>(runs_.size()) >= options_.max_active_runs) {
-        return done(absl::ResourceExhaustedError(absl::StrCat(
+        return answer(absl::ResourceExhaustedError(absl::StrCat(
             "the limit of ", options_.max_active_runs, " active runs is reached")));
       }
     }
     absl::StatusOr<std::unique_ptr<Run>> built = BuildRun(request, now);
-    if (!built.ok()) return done(built.status());
+    if (!built.ok()) return answer(built.status());
     Run& run = **built;
-    if (request.dry_run()) return done(PlanProto(run));
+    if (request.dry_run()) return answer(PlanProto(run));
 
     std::vector<int> all(run.dag->size());
     for (int v = 0; v < run.dag->size(); ++v) all[v] = v;
@@ -306,17 +324,18 @@ void RunRegistry::Prewarm(const v1::PrewarmRequest& request, PlanCallback done) 
         deps_.metrics->WarmupResult(run.dag->task(v).service, "skipped_unlikely");
       }
     }
-    plan = PlanProto(run);
-    snapshot = Snapshot(run);
+    v1::RunPlan plan = PlanProto(run);
+    RunWrite write{RunWrite::Kind::kSnapshot, request.run_id(), Snapshot(run)};
     runs_[request.run_id()] = *std::move(built);
     deps_.metrics->RunStarted();
     UpdateGauges();
+    persisted = Persist({}, std::move(write),
+                        [done = std::move(done), plan = std::move(plan)](absl::Status st) mutable {
+                          if (!st.ok()) return done(st);
+                          done(std::move(plan));
+                        });
   }
-  Persist({}, request.run_id(), std::move(snapshot),
-          [done = std::move(done), plan = std::move(plan)](absl::Status st) mutable {
-            if (!st.ok()) return done(st);
-            done(std::move(plan));
-          });
+  persisted();
 }
 
 void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
@@ -324,31 +343,37 @@ void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
   std::vector<Observation> learned;
   std::optional<std::string> snapshot;
   v1::ReportTimingResponse response;
+  std::function<void()> persisted;
   {
-    absl::MutexLock lock(&mu_);
+    absl::ReleasableMutexLock lock(&mu_);
+    // Callbacks never run under mu_.
+    auto fail = [&](absl::Status status) {
+      lock.Release();
+      done(std::move(status));
+    };
     const absl::Time now = deps_.clock->Now();
     auto it = runs_.find(request.run_id());
     if (it == runs_.end()) {
-      if (absl::Status s = ValidateId(request.run_id(), "run_id"); !s.ok()) return done(s);
-      return done(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' is not active")));
+      if (absl::Status s = ValidateId(request.run_id(), "run_id"); !s.ok()) return fail(s);
+      return fail(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' is not active")));
     }
     Run& run = *it->second;
     if (!run.dag->Find(request.task_id()).has_value()) {
-      return done(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' has no task '",
+      return fail(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' has no task '",
                                                    request.task_id().substr(0, 250), "'")));
     }
     if (request.event() == v1::TASK_EVENT_TYPE_UNSPECIFIED ||
         !v1::TaskEventType_IsValid(request.event())) {
-      return done(absl::InvalidArgumentError(
+      return fail(absl::InvalidArgumentError(
           absl::StrCat("event ", request.event(), " is not a task event type")));
     }
     v1::ReportTimingRequest event = request;
     absl::Time at = now;
     if (request.has_event_time()) {
       absl::StatusOr<absl::Time> t = FromProto(request.event_time(), "event_time");
-      if (!t.ok()) return done(t.status());
+      if (!t.ok()) return fail(t.status());
       if (*t > now + options_.max_clock_skew) {
-        return done(absl::InvalidArgumentError(
+        return fail(absl::InvalidArgumentError(
             absl::StrCat("event_time ", absl::FormatTime(*t), " is ",
                          absl::FormatDuration(*t - now), " ahead of the server's clock")));
       }
@@ -357,18 +382,17 @@ void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
     *event.mutable_event_time() = ToProtoTimestamp(at);
     if (request.has_cold_start()) {
       absl::StatusOr<absl::Duration> c = FromProto(request.cold_start(), "cold_start");
-      if (!c.ok()) return done(c.status());
+      if (!c.ok()) return fail(c.status());
       if (*c < absl::ZeroDuration() || *c > kMaxColdStart) {
-        return done(absl::InvalidArgumentError(
+        return fail(absl::InvalidArgumentError(
             absl::StrCat("cold_start ", absl::FormatDuration(*c), " must be in [0, ",
                          absl::FormatDuration(kMaxColdStart), "]")));
       }
     }
     std::vector<int> replanned;
     if (absl::Status s = ApplyEvent(run, event, now, &learned, &replanned); !s.ok()) {
-      return done(s);
+      return fail(s);
     }
-    run.events.push_back(std::move(event));
     run.last_event = now;
     for (int v : replanned) TaskPlanProto(run, v, response.add_replanned_tasks());
     response.set_replan_count(run.replans);
@@ -377,19 +401,23 @@ void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
       finished = Terminal(run.planner->progress(v).state);
     }
     response.set_run_finished(finished);
+    RunWrite write{RunWrite::Kind::kDelete, request.run_id(), ""};
     if (finished) {
       Retire(request.run_id(), "finished");  // `run` is gone from here on.
-      snapshot = std::nullopt;
     } else {
-      snapshot = Snapshot(run);
+      store::v1::RunEvent record;
+      *record.mutable_timing() = std::move(event);
+      write = {RunWrite::Kind::kEvent, request.run_id(), record.SerializeAsString()};
     }
     UpdateGauges();
+    persisted = Persist(
+        std::move(learned), std::move(write),
+        [done = std::move(done), response = std::move(response)](absl::Status st) mutable {
+          if (!st.ok()) return done(st);
+          done(std::move(response));
+        });
   }
-  Persist(std::move(learned), request.run_id(), std::move(snapshot),
-          [done = std::move(done), response = std::move(response)](absl::Status st) mutable {
-            if (!st.ok()) return done(st);
-            done(std::move(response));
-          });
+  persisted();
 }
 
 absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& event,
@@ -431,6 +459,9 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
         }
       }
       if (!spec.service.empty()) {
+        if (!rt.warm_until_at_start.has_value()) {
+          rt.warm_until_at_start = deps_.services->WarmUntil(spec.service);
+        }
         if (cold.has_value()) SettleOutcome(run, v, cold, at);
         deps_.services->MarkWarm(spec.service, at + service.keep_alive);
       }
@@ -499,7 +530,8 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
       !rt.reported_cold_start.has_value()) {
     const absl::Duration c = FromProto(event.cold_start(), "").value_or(absl::ZeroDuration());
     rt.reported_cold_start = c;  // Also when replayed: a FINISHED after a restart needs it.
-    if (!replay) {
+    // A late task waited for part of a cold start only: the warm-up's latency measures it whole.
+    if (!replay && rt.outcome != v1::TASK_OUTCOME_LATE) {
       Learn(Make(Observation::Kind::kColdStart, spec.service, absl::ToDoubleSeconds(c), now),
             learned);
       deps_.metrics->ColdStartObserved(spec.service, c);
@@ -509,7 +541,9 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
   if (!touched->empty()) {
     ++run.replans;
     run.plan_time = now;
-    SyncWarmups(run, *touched);
+    // A replay (Restore) schedules nothing: it marks the fired warm-ups afterwards and then
+    // schedules what is still pending, once.
+    if (!replay) SyncWarmups(run, *touched);
   }
   return absl::OkStatus();
 }
@@ -522,16 +556,23 @@ void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_co
   const absl::Duration cold_start = run.planner->plan(v).expected_cold_start;
   v1::TaskOutcome outcome;
   if (reported_cold.has_value()) {
-    outcome = !*reported_cold ? v1::TASK_OUTCOME_HIT
-              : rt.warmup == v1::WARMUP_STATE_FIRED ? v1::TASK_OUTCOME_LATE
-                                                     : v1::TASK_OUTCOME_MISS;
+    // A cold call made while this task's warm-up was starting the service only waited for the
+    // rest of that start (the report usually arrives after the call, when the warm-up is READY).
+    const bool warmup_in_flight =
+        rt.warmup == v1::WARMUP_STATE_FIRED ||
+        (rt.warmup == v1::WARMUP_STATE_READY && rt.fired_at <= at && at < rt.ready_at);
+    outcome = !*reported_cold   ? v1::TASK_OUTCOME_HIT
+              : warmup_in_flight ? v1::TASK_OUTCOME_LATE
+                                 : v1::TASK_OUTCOME_MISS;
   } else if (rt.warmup == v1::WARMUP_STATE_READY) {
     outcome = v1::TASK_OUTCOME_HIT;
   } else if (rt.warmup == v1::WARMUP_STATE_FIRED) {
     outcome = v1::TASK_OUTCOME_LATE;
   } else {
-    outcome = deps_.services->WarmUntil(service) >= at ? v1::TASK_OUTCOME_HIT
-                                                        : v1::TASK_OUTCOME_MISS;
+    // The task's own start marked its service warm (for other runs); that must not make it a hit.
+    const absl::Time warm_until =
+        rt.warm_until_at_start.value_or(deps_.services->WarmUntil(service));
+    outcome = warm_until >= at ? v1::TASK_OUTCOME_HIT : v1::TASK_OUTCOME_MISS;
   }
   rt.outcome = outcome;
   rt.outcome_counted = true;
@@ -604,7 +645,7 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
   v1::Service service;
   WarmupRequest http;
   v1::WatchWarmupsResponse instruction;
-  std::optional<std::string> snapshot;
+  std::function<void()> persisted;
   {
     absl::MutexLock lock(&mu_);
     auto it = runs_.find(run_id);
@@ -635,7 +676,11 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
     ++counters_[name].fired;
     deps_.metrics->WarmupResult(name, "fired");
     deps_.metrics->WarmupLateness(lateness);
-    snapshot = Snapshot(run);
+    // Remember the firing, so that a restart does not fire it again (no one waits for this
+    // write). Queued under mu_: see Persist.
+    store::v1::RunEvent record;
+    record.set_fired_task_id(run.dag->task(v).task_id);
+    persisted = Persist({}, {RunWrite::Kind::kEvent, run_id, record.SerializeAsString()}, nullptr);
     UpdateGauges();
     if (service.mode() == v1::WARMUP_MODE_DELEGATED) {
       instruction.set_warmup_id(absl::StrCat(rt.warmup_id));
@@ -653,8 +698,7 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
       http.max_attempts = options_.warmup_attempts;
     }
   }
-  // Remember the firing, so that a restart does not fire it again (no one waits for this write).
-  Persist({}, run_id, std::move(snapshot), nullptr);
+  persisted();
   if (service.mode() == v1::WARMUP_MODE_DELEGATED) {
     const uint64_t id = std::stoull(instruction.warmup_id());
     if (deps_.delegated->Publish(instruction) == 0) {
@@ -718,7 +762,7 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
       }
     }
   }
-  Persist(std::move(learned), "", std::nullopt, nullptr);
+  Persist(std::move(learned), {}, nullptr)();
   return absl::OkStatus();
 }
 
@@ -755,6 +799,7 @@ absl::StatusOr<v1::RunPlan> RunRegistry::GetPlan(absl::string_view run_id) const
 
 absl::StatusOr<int> RunRegistry::CancelRun(absl::string_view run_id) {
   int cancelled = 0;
+  std::function<void()> persisted;
   {
     absl::MutexLock lock(&mu_);
     auto it = runs_.find(run_id);
@@ -767,8 +812,9 @@ absl::StatusOr<int> RunRegistry::CancelRun(absl::string_view run_id) {
     }
     Retire(std::string(run_id), "cancelled");
     UpdateGauges();
+    persisted = Persist({}, {RunWrite::Kind::kDelete, std::string(run_id), ""}, nullptr);
   }
-  Persist({}, std::string(run_id), std::nullopt, nullptr);
+  persisted();
   return cancelled;
 }
 
@@ -783,6 +829,9 @@ void RunRegistry::Retire(const std::string& run_id, absl::string_view outcome) {
       deps_.metrics->WarmupResult(run.dag->task(v).service, "cancelled");
     }
   }
+  if (retired_.contains(run_id)) {  // A reused id: its older retirement is superseded.
+    retired_order_.erase(std::find(retired_order_.begin(), retired_order_.end(), run_id));
+  }
   retired_[run_id] = PlanProto(run);
   retired_order_.push_back(run_id);
   while (static_cast<int>(retired_order_.size()) > options_.max_retired_runs) {
@@ -794,23 +843,27 @@ void RunRegistry::Retire(const std::string& run_id, absl::string_view outcome) {
 }
 
 void RunRegistry::ExpireIdleRuns() {
-  std::vector<std::string> expired;
+  std::vector<std::function<void()>> persisted;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = deps_.clock->Now();
+    std::vector<std::string> expired;
     for (const auto& [id, run] : runs_) {
-      if (now - run->last_event > options_.run_idle_timeout) expired.push_back(id);
+      // A run scheduled ahead is not idle while it waits for its start.
+      const absl::Time active = std::max(run->last_event, run->planner->start());
+      if (now - active > options_.run_idle_timeout) expired.push_back(id);
     }
-    for (const std::string& id : expired) {
+    for (std::string& id : expired) {
       PREWARM_LOG(INFO) << "run '" << id << "' expired after "
                         << absl::FormatDuration(options_.run_idle_timeout) << " without events";
       Retire(id, "expired");
+      persisted.push_back(Persist({}, {RunWrite::Kind::kDelete, std::move(id), ""}, nullptr));
     }
     UpdateGauges();
     expiry_timer_ = deps_.timers->Schedule(now + kExpiryInterval,
                                            [this](absl::Duration) { ExpireIdleRuns(); });
   }
-  for (std::string& id : expired) Persist({}, std::move(id), std::nullopt, nullptr);
+  for (auto& release : persisted) release();
 }
 
 absl::StatusOr<v1::GetServiceStatsResponse> RunRegistry::GetServiceStats(
@@ -883,14 +936,6 @@ void RunRegistry::TaskPlanProto(const Run& run, int v, v1::TaskPlan* t) const {
 std::string RunRegistry::Snapshot(const Run& run) const {
   store::v1::RunSnapshot snapshot;
   *snapshot.mutable_request() = run.request;
-  for (const v1::ReportTimingRequest& e : run.events) *snapshot.add_events() = e;
-  for (int v = 0; v < run.dag->size(); ++v) {
-    const v1::WarmupState s = run.tasks[v].warmup;
-    if (s == v1::WARMUP_STATE_FIRED || s == v1::WARMUP_STATE_READY ||
-        s == v1::WARMUP_STATE_FAILED) {
-      snapshot.add_fired_task_ids(run.dag->task(v).task_id);
-    }
-  }
   *snapshot.mutable_last_event_time() = ToProtoTimestamp(run.last_event);
   return snapshot.SerializeAsString();
 }
@@ -930,39 +975,61 @@ absl::Status RunRegistry::Restore() {
   const absl::Time now = deps_.clock->Now();
   int restored = 0;
   std::vector<std::string> unreadable;
+  // Snapshots first, then each run's log in order.
+  absl::flat_hash_map<std::string, store::v1::RunSnapshot> snapshots;
+  absl::flat_hash_map<std::string, std::vector<store::v1::RunEvent>> logs;
   status = deps_.store->LoadRuns([&](absl::string_view run_id, absl::string_view bytes) {
     store::v1::RunSnapshot snapshot;
     if (!snapshot.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       unreadable.emplace_back(run_id);
       return;
     }
+    snapshots[run_id] = std::move(snapshot);
+  });
+  if (!status.ok()) return status;
+  status = deps_.store->LoadRunEvents([&](absl::string_view run_id, absl::string_view bytes) {
+    store::v1::RunEvent event;
+    if (event.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      logs[run_id].push_back(std::move(event));
+    }
+  });
+  if (!status.ok()) return status;
+  for (const auto& [run_id, log] : logs) {
+    // Events of a run retired while its last events were queued: clean them up.
+    if (!snapshots.contains(run_id)) unreadable.push_back(run_id);
+  }
+  for (auto& [run_id, snapshot] : snapshots) {
     const absl::Time start = FromProto(snapshot.request().start_time(), "").value_or(now);
     absl::StatusOr<std::unique_ptr<Run>> built = BuildRun(snapshot.request(), start);
     if (!built.ok()) {
       PREWARM_LOG(WARNING) << "dropping stored run '" << run_id << "': " << built.status();
-      unreadable.emplace_back(run_id);
-      return;
+      unreadable.push_back(run_id);
+      continue;
     }
     Run& run = **built;
-    for (const v1::ReportTimingRequest& e : snapshot.events()) {
-      const absl::Time at = FromProto(e.event_time(), "").value_or(now);
-      if (ApplyEvent(run, e, at, nullptr).ok()) run.events.push_back(e);
+    for (const store::v1::RunEvent& e : logs[run_id]) {
+      if (e.has_timing()) {
+        const absl::Time at = FromProto(e.timing().event_time(), "").value_or(now);
+        (void)ApplyEvent(run, e.timing(), at, nullptr);
+      } else if (auto v = run.dag->Find(e.fired_task_id())) {
+        run.tasks[*v].warmup = v1::WARMUP_STATE_READY;
+      }
     }
-    for (const std::string& task : snapshot.fired_task_ids()) {
-      if (auto v = run.dag->Find(task)) run.tasks[*v].warmup = v1::WARMUP_STATE_READY;
-    }
-    run.last_event = FromProto(snapshot.last_event_time(), "").value_or(now);
+    run.last_event = now;  // A restart gives the run a fresh idle timeout.
     run.planner->PlanAll(now);  // As of now: passed deadlines fire at once.
+    run.plan_time = now;
     std::vector<int> all(run.dag->size());
     for (int v = 0; v < run.dag->size(); ++v) all[v] = v;
     SyncWarmups(run, all);
-    runs_[std::string(run_id)] = *std::move(built);
+    runs_[run_id] = *std::move(built);
     ++restored;
-  });
+  }
   UpdateGauges();
   PREWARM_LOG(INFO) << "restored " << deps_.services->size() << " services, " << observations
                     << " observations and " << restored << " active runs";
-  for (std::string& id : unreadable) Persist({}, std::move(id), std::nullopt, nullptr);
+  for (std::string& id : unreadable) {
+    Persist({}, {RunWrite::Kind::kDelete, std::move(id), ""}, nullptr)();
+  }
   return status;
 }
 

@@ -113,13 +113,16 @@ class RunRegistry {
     v1::TaskOutcome outcome = v1::TASK_OUTCOME_UNSPECIFIED;
     bool outcome_counted = false;
     absl::Time actual_start = absl::InfinitePast();
+    // Until when its service was known warm when the task (first) started, before the start
+    // itself marked it warm: what decides hit or miss when nobody reports whether the call was
+    // cold.
+    std::optional<absl::Time> warm_until_at_start;
     // The cold start a task event reported for this task's call (learned once; its FINISHED
     // subtracts it to learn the warm duration).
     std::optional<absl::Duration> reported_cold_start;
   };
   struct Run {
     v1::PrewarmRequest request;                  // as accepted, start_time filled in
-    std::vector<v1::ReportTimingRequest> events;  // applied, event_time filled in
     std::shared_ptr<const Dag> dag;
     std::unique_ptr<RunPlanner> planner;
     std::vector<TaskRuntime> tasks;
@@ -164,10 +167,22 @@ class RunRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireIdleRuns() ABSL_LOCKS_EXCLUDED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes `observations` and the run snapshot (if any), then calls `done` once all are durable.
-  // `snapshot` nullopt deletes the run's snapshot (retired); empty `run_id` writes none.
-  void Persist(std::vector<Observation> observations, std::string run_id,
-               std::optional<std::string> snapshot, std::function<void(absl::Status)> done);
+  // What a change of a run writes to the store.
+  struct RunWrite {
+    enum class Kind { kNone, kSnapshot, kEvent, kDelete };
+    Kind kind = Kind::kNone;
+    std::string run_id;
+    std::string bytes;  // kSnapshot: a store.v1.RunSnapshot; kEvent: a store.v1.RunEvent.
+  };
+  // Queues `observations` and `run_write` for the store. `done` runs once all are durable and
+  // the returned function has been called.
+  // A run's snapshot writes must be queued under mu_, so that they reach the store in the order
+  // of the run's updates (a snapshot queued after the run's deletion would bring a retired run
+  // back at the next start); call the returned function after releasing mu_, so that `done`
+  // never runs under it.
+  [[nodiscard]] std::function<void()> Persist(std::vector<Observation> observations,
+                                              RunWrite run_write,
+                                              std::function<void(absl::Status)> done);
 
   const RunRegistryOptions options_;
   const RunRegistryDeps deps_;

@@ -51,6 +51,12 @@ constexpr const char* kMigrations[] = {
       CREATE INDEX observations_by_key ON observations (kind, key, seq);
       CREATE TABLE services (name TEXT PRIMARY KEY, serialized BLOB NOT NULL) WITHOUT ROWID;
       CREATE TABLE runs (run_id TEXT PRIMARY KEY, serialized BLOB NOT NULL) WITHOUT ROWID;
+      CREATE TABLE run_events (
+        seq INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        serialized BLOB NOT NULL
+      );
+      CREATE INDEX run_events_by_run ON run_events (run_id, seq);
     )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -224,6 +230,8 @@ struct Statements {
   StmtPtr delete_service;
   StmtPtr put_run;
   StmtPtr delete_run;
+  StmtPtr append_run_event;
+  StmtPtr delete_run_events;
 };
 
 absl::StatusOr<Statements> PrepareStatements(sqlite3* db, absl::string_view path) {
@@ -249,6 +257,8 @@ absl::StatusOr<Statements> PrepareStatements(sqlite3* db, absl::string_view path
        "INSERT INTO runs (run_id, serialized) VALUES (?1, ?2) "
        "ON CONFLICT (run_id) DO UPDATE SET serialized = excluded.serialized"},
       {&s.delete_run, "DELETE FROM runs WHERE run_id = ?1"},
+      {&s.append_run_event, "INSERT INTO run_events (run_id, serialized) VALUES (?1, ?2)"},
+      {&s.delete_run_events, "DELETE FROM run_events WHERE run_id = ?1"},
   };
   for (auto& [stmt, sql] : all) {
     absl::StatusOr<StmtPtr> prepared = Prepare(db, sql, /*persistent=*/true, path);
@@ -327,6 +337,12 @@ class SqliteHistoryStore final : public HistoryStore {
   void DeleteRun(std::string run_id, CommitCallback done) override {
     Enqueue(Write{.op = Op::kDeleteRun, .key = std::move(run_id), .done = std::move(done)});
   }
+  void AppendRunEvent(std::string run_id, std::string serialized, CommitCallback done) override {
+    Enqueue(Write{.op = Op::kAppendRunEvent,
+                  .key = std::move(run_id),
+                  .bytes = std::move(serialized),
+                  .done = std::move(done)});
+  }
 
   absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override
       ABSL_LOCKS_EXCLUDED(read_mu_);
@@ -337,6 +353,10 @@ class SqliteHistoryStore final : public HistoryStore {
   absl::Status LoadRuns(const std::function<void(absl::string_view, absl::string_view)>& fn)
       override ABSL_LOCKS_EXCLUDED(read_mu_) {
     return LoadBlobs("SELECT run_id, serialized FROM runs ORDER BY run_id", fn);
+  }
+  absl::Status LoadRunEvents(const std::function<void(absl::string_view, absl::string_view)>& fn)
+      override ABSL_LOCKS_EXCLUDED(read_mu_) {
+    return LoadBlobs("SELECT run_id, serialized FROM run_events ORDER BY run_id, seq", fn);
   }
 
   absl::Status Flush() override ABSL_LOCKS_EXCLUDED(mu_);
@@ -351,7 +371,14 @@ class SqliteHistoryStore final : public HistoryStore {
   }
 
  private:
-  enum class Op { kAppendObservation, kPutService, kDeleteService, kPutRun, kDeleteRun };
+  enum class Op {
+    kAppendObservation,
+    kPutService,
+    kDeleteService,
+    kPutRun,
+    kDeleteRun,
+    kAppendRunEvent
+  };
 
   // One queued write. Observations use key, kind, value and time; the others key (the service
   // name or run id) and, for puts, bytes.
@@ -588,9 +615,19 @@ absl::Status SqliteHistoryStore::Apply(const Write& write) {
       BindText(stmt, 1, write.key);
       BindBlob(stmt, 2, write.bytes);
       break;
-    case Op::kDeleteRun:
+    case Op::kDeleteRun: {
+      // The run's events go with it.
+      sqlite3_stmt* events = statements_.delete_run_events.get();
+      BindText(events, 1, write.key);
+      if (int rc = StepAndReset(events); rc != SQLITE_DONE) return Error(rc, "writing");
       stmt = statements_.delete_run.get();
       BindText(stmt, 1, write.key);
+      break;
+    }
+    case Op::kAppendRunEvent:
+      stmt = statements_.append_run_event.get();
+      BindText(stmt, 1, write.key);
+      BindBlob(stmt, 2, write.bytes);
       break;
   }
   int rc = StepAndReset(stmt);

@@ -84,7 +84,21 @@ void InMemoryHistoryStore::PutRun(std::string run_id, std::string serialized, Co
 
 void InMemoryHistoryStore::DeleteRun(std::string run_id, CommitCallback done) {
   Write(
-      run_id.size(), [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { runs_.erase(run_id); },
+      run_id.size(),
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        runs_.erase(run_id);
+        run_events_.erase(run_id);
+      },
+      std::move(done));
+}
+
+void InMemoryHistoryStore::AppendRunEvent(std::string run_id, std::string serialized,
+                                          CommitCallback done) {
+  Write(
+      run_id.size() + serialized.size(),
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        run_events_[std::move(run_id)].push_back(std::move(serialized));
+      },
       std::move(done));
 }
 
@@ -125,6 +139,20 @@ absl::Status InMemoryHistoryStore::LoadRuns(
     snapshot = runs_;
   }
   for (const auto& [run_id, serialized] : snapshot) fn(run_id, serialized);
+  return absl::OkStatus();
+}
+
+absl::Status InMemoryHistoryStore::LoadRunEvents(
+    const std::function<void(absl::string_view, absl::string_view)>& fn) {
+  std::map<std::string, std::vector<std::string>> snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return absl::FailedPreconditionError("in-memory prewarm store is closed");
+    snapshot = run_events_;
+  }
+  for (const auto& [run_id, events] : snapshot) {
+    for (const std::string& e : events) fn(run_id, e);
+  }
   return absl::OkStatus();
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -33,12 +34,16 @@ class InMemoryHistoryStore final : public HistoryStore {
   void PutRun(std::string run_id, std::string serialized, CommitCallback done) override
       ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteRun(std::string run_id, CommitCallback done) override ABSL_LOCKS_EXCLUDED(mu_);
+  void AppendRunEvent(std::string run_id, std::string serialized, CommitCallback done) override
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status LoadServices(const std::function<void(absl::string_view, absl::string_view)>& fn)
       override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status LoadRuns(const std::function<void(absl::string_view, absl::string_view)>& fn)
+      override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status LoadRunEvents(const std::function<void(absl::string_view, absl::string_view)>& fn)
       override ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::Status Flush() override ABSL_LOCKS_EXCLUDED(mu_);
@@ -66,6 +71,7 @@ class InMemoryHistoryStore final : public HistoryStore {
   std::map<std::pair<int, std::string>, std::deque<Observation>> observations_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> services_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> runs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::string>> run_events_ ABSL_GUARDED_BY(mu_);
 };
 
 // The same as std::make_unique<InMemoryHistoryStore>(max_observations_per_key).

@@ -1,0 +1,1263 @@
+#include "server/run_registry.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "predictor/fake_clock.h"
+#include "server/delegated_warmups.h"
+#include "server/history_store.h"
+#include "server/http_warmer.h"
+#include "server/metrics.h"
+#include "server/proto_time.h"
+#include "server/service_registry.h"
+#include "server/timer_queue.h"
+#include "server/url_allowlist.h"
+#include "tests/fakes/fake_http_target.h"
+#include "tests/fakes/in_memory_history_store.h"
+
+namespace prewarm {
+namespace {
+
+using ::prewarm::testing::FakeHttpTarget;
+using ::prewarm::testing::Route;
+using ::testing::HasSubstr;
+using ::testing::Optional;
+
+// Generous: only a broken warmer comes near it, however loaded the machine. Nothing waits for it
+// when the code works.
+constexpr absl::Duration kPatience = absl::Seconds(30);
+
+absl::Time T(const google::protobuf::Timestamp& t) { return FromProto(t, "test").value(); }
+absl::Duration D(const google::protobuf::Duration& d) { return FromProto(d, "test").value(); }
+
+const v1::TaskPlan& TaskOf(const v1::RunPlan& plan, absl::string_view task_id) {
+  for (const v1::TaskPlan& t : plan.tasks()) {
+    if (t.task_id() == task_id) return t;
+  }
+  ADD_FAILURE() << "no task " << task_id << " in the plan of " << plan.run_id();
+  static const v1::TaskPlan* const kNone = new v1::TaskPlan();
+  return *kNone;
+}
+
+// The value of the sample `name` whose labels include all of `labels`, from the text exposition
+// format; nullopt when there is none.
+std::optional<double> MetricValue(const std::string& text, absl::string_view name,
+                                  const std::map<std::string, std::string>& labels = {}) {
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    if (absl::StartsWith(line, "#")) continue;
+    const size_t end = line.find_first_of("{ ");
+    if (end == absl::string_view::npos || line.substr(0, end) != name) continue;
+    bool all = true;
+    for (const auto& [key, value] : labels) {
+      all = all && absl::StrContains(line, absl::StrCat(key, "=\"", value, "\""));
+    }
+    if (!all) continue;
+    double v = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) return v;
+  }
+  return std::nullopt;
+}
+
+struct Event {
+  std::optional<absl::Time> at;  // event_time; unset: the server's now
+  std::optional<bool> cold;
+  std::optional<absl::Duration> cold_start;
+};
+
+class RunRegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    target_ = FakeHttpTarget::Start();
+    for (const char* path : {"/svc-a", "/svc-b", "/svc-c"}) target_->SetRoute(path, {});
+    metrics_ = Metrics::Create({.listen_address = ""}).value();
+    options_.history.dispatch_gap_prior = absl::Seconds(1);
+    options_.history.cold_start_prior = absl::Seconds(2);
+    options_.history.duration_prior = absl::Seconds(10);
+    options_.max_active_runs = 4;
+    options_.dag.max_tasks = 8;
+    options_.run_idle_timeout = absl::Minutes(30);
+    Boot(NewInMemoryHistoryStore());
+    t0_ = clock_.Now();
+    for (const char* name : {"svc-a", "svc-b", "svc-c"}) RegisterManaged(name);
+  }
+
+  void TearDown() override { Halt(); }
+
+  // Builds a fresh process's worth of parts over `store`.
+  void Boot(std::unique_ptr<HistoryStore> store) {
+    store_ = std::move(store);
+    services_ = std::make_unique<ServiceRegistry>(UrlAllowlist::Default(), ServiceDefaults{});
+    timers_ = std::make_unique<TimerQueue>(clock_);
+    delegated_ = std::make_unique<DelegatedWarmups>();
+    warmer_ = HttpWarmer::Create({}, clock_).value();
+    registry_ = std::make_unique<RunRegistry>(
+        options_, RunRegistryDeps{.clock = &clock_,
+                                  .services = services_.get(),
+                                  .timers = timers_.get(),
+                                  .warmer = warmer_.get(),
+                                  .delegated = delegated_.get(),
+                                  .store = store_.get(),
+                                  .metrics = metrics_.get()});
+  }
+
+  // Stops everything, like a process exiting: the warmer first, since its callbacks call into
+  // the registry.
+  void Halt() {
+    if (warmer_ != nullptr) warmer_->Shutdown();
+    registry_.reset();
+    warmer_.reset();
+    delegated_.reset();
+    timers_.reset();
+    services_.reset();
+    if (store_ != nullptr) EXPECT_TRUE(store_->Close().ok());
+    store_.reset();
+  }
+
+  void Register(const v1::Service& service) {
+    std::promise<absl::StatusOr<v1::RegisterServiceResponse>> done;
+    registry_->RegisterService(service, [&](absl::StatusOr<v1::RegisterServiceResponse> r) {
+      done.set_value(std::move(r));
+    });
+    absl::StatusOr<v1::RegisterServiceResponse> r = done.get_future().get();
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+
+  void RegisterManaged(const std::string& name, std::optional<absl::Duration> warm_latency = {}) {
+    v1::Service s;
+    s.set_name(name);
+    s.set_warmup_url(target_->Url(absl::StrCat("/", name)));
+    if (warm_latency.has_value()) *s.mutable_warm_latency() = ToProtoDuration(*warm_latency);
+    Register(s);
+  }
+
+  void RegisterDelegated(const std::string& name) {
+    v1::Service s;
+    s.set_name(name);
+    s.set_mode(v1::WARMUP_MODE_DELEGATED);
+    Register(s);
+  }
+
+  // A chain a -> b -> c on svc-a, svc-b, svc-c, starting `lead` after now.
+  v1::PrewarmRequest Chain(const std::string& run_id, absl::Duration lead = absl::Seconds(60)) {
+    v1::PrewarmRequest r;
+    r.set_run_id(run_id);
+    r.set_workflow_id("wf");
+    std::string previous;
+    for (const char* task : {"a", "b", "c"}) {
+      v1::Task* t = r.add_tasks();
+      t->set_task_id(task);
+      t->set_service(absl::StrCat("svc-", task));
+      if (!previous.empty()) t->add_upstream_task_ids(previous);
+      previous = task;
+    }
+    *r.mutable_start_time() = ToProtoTimestamp(clock_.Now() + lead);
+    return r;
+  }
+
+  absl::StatusOr<v1::RunPlan> Prewarm(const v1::PrewarmRequest& request) {
+    std::promise<absl::StatusOr<v1::RunPlan>> done;
+    std::future<absl::StatusOr<v1::RunPlan>> result = done.get_future();
+    registry_->Prewarm(request,
+                       [&](absl::StatusOr<v1::RunPlan> plan) { done.set_value(std::move(plan)); });
+    if (result.wait_for(absl::ToChronoSeconds(kPatience)) != std::future_status::ready) {
+      return absl::DeadlineExceededError("Prewarm never answered");
+    }
+    return result.get();
+  }
+
+  absl::StatusOr<v1::ReportTimingResponse> Report(const v1::ReportTimingRequest& request) {
+    std::promise<absl::StatusOr<v1::ReportTimingResponse>> done;
+    std::future<absl::StatusOr<v1::ReportTimingResponse>> result = done.get_future();
+    registry_->ReportTiming(request, [&](absl::StatusOr<v1::ReportTimingResponse> response) {
+      done.set_value(std::move(response));
+    });
+    if (result.wait_for(absl::ToChronoSeconds(kPatience)) != std::future_status::ready) {
+      return absl::DeadlineExceededError("ReportTiming never answered");
+    }
+    return result.get();
+  }
+
+  absl::StatusOr<v1::ReportTimingResponse> Report(const std::string& run,
+                                                  const std::string& task,
+                                     v1::TaskEventType type, Event e = {}) {
+    v1::ReportTimingRequest r;
+    r.set_run_id(run);
+    r.set_task_id(task);
+    r.set_event(type);
+    if (e.at.has_value()) *r.mutable_event_time() = ToProtoTimestamp(*e.at);
+    if (e.cold.has_value()) r.set_cold(*e.cold);
+    if (e.cold_start.has_value()) *r.mutable_cold_start() = ToProtoDuration(*e.cold_start);
+    return Report(r);
+  }
+
+  v1::TaskPlan Task(const std::string& run, absl::string_view task) {
+    absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan(run);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    if (!plan.ok()) return {};
+    return TaskOf(*plan, task);
+  }
+
+  // Polls the run's plan until the task's warm-up reaches `state` (the warmer's thread answers
+  // asynchronously).
+  bool WaitForWarmup(const std::string& run, absl::string_view task, v1::WarmupState state) {
+    const absl::Time deadline = absl::Now() + kPatience;
+    for (;;) {
+      absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan(run);
+      if (plan.ok() && TaskOf(*plan, task).warmup_state() == state) return true;
+      if (absl::Now() > deadline) {
+        ADD_FAILURE() << "task " << task << " never reached "
+                      << v1::WarmupState_Name(state) << "; plan: "
+                      << (plan.ok() ? plan->DebugString() : plan.status().ToString());
+        return false;
+      }
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+
+  // Moves the fake clock to `t` and runs what is due.
+  int RunUntil(absl::Time t) {
+    clock_.AdvanceTo(t);
+    return timers_->RunDue();
+  }
+
+  v1::GetServiceStatsResponse Stats(absl::string_view service) {
+    absl::StatusOr<v1::GetServiceStatsResponse> s = registry_->GetServiceStats(service);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : v1::GetServiceStatsResponse();
+  }
+
+  std::optional<double> Metric(absl::string_view name,
+                               const std::map<std::string, std::string>& labels = {}) {
+    return MetricValue(metrics_->Scrape(), name, labels);
+  }
+
+  FakeClock clock_;
+  absl::Time t0_;
+  RunRegistryOptions options_;
+  std::unique_ptr<FakeHttpTarget> target_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<HistoryStore> store_;
+  std::unique_ptr<ServiceRegistry> services_;
+  std::unique_ptr<TimerQueue> timers_;
+  std::unique_ptr<DelegatedWarmups> delegated_;
+  std::unique_ptr<HttpWarmer> warmer_;
+  std::unique_ptr<RunRegistry> registry_;
+};
+
+// With the priors (duration 10 s, cold start 2 s, dispatch gap 1 s) every estimate is a point, so
+// a chain starting at t0+60 s plans a at t0+60, b at t0+71 and c at t0+82, each warmed 2 s early.
+TEST_F(RunRegistryTest, PrewarmReturnsAPlanWithDecisions) {
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(Chain("run-1"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->run_id(), "run-1");
+  EXPECT_EQ(plan->workflow_id(), "wf");
+  EXPECT_EQ(T(plan->start_time()), t0_ + absl::Seconds(60));
+  EXPECT_EQ(T(plan->plan_time()), t0_);
+  EXPECT_EQ(plan->replan_count(), 0);
+  ASSERT_EQ(plan->tasks_size(), 3);
+  const char* ids[] = {"a", "b", "c"};
+  const int starts[] = {60, 71, 82};
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(ids[i]);
+    const v1::TaskPlan& t = plan->tasks(i);
+    EXPECT_EQ(t.task_id(), ids[i]);
+    EXPECT_EQ(t.service(), absl::StrCat("svc-", ids[i]));
+    EXPECT_EQ(t.decision(), v1::WARMUP_DECISION_WARM) << t.reason();
+    EXPECT_FALSE(t.reason().empty());
+    EXPECT_EQ(t.confidence(), v1::CONFIDENCE_LOW);  // Priors only.
+    EXPECT_EQ(t.warmup_state(), v1::WARMUP_STATE_PENDING);
+    EXPECT_EQ(t.task_state(), v1::TASK_STATE_PENDING);
+    EXPECT_EQ(t.outcome(), v1::TASK_OUTCOME_UNSPECIFIED);
+    EXPECT_EQ(T(t.expected_start_time()), t0_ + absl::Seconds(starts[i]));
+    EXPECT_EQ(D(t.expected_cold_start()), absl::Seconds(2));
+    EXPECT_EQ(T(t.warmup_time()), T(t.expected_start_time()) - absl::Seconds(2));
+    EXPECT_DOUBLE_EQ(t.run_probability(), 1.0);
+    EXPECT_FALSE(t.has_actual_start_time());
+  }
+  EXPECT_EQ(registry_->active_runs(), 1);
+  EXPECT_EQ(registry_->pending_warmups(), 3);
+  EXPECT_EQ(timers_->NextDeadline(), t0_ + absl::Seconds(58));
+
+  absl::StatusOr<v1::RunPlan> again = registry_->GetPlan("run-1");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->SerializeAsString(), plan->SerializeAsString());
+
+  EXPECT_THAT(Metric("prewarm_active_runs"), Optional(1.0));
+  EXPECT_THAT(Metric("prewarm_pending_warmups"), Optional(3.0));
+  EXPECT_THAT(Metric("prewarm_runs_started_total"), Optional(1.0));
+}
+
+TEST_F(RunRegistryTest, SamePlanForTheSameRunAndHistory) {
+  v1::PrewarmRequest request = Chain("run-1");
+  request.set_dry_run(true);
+  absl::StatusOr<v1::RunPlan> first = Prewarm(request);
+  absl::StatusOr<v1::RunPlan> second = Prewarm(request);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->SerializeAsString(), second->SerializeAsString());
+}
+
+TEST_F(RunRegistryTest, DryRunKeepsNoState) {
+  v1::PrewarmRequest request = Chain("run-1");
+  request.set_dry_run(true);
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->tasks(0).decision(), v1::WARMUP_DECISION_WARM);
+  EXPECT_EQ(registry_->active_runs(), 0);
+  EXPECT_EQ(registry_->pending_warmups(), 0);
+  EXPECT_EQ(registry_->GetPlan("run-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(RunUntil(t0_ + absl::Minutes(5)), 1);  // Only the registry's expiry timer.
+  EXPECT_EQ(target_->total_requests(), 0);
+}
+
+TEST_F(RunRegistryTest, WarmupsFireWhenTheClockReachesTheirDeadlines) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(58) - absl::Milliseconds(1)), 0);
+  EXPECT_EQ(Task("run-1", "a").warmup_state(), v1::WARMUP_STATE_PENDING);
+
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(58)), 1);
+  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 1, kPatience));
+  ASSERT_TRUE(WaitForWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(target_->methods("/svc-a"), std::vector<std::string>{"GET"});
+  EXPECT_EQ(target_->requests("/svc-b"), 0);
+  EXPECT_EQ(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(registry_->pending_warmups(), 2);
+
+  v1::GetServiceStatsResponse a = Stats("svc-a");
+  EXPECT_EQ(a.warmups_fired(), 1);
+  EXPECT_EQ(a.warmups_failed(), 0);
+  EXPECT_TRUE(a.has_warm_until());
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "fired"}}),
+              Optional(1.0));
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "ready"}}),
+              Optional(1.0));
+  EXPECT_THAT(Metric("prewarm_warmup_lateness_seconds_count"), Optional(1.0));
+
+  RunUntil(t0_ + absl::Seconds(69));  // (The registry's expiry timer is due too.)
+  ASSERT_TRUE(target_->WaitForRequests("/svc-b", 1, kPatience));
+  ASSERT_TRUE(WaitForWarmup("run-1", "b", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(80)), 1);
+  ASSERT_TRUE(target_->WaitForRequests("/svc-c", 1, kPatience));
+  ASSERT_TRUE(WaitForWarmup("run-1", "c", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(registry_->pending_warmups(), 0);
+  EXPECT_EQ(target_->total_requests(), 3);
+}
+
+TEST_F(RunRegistryTest, ALateFinishPushesTheNextWarmupLater) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  RunUntil(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+  RunUntil(t0_ + absl::Seconds(69));  // b's warm-up fires while a still runs.
+  EXPECT_NE(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(T(Task("run-1", "c").warmup_time()), t0_ + absl::Seconds(80));
+
+  // a finishes 5 s later than planned: c now starts at 75 + 1 + 10 + 1 = 87, warmed at 85.
+  clock_.AdvanceTo(t0_ + absl::Seconds(75));
+  absl::StatusOr<v1::ReportTimingResponse> response = Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED);
+  ASSERT_TRUE(response.ok()) << response.status();
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_GE(plan->replan_count(), 2);
+  EXPECT_EQ(response->replan_count(), plan->replan_count());
+  EXPECT_FALSE(response->run_finished());
+  ASSERT_EQ(response->replanned_tasks_size(), 3);  // a and its descendants.
+  EXPECT_EQ(response->replanned_tasks(2).SerializeAsString(),
+            TaskOf(*plan, "c").SerializeAsString());
+  EXPECT_EQ(T(TaskOf(*plan, "b").expected_start_time()), t0_ + absl::Seconds(76));
+  EXPECT_EQ(T(TaskOf(*plan, "c").expected_start_time()), t0_ + absl::Seconds(87));
+  EXPECT_EQ(T(TaskOf(*plan, "c").warmup_time()), t0_ + absl::Seconds(85));
+  EXPECT_EQ(TaskOf(*plan, "c").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(timers_->NextDeadline(), t0_ + absl::Seconds(85));
+
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(80)), 0);  // The old deadline fires nothing.
+  EXPECT_EQ(Task("run-1", "c").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(85)), 1);
+  ASSERT_TRUE(target_->WaitForRequests("/svc-c", 1, kPatience));
+  ASSERT_TRUE(WaitForWarmup("run-1", "c", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(target_->requests("/svc-c"), 1);
+}
+
+TEST_F(RunRegistryTest, AStartLaterThanPlannedPushesTheWarmupLater) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  clock_.AdvanceTo(t0_ + absl::Seconds(65));  // a was due at 60.
+  absl::StatusOr<v1::ReportTimingResponse> response = Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED);
+  ASSERT_TRUE(response.ok()) << response.status();
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(T(TaskOf(*plan, "a").actual_start_time()), t0_ + absl::Seconds(65));
+  EXPECT_EQ(TaskOf(*plan, "a").task_state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(T(TaskOf(*plan, "b").warmup_time()), t0_ + absl::Seconds(74));
+  RunUntil(t0_ + absl::Seconds(69));
+  EXPECT_EQ(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(74)), 1);
+  ASSERT_TRUE(target_->WaitForRequests("/svc-b", 1, kPatience));
+}
+
+TEST_F(RunRegistryTest, AnEarlyFinishFiresAPassedDeadlineAtOnce) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  RunUntil(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+
+  // a finishes after 2 s instead of 10: b starts at 63, and warming it at 61 is already late.
+  clock_.AdvanceTo(t0_ + absl::Seconds(62));
+  absl::StatusOr<v1::ReportTimingResponse> response = Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED);
+  ASSERT_TRUE(response.ok()) << response.status();
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const v1::TaskPlan& b = TaskOf(*plan, "b");
+  EXPECT_EQ(b.decision(), v1::WARMUP_DECISION_WARM) << b.reason();
+  EXPECT_EQ(T(b.expected_start_time()), t0_ + absl::Seconds(63));
+  EXPECT_LE(T(b.warmup_time()), clock_.Now());
+  EXPECT_THAT(b.reason(), HasSubstr("deadline passed"));
+  EXPECT_LE(timers_->NextDeadline(), clock_.Now());
+  // c moves earlier too: 63 + 10 + 1 = 74, warmed at 72.
+  EXPECT_EQ(T(TaskOf(*plan, "c").warmup_time()), t0_ + absl::Seconds(72));
+
+  EXPECT_EQ(timers_->RunDue(), 1);  // Without moving the clock.
+  ASSERT_TRUE(target_->WaitForRequests("/svc-b", 1, kPatience));
+  ASSERT_TRUE(WaitForWarmup("run-1", "b", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(72)), 1);
+  ASSERT_TRUE(target_->WaitForRequests("/svc-c", 1, kPatience));
+}
+
+TEST_F(RunRegistryTest, SkippedCancelsTheTasksPendingWarmup) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  clock_.AdvanceTo(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+  clock_.AdvanceTo(t0_ + absl::Seconds(65));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  const int pending = registry_->pending_warmups();
+
+  absl::StatusOr<v1::ReportTimingResponse> response = Report("run-1", "b", v1::TASK_EVENT_TYPE_SKIPPED);
+  ASSERT_TRUE(response.ok()) << response.status();
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(TaskOf(*plan, "b").task_state(), v1::TASK_STATE_SKIPPED);
+  EXPECT_EQ(TaskOf(*plan, "b").warmup_state(), v1::WARMUP_STATE_CANCELLED);
+  EXPECT_EQ(TaskOf(*plan, "b").decision(), v1::WARMUP_DECISION_SKIP_STARTED);
+  EXPECT_EQ(registry_->pending_warmups(), pending - 1);
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-b"}, {"result", "cancelled"}}),
+              Optional(1.0));
+
+  RunUntil(t0_ + absl::Minutes(5));
+  ASSERT_TRUE(WaitForWarmup("run-1", "c", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(target_->requests("/svc-b"), 0);
+  EXPECT_EQ(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_CANCELLED);
+}
+
+TEST_F(RunRegistryTest, CancelRunCancelsEverythingAndRetiresTheRun) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  absl::StatusOr<int> cancelled = registry_->CancelRun("run-1");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(*cancelled, 3);
+  EXPECT_EQ(registry_->active_runs(), 0);
+  EXPECT_EQ(registry_->pending_warmups(), 0);
+  EXPECT_EQ(timers_->pending(), 1u);  // Only the registry's expiry timer is left.
+
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");  // From the retired list.
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  for (const v1::TaskPlan& t : plan->tasks()) {
+    EXPECT_EQ(t.warmup_state(), v1::WARMUP_STATE_CANCELLED) << t.task_id();
+  }
+  absl::StatusOr<v1::ReportTimingResponse> report = Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED);
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(report.status().message(), HasSubstr("run-1"));
+  EXPECT_EQ(registry_->CancelRun("run-1").status().code(), absl::StatusCode::kNotFound);
+
+  RunUntil(t0_ + absl::Minutes(5));
+  EXPECT_EQ(target_->total_requests(), 0);
+  EXPECT_THAT(Metric("prewarm_runs_finished_total", {{"outcome", "cancelled"}}), Optional(1.0));
+  EXPECT_THAT(Metric("prewarm_active_runs"), Optional(0.0));
+  EXPECT_THAT(Metric("prewarm_pending_warmups"), Optional(0.0));
+
+  // The id may be used again once the run is no longer active.
+  EXPECT_TRUE(Prewarm(Chain("run-1")).ok());
+}
+
+TEST_F(RunRegistryTest, ARunWhoseTasksAreAllTerminalRetiresItself) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  clock_.AdvanceTo(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+  clock_.AdvanceTo(t0_ + absl::Seconds(70));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  ASSERT_TRUE(Report("run-1", "b", v1::TASK_EVENT_TYPE_SKIPPED).ok());
+  EXPECT_EQ(registry_->active_runs(), 1);
+  absl::StatusOr<v1::ReportTimingResponse> last = Report("run-1", "c", v1::TASK_EVENT_TYPE_FAILED);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_TRUE(last->run_finished());
+  EXPECT_EQ(registry_->active_runs(), 0);
+  EXPECT_EQ(registry_->pending_warmups(), 0);
+
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(TaskOf(*plan, "a").task_state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(TaskOf(*plan, "b").task_state(), v1::TASK_STATE_SKIPPED);
+  EXPECT_EQ(TaskOf(*plan, "c").task_state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(Report("run-1", "c", v1::TASK_EVENT_TYPE_STARTED).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(Metric("prewarm_runs_finished_total", {{"outcome", "finished"}}), Optional(1.0));
+}
+
+TEST_F(RunRegistryTest, AnIdleRunExpires) {
+  ASSERT_TRUE(Prewarm(Chain("run-1", absl::Seconds(1))).ok());
+  RunUntil(t0_ + absl::Minutes(29));
+  EXPECT_EQ(registry_->active_runs(), 1);
+  RunUntil(t0_ + absl::Minutes(32));
+  EXPECT_EQ(registry_->active_runs(), 0);
+  EXPECT_TRUE(registry_->GetPlan("run-1").ok());
+  EXPECT_THAT(Metric("prewarm_runs_finished_total", {{"outcome", "expired"}}), Optional(1.0));
+}
+
+// Three runs of the chain where a takes 4 s, b 6 s and c 3 s of warm time, each call paying a
+// 1.5 s cold start, with a 1 s gap between tasks: the fourth run's plan rests on that history.
+TEST_F(RunRegistryTest, LearnsFromReportedTimings) {
+  const absl::Duration durations[] = {absl::Seconds(4), absl::Seconds(6), absl::Seconds(3)};
+  const absl::Duration cold = absl::Milliseconds(1500);
+  for (int run = 0; run < 3; ++run) {
+    const std::string id = absl::StrCat("learn-", run);
+    ASSERT_TRUE(Prewarm(Chain(id, absl::ZeroDuration())).ok());
+    const char* tasks[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; ++i) {
+      if (i > 0) clock_.Advance(absl::Seconds(1));
+      ASSERT_TRUE(Report(id, tasks[i], v1::TASK_EVENT_TYPE_STARTED).ok());
+      clock_.Advance(durations[i] + cold);
+      absl::StatusOr<v1::ReportTimingResponse> p = Report(
+          id, tasks[i], v1::TASK_EVENT_TYPE_FINISHED, {.cold = true, .cold_start = cold});
+      ASSERT_TRUE(p.ok()) << p.status();
+    }
+    EXPECT_EQ(registry_->active_runs(), 0);
+    clock_.Advance(absl::Minutes(10));  // Long enough for every service to go cold again.
+  }
+  v1::GetServiceStatsResponse b = Stats("svc-b");
+  EXPECT_EQ(b.duration().sample_count(), 3);
+  EXPECT_NEAR(absl::ToDoubleSeconds(D(b.duration().p50())), 6.0, 1e-3);
+  EXPECT_EQ(b.cold_start().sample_count(), 3);
+  EXPECT_NEAR(absl::ToDoubleSeconds(D(b.cold_start().mean())), 1.5, 1e-3);
+  EXPECT_EQ(b.miss_count(), 3);
+
+  const absl::Time start = clock_.Now() + absl::Seconds(60);
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(Chain("run-4"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const double expected_starts[] = {0, 4 + 1, 4 + 1 + 6 + 1};
+  for (int i = 0; i < 3; ++i) {
+    const v1::TaskPlan& t = plan->tasks(i);
+    SCOPED_TRACE(t.task_id());
+    EXPECT_EQ(t.confidence(), v1::CONFIDENCE_HIGH);
+    EXPECT_EQ(t.decision(), v1::WARMUP_DECISION_WARM) << t.reason();
+    EXPECT_NEAR(absl::ToDoubleSeconds(T(t.expected_start_time()) - start), expected_starts[i],
+                0.01);
+    EXPECT_NEAR(absl::ToDoubleSeconds(D(t.expected_cold_start())), 1.5, 0.01);
+    EXPECT_NEAR(absl::ToDoubleSeconds(T(t.expected_start_time()) - T(t.warmup_time())), 1.5,
+                0.01);
+  }
+  EXPECT_THAT(Metric("prewarm_observations_total", {{"kind", "task_duration"}}), Optional(9.0));
+  EXPECT_THAT(Metric("prewarm_observations_total", {{"kind", "cold_start"}}), Optional(9.0));
+  EXPECT_THAT(Metric("prewarm_observations_total", {{"kind", "dispatch_gap"}}), Optional(6.0));
+  EXPECT_THAT(Metric("prewarm_task_starts_total", {{"service", "svc-b"}, {"outcome", "miss"}}),
+              Optional(3.0));
+}
+
+TEST_F(RunRegistryTest, ASlowWarmupIsAColdStartAndAFastOneAWarmLatency) {
+  target_->SetRoute("/slow", {.delay = absl::Milliseconds(300)});
+  target_->SetRoute("/fast", {});
+  RegisterManaged("slow", absl::Milliseconds(100));
+  // Generous, so that a loaded machine never makes a loopback answer look cold.
+  RegisterManaged("fast", absl::Seconds(5));
+  v1::PrewarmRequest request;
+  request.set_run_id("run-1");
+  request.set_workflow_id("wf");
+  request.add_tasks()->set_task_id("x");
+  request.mutable_tasks(0)->set_service("slow");
+  request.add_tasks()->set_task_id("y");
+  request.mutable_tasks(1)->set_service("fast");
+  *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Prewarm(request).ok());
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(58)), 2);
+  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(WaitForWarmup("run-1", "y", v1::WARMUP_STATE_READY));
+
+  v1::GetServiceStatsResponse slow = Stats("slow");
+  EXPECT_EQ(slow.cold_start().sample_count(), 1);
+  EXPECT_GE(D(slow.cold_start().mean()), absl::Milliseconds(300));
+  EXPECT_EQ(slow.warm_latency().sample_count(), 0);
+  v1::GetServiceStatsResponse fast = Stats("fast");
+  EXPECT_EQ(fast.cold_start().sample_count(), 0);
+  EXPECT_EQ(fast.warm_latency().sample_count(), 1);
+  EXPECT_LT(D(fast.warm_latency().mean()), absl::Seconds(5));
+  EXPECT_THAT(Metric("prewarm_cold_start_seconds_count", {{"service", "slow"}}), Optional(1.0));
+  EXPECT_THAT(Metric("prewarm_warmup_latency_seconds_count", {{"service", "fast"}}),
+              Optional(1.0));
+}
+
+TEST_F(RunRegistryTest, AFailedWarmupIsCounted) {
+  target_->SetRoute("/broken", {.status = 500});
+  RegisterManaged("broken");
+  v1::PrewarmRequest request;
+  request.set_run_id("run-1");
+  request.set_workflow_id("wf");
+  request.add_tasks()->set_task_id("x");
+  request.mutable_tasks(0)->set_service("broken");
+  *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Prewarm(request).ok());
+  RunUntil(t0_ + absl::Seconds(58));
+  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_FAILED));
+  v1::GetServiceStatsResponse stats = Stats("broken");
+  EXPECT_EQ(stats.warmups_fired(), 1);
+  EXPECT_EQ(stats.warmups_failed(), 1);
+  EXPECT_FALSE(stats.has_warm_until());
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "broken"}, {"result", "failed"}}),
+              Optional(1.0));
+}
+
+// hit: the warm-up was answered before the task called; late: the warm-up was still in flight;
+// miss: the task started before its warm-up and found its service cold.
+TEST_F(RunRegistryTest, CountsHitsMissesAndLateWarmups) {
+  RegisterDelegated("svc-d");
+  const DelegatedWarmups::SubscriberId watcher = delegated_->Subscribe({}, [] {});
+  v1::PrewarmRequest request;
+  request.set_run_id("run-1");
+  request.set_workflow_id("wf");
+  const std::pair<const char*, const char*> tasks[] = {
+      {"hit", "svc-a"}, {"late", "svc-d"}, {"miss", "svc-b"}};
+  for (const auto& [task, service] : tasks) {
+    v1::Task* t = request.add_tasks();
+    t->set_task_id(task);
+    t->set_service(service);
+  }
+  *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Prewarm(request).ok());
+
+  // "miss" starts early, before its warm-up fires, on a cold service.
+  clock_.AdvanceTo(t0_ + absl::Seconds(10));
+  ASSERT_TRUE(Report("run-1", "miss", v1::TASK_EVENT_TYPE_STARTED).ok());
+  EXPECT_EQ(Task("run-1", "miss").warmup_state(), v1::WARMUP_STATE_CANCELLED);
+
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(58)), 2);
+  ASSERT_TRUE(WaitForWarmup("run-1", "hit", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(Task("run-1", "late").warmup_state(), v1::WARMUP_STATE_FIRED);
+  v1::WatchWarmupsResponse instruction;
+  ASSERT_TRUE(delegated_->Pop(watcher, &instruction));  // Fired, never reported.
+
+  clock_.AdvanceTo(t0_ + absl::Seconds(60));
+  for (const char* task : {"hit", "late", "miss"}) {
+    if (std::string(task) != "miss") {
+      ASSERT_TRUE(Report("run-1", task, v1::TASK_EVENT_TYPE_STARTED).ok());
+    }
+    absl::StatusOr<v1::ReportTimingResponse> invoked =
+        Report("run-1", task, v1::TASK_EVENT_TYPE_SERVICE_INVOKED);
+    ASSERT_TRUE(invoked.ok()) << invoked.status();
+    EXPECT_EQ(invoked->replanned_tasks_size(), 0);  // Moves no start time.
+  }
+  EXPECT_EQ(Task("run-1", "hit").outcome(), v1::TASK_OUTCOME_HIT);
+  EXPECT_EQ(Task("run-1", "late").outcome(), v1::TASK_OUTCOME_LATE);
+  EXPECT_EQ(Task("run-1", "miss").outcome(), v1::TASK_OUTCOME_MISS);
+
+  EXPECT_EQ(Stats("svc-a").hit_count(), 1);
+  EXPECT_EQ(Stats("svc-d").late_count(), 1);
+  EXPECT_EQ(Stats("svc-b").miss_count(), 1);
+  EXPECT_EQ(Stats("svc-b").hit_count(), 0);
+  EXPECT_THAT(Metric("prewarm_task_starts_total", {{"service", "svc-a"}, {"outcome", "hit"}}),
+              Optional(1.0));
+  EXPECT_THAT(Metric("prewarm_task_starts_total", {{"service", "svc-d"}, {"outcome", "late"}}),
+              Optional(1.0));
+  EXPECT_THAT(Metric("prewarm_task_starts_total", {{"service", "svc-b"}, {"outcome", "miss"}}),
+              Optional(1.0));
+  EXPECT_THAT(Metric("prewarm_cold_start_hidden_seconds_total", {{"service", "svc-a"}}),
+              Optional(2.0));
+
+  // The outcome is settled once: a later report does not count it again.
+  ASSERT_TRUE(Report("run-1", "hit", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  EXPECT_EQ(Stats("svc-a").hit_count(), 1);
+}
+
+TEST_F(RunRegistryTest, ATaskFinishedWithoutColdInformationOnAColdServiceIsAMiss) {
+  // The run starts now: its root cannot be warmed, and its service has never been called.
+  ASSERT_TRUE(Prewarm(Chain("run-1", absl::ZeroDuration())).ok());
+  EXPECT_EQ(Task("run-1", "a").decision(), v1::WARMUP_DECISION_SKIP_TOO_LATE);
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+  clock_.Advance(absl::Seconds(12));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  EXPECT_EQ(Task("run-1", "a").outcome(), v1::TASK_OUTCOME_MISS);
+  EXPECT_EQ(Stats("svc-a").miss_count(), 1);
+  EXPECT_EQ(Stats("svc-a").hit_count(), 0);
+}
+
+TEST_F(RunRegistryTest, ReportedColdnessDecidesTheOutcome) {
+  ASSERT_TRUE(Prewarm(Chain("run-1", absl::ZeroDuration())).ok());
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED, {.cold = false}).ok());
+  EXPECT_EQ(Task("run-1", "a").outcome(), v1::TASK_OUTCOME_HIT);
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(Report("run-1", "b", v1::TASK_EVENT_TYPE_SERVICE_INVOKED,
+                     {.cold = true, .cold_start = absl::Seconds(3)})
+                  .ok());
+  EXPECT_EQ(Task("run-1", "b").outcome(), v1::TASK_OUTCOME_MISS);
+  v1::GetServiceStatsResponse b = Stats("svc-b");
+  EXPECT_EQ(b.cold_start().sample_count(), 1);
+  EXPECT_EQ(D(b.cold_start().p50()), absl::Seconds(3));
+}
+
+TEST_F(RunRegistryTest, AnotherRunsWarmupIsShared) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  RunUntil(t0_ + absl::Seconds(58));
+  ASSERT_TRUE(WaitForWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  // svc-a is warm until about 58 + 60 s: a second run needing it at t0+90 s need not warm it.
+  v1::PrewarmRequest second = Chain("run-2", absl::Seconds(32));
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(second);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(TaskOf(*plan, "a").decision(), v1::WARMUP_DECISION_SKIP_ALREADY_WARM)
+      << TaskOf(*plan, "a").reason();
+  EXPECT_EQ(TaskOf(*plan, "a").warmup_state(), v1::WARMUP_STATE_NONE);
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "skipped_warm"}}),
+              Optional(1.0));
+}
+
+TEST_F(RunRegistryTest, DelegatedWarmupsGoToWatchersAndReportWarmupCompletesThem) {
+  RegisterDelegated("lambda");
+  int wakes = 0;
+  const DelegatedWarmups::SubscriberId other = delegated_->Subscribe({"svc-zzz"}, [] {});
+  const DelegatedWarmups::SubscriberId watcher =
+      delegated_->Subscribe({"lambda"}, [&] { ++wakes; });
+  v1::PrewarmRequest request;
+  request.set_run_id("run-1");
+  request.set_workflow_id("wf");
+  request.add_tasks()->set_task_id("x");
+  request.mutable_tasks(0)->set_service("lambda");
+  *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->tasks(0).decision(), v1::WARMUP_DECISION_WARM);
+
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(58)), 1);
+  EXPECT_EQ(wakes, 1);
+  v1::WatchWarmupsResponse instruction;
+  EXPECT_FALSE(delegated_->Pop(other, &instruction));
+  ASSERT_TRUE(delegated_->Pop(watcher, &instruction));
+  EXPECT_FALSE(instruction.warmup_id().empty());
+  EXPECT_EQ(instruction.service(), "lambda");
+  EXPECT_EQ(instruction.run_id(), "run-1");
+  EXPECT_EQ(instruction.task_id(), "x");
+  EXPECT_EQ(T(instruction.warmup_time()), t0_ + absl::Seconds(58));
+  EXPECT_EQ(T(instruction.expected_start_time()), t0_ + absl::Seconds(60));
+  EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_FIRED);
+  EXPECT_EQ(target_->total_requests(), 0);  // The server fires nothing itself.
+
+  v1::ReportWarmupRequest report;
+  report.set_warmup_id("not-a-number");
+  EXPECT_EQ(registry_->ReportWarmup(report).code(), absl::StatusCode::kInvalidArgument);
+  report.set_warmup_id("987654");
+  report.set_success(true);
+  *report.mutable_latency() = ToProtoDuration(absl::Seconds(2));
+  absl::Status unknown = registry_->ReportWarmup(report);
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.message(), HasSubstr("987654"));
+
+  report.set_warmup_id(instruction.warmup_id());
+  report.clear_latency();
+  EXPECT_EQ(registry_->ReportWarmup(report).code(), absl::StatusCode::kInvalidArgument);
+  *report.mutable_latency() = ToProtoDuration(absl::Seconds(-1));
+  EXPECT_EQ(registry_->ReportWarmup(report).code(), absl::StatusCode::kInvalidArgument);
+  *report.mutable_latency() = ToProtoDuration(absl::Seconds(2));
+  ASSERT_TRUE(registry_->ReportWarmup(report).ok());
+  EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_READY);
+  EXPECT_EQ(registry_->ReportWarmup(report).code(), absl::StatusCode::kNotFound);  // Twice.
+
+  v1::GetServiceStatsResponse stats = Stats("lambda");
+  EXPECT_EQ(stats.warmups_fired(), 1);
+  EXPECT_EQ(stats.cold_start().sample_count(), 1);  // 2 s is well above the warm latency.
+  EXPECT_TRUE(stats.has_warm_until());
+}
+
+TEST_F(RunRegistryTest, ADelegatedWarmupWithoutWatcherFails) {
+  RegisterDelegated("lambda");
+  v1::PrewarmRequest request;
+  request.set_run_id("run-1");
+  request.set_workflow_id("wf");
+  request.add_tasks()->set_task_id("x");
+  request.mutable_tasks(0)->set_service("lambda");
+  *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Prewarm(request).ok());
+  RunUntil(t0_ + absl::Seconds(58));
+  EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_FAILED);
+  EXPECT_EQ(Stats("lambda").warmups_failed(), 1);
+}
+
+TEST_F(RunRegistryTest, UnregisteredServicesArePlannedButNotWarmed) {
+  v1::PrewarmRequest request = Chain("run-1");
+  request.mutable_tasks(1)->set_service("unknown-svc");
+  request.mutable_tasks(2)->clear_service();
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(TaskOf(*plan, "b").decision(), v1::WARMUP_DECISION_SKIP_NO_SERVICE);
+  EXPECT_EQ(TaskOf(*plan, "b").warmup_state(), v1::WARMUP_STATE_NONE);
+  EXPECT_THAT(TaskOf(*plan, "b").reason(), HasSubstr("unknown-svc"));
+  EXPECT_EQ(TaskOf(*plan, "c").decision(), v1::WARMUP_DECISION_SKIP_NO_SERVICE);
+  EXPECT_EQ(T(TaskOf(*plan, "c").expected_start_time()), t0_ + absl::Seconds(82));
+  EXPECT_EQ(registry_->pending_warmups(), 1);
+
+  // Durations are learned for an unregistered service too, and its stats answer.
+  clock_.AdvanceTo(t0_ + absl::Seconds(70));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  ASSERT_TRUE(Report("run-1", "b", v1::TASK_EVENT_TYPE_STARTED).ok());
+  clock_.AdvanceTo(t0_ + absl::Seconds(75));
+  ASSERT_TRUE(Report("run-1", "b", v1::TASK_EVENT_TYPE_FINISHED, {.cold = false}).ok());
+  EXPECT_EQ(Stats("unknown-svc").duration().sample_count(), 1);
+}
+
+TEST_F(RunRegistryTest, AScheduledRunDoesNotExpireBeforeItStarts) {
+  // Submitted two hours ahead, with a 30 min idle timeout: the wait for the start is not idleness.
+  ASSERT_TRUE(Prewarm(Chain("run-1", absl::Hours(2))).ok());
+  RunUntil(t0_ + absl::Minutes(90));
+  ASSERT_EQ(registry_->active_runs(), 1);
+  EXPECT_EQ(Task("run-1", "a").warmup_state(), v1::WARMUP_STATE_PENDING);
+  RunUntil(t0_ + absl::Hours(2) - absl::Seconds(2));
+  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 1, kPatience));
+  // Idle for longer than the timeout after its start: expired.
+  RunUntil(t0_ + absl::Hours(2) + absl::Minutes(32));
+  EXPECT_EQ(registry_->active_runs(), 0);
+}
+
+TEST_F(RunRegistryTest, TheRetiredListKeepsTheLatestRunOfAReusedId) {
+  options_.max_retired_runs = 2;
+  Halt();
+  Boot(NewInMemoryHistoryStore());
+  for (const char* name : {"svc-a", "svc-b", "svc-c"}) RegisterManaged(name);
+
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  ASSERT_TRUE(registry_->CancelRun("run-1").ok());
+  ASSERT_TRUE(Prewarm(Chain("run-1", absl::Seconds(90))).ok());  // The id again.
+  ASSERT_TRUE(registry_->CancelRun("run-1").ok());
+  ASSERT_TRUE(Prewarm(Chain("run-2")).ok());
+  ASSERT_TRUE(registry_->CancelRun("run-2").ok());
+  // The two latest retirements are run-1 (the second one) and run-2.
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(T(plan->start_time()), t0_ + absl::Seconds(90));
+  EXPECT_TRUE(registry_->GetPlan("run-2").ok());
+  ASSERT_TRUE(Prewarm(Chain("run-3")).ok());
+  ASSERT_TRUE(registry_->CancelRun("run-3").ok());
+  EXPECT_EQ(registry_->GetPlan("run-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(registry_->GetPlan("run-2").ok());
+  EXPECT_TRUE(registry_->GetPlan("run-3").ok());
+}
+
+// A store that holds back the first write of one run's record (snapshot or event) until that
+// run's DeleteRun arrives (or a second passes): it plays a thread that is preempted between
+// updating a run and writing its record while another thread retires the run.
+class HoldingStore final : public HistoryStore {
+ public:
+  HoldingStore(std::unique_ptr<HistoryStore> inner, std::string run_id)
+      : inner_(std::move(inner)), run_id_(std::move(run_id)) {}
+
+  void AppendObservation(Observation obs, CommitCallback done) override {
+    inner_->AppendObservation(std::move(obs), std::move(done));
+  }
+  void PutService(std::string name, std::string serialized, CommitCallback done) override {
+    inner_->PutService(std::move(name), std::move(serialized), std::move(done));
+  }
+  void DeleteService(std::string name, CommitCallback done) override {
+    inner_->DeleteService(std::move(name), std::move(done));
+  }
+  void PutRun(std::string run_id, std::string serialized, CommitCallback done) override {
+    MaybeHold(run_id);
+    inner_->PutRun(std::move(run_id), std::move(serialized), std::move(done));
+  }
+  void AppendRunEvent(std::string run_id, std::string serialized, CommitCallback done) override {
+    MaybeHold(run_id);
+    inner_->AppendRunEvent(std::move(run_id), std::move(serialized), std::move(done));
+  }
+  void MaybeHold(const std::string& run_id) {
+    bool hold = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (armed_ && run_id == run_id_) {
+        armed_ = false;
+        holding_ = true;
+        hold = true;
+      }
+    }
+    if (hold) {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&deleted_), absl::Seconds(1));
+      holding_ = false;
+    }
+  }
+  void DeleteRun(std::string run_id, CommitCallback done) override {
+    inner_->DeleteRun(run_id, std::move(done));
+    absl::MutexLock lock(&mu_);
+    if (run_id == run_id_) deleted_ = true;
+  }
+  absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override {
+    return inner_->LoadObservations(fn);
+  }
+  absl::Status LoadServices(
+      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
+    return inner_->LoadServices(fn);
+  }
+  absl::Status LoadRuns(
+      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
+    return inner_->LoadRuns(fn);
+  }
+  absl::Status LoadRunEvents(
+      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
+    return inner_->LoadRunEvents(fn);
+  }
+  absl::Status Flush() override { return inner_->Flush(); }
+  absl::Status Close() override { return inner_->Close(); }
+  StoreStats stats() const override { return inner_->stats(); }
+
+  void Arm() {
+    absl::MutexLock lock(&mu_);
+    armed_ = true;
+  }
+  // Waits until a run write is being held.
+  bool WaitUntilHolding() {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&holding_), kPatience);
+  }
+
+ private:
+  const std::unique_ptr<HistoryStore> inner_;
+  const std::string run_id_;
+  absl::Mutex mu_;
+  bool armed_ ABSL_GUARDED_BY(mu_) = false;
+  bool holding_ ABSL_GUARDED_BY(mu_) = false;
+  bool deleted_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST_F(RunRegistryTest, ARetiredRunIsNotResurrectedByAConcurrentEventsSnapshot) {
+  Halt();
+  auto holding = std::make_unique<HoldingStore>(NewInMemoryHistoryStore(), "run-1");
+  HoldingStore* store = holding.get();
+  Boot(std::move(holding));
+  for (const char* name : {"svc-a", "svc-b"}) RegisterManaged(name);
+  v1::PrewarmRequest request;
+  request.set_run_id("run-1");
+  request.set_workflow_id("wf");
+  request.add_tasks()->set_task_id("x");
+  request.add_tasks()->set_task_id("y");
+  ASSERT_TRUE(Prewarm(request).ok());
+
+  // x and y finish at the same moment on two threads; y's event, the last, retires the run.
+  store->Arm();
+  std::thread x([&] { EXPECT_TRUE(Report("run-1", "x", v1::TASK_EVENT_TYPE_FINISHED).ok()); });
+  ASSERT_TRUE(store->WaitUntilHolding());
+  absl::StatusOr<v1::ReportTimingResponse> y = Report("run-1", "y", v1::TASK_EVENT_TYPE_FINISHED);
+  x.join();
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_TRUE(y->run_finished());
+
+  std::vector<std::string> stored;
+  ASSERT_TRUE(store
+                  ->LoadRuns([&](absl::string_view id, absl::string_view) {
+                    stored.emplace_back(id);
+                  })
+                  .ok());
+  EXPECT_TRUE(stored.empty()) << "a restart would resurrect " << stored.front();
+  int events = 0;
+  ASSERT_TRUE(
+      store->LoadRunEvents([&](absl::string_view, absl::string_view) { ++events; }).ok());
+  EXPECT_EQ(events, 0) << "the retired run's events outlived it";
+}
+
+// --- Bad input: the right code and a message naming the field or task. ---
+
+class RunRegistryErrorTest : public RunRegistryTest {
+ protected:
+  void SetUp() override {
+    RunRegistryTest::SetUp();
+    ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  }
+
+  void ExpectPrewarmError(const v1::PrewarmRequest& request, absl::StatusCode code,
+                          absl::string_view names) {
+    absl::StatusOr<v1::RunPlan> plan = Prewarm(request);
+    EXPECT_EQ(plan.status().code(), code) << plan.status();
+    EXPECT_THAT(plan.status().message(), HasSubstr(names));
+  }
+
+  void ExpectReportError(const v1::ReportTimingRequest& request, absl::StatusCode code,
+                         absl::string_view names) {
+    absl::StatusOr<v1::ReportTimingResponse> plan = Report(request);
+    EXPECT_EQ(plan.status().code(), code) << plan.status();
+    EXPECT_THAT(plan.status().message(), HasSubstr(names));
+  }
+
+  v1::ReportTimingRequest MakeEvent(std::string task = "a",
+                                v1::TaskEventType type = v1::TASK_EVENT_TYPE_STARTED) {
+    v1::ReportTimingRequest r;
+    r.set_run_id("run-1");
+    r.set_task_id(std::move(task));
+    r.set_event(type);
+    return r;
+  }
+};
+
+TEST_F(RunRegistryErrorTest, UnknownRunOrTaskIsNotFound) {
+  v1::ReportTimingRequest r = MakeEvent();
+  r.set_run_id("no-such-run");
+  ExpectReportError(r, absl::StatusCode::kNotFound, "no-such-run");
+  ExpectReportError(MakeEvent("zz"), absl::StatusCode::kNotFound, "'zz'");
+  EXPECT_EQ(registry_->GetPlan("no-such-run").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(registry_->GetPlan("no-such-run").status().message(), HasSubstr("no-such-run"));
+  EXPECT_EQ(registry_->CancelRun("no-such-run").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(registry_->GetServiceStats("never-seen").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(RunRegistryErrorTest, EmptyIdsAreInvalid) {
+  v1::ReportTimingRequest r = MakeEvent();
+  r.set_run_id("");
+  ExpectReportError(r, absl::StatusCode::kInvalidArgument, "run_id");
+  EXPECT_EQ(registry_->GetPlan("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_->CancelRun("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_->GetServiceStats("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_->GetServiceStats("bad name").status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  v1::PrewarmRequest p = Chain("");
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "run_id");
+  p = Chain("run-2");
+  p.clear_workflow_id();
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "workflow_id");
+  p = Chain("run-2");
+  p.mutable_tasks(1)->clear_task_id();
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "tasks[1].task_id");
+  p = Chain("run-2");
+  p.clear_tasks();
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "no tasks");
+  p = Chain("run-2");
+  p.mutable_tasks(2)->set_service("bad service!");
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "'c'");
+}
+
+TEST_F(RunRegistryErrorTest, DuplicateActiveRunIsAlreadyExists) {
+  ExpectPrewarmError(Chain("run-1"), absl::StatusCode::kAlreadyExists, "run-1");
+}
+
+TEST_F(RunRegistryErrorTest, BadDagsAreInvalid) {
+  v1::PrewarmRequest p = Chain("run-2");
+  p.mutable_tasks(0)->add_upstream_task_ids("c");  // a -> b -> c -> a
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "cycle");
+
+  p = Chain("run-2");
+  p.mutable_tasks(2)->set_task_id("b");
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "duplicate task id 'b'");
+
+  p = Chain("run-2");
+  p.mutable_tasks(1)->add_upstream_task_ids("ghost");
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "ghost");
+
+  p = Chain("run-2");
+  p.mutable_tasks(1)->add_upstream_task_ids("b");
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "itself");
+  EXPECT_EQ(registry_->active_runs(), 1);
+  EXPECT_EQ(registry_->pending_warmups(), 3);
+}
+
+TEST_F(RunRegistryErrorTest, BadTimesAndRatiosAreInvalid) {
+  v1::PrewarmRequest p = Chain("run-2", absl::Hours(24 * 8));
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "start_time");
+
+  p = Chain("run-2");
+  p.mutable_start_time()->set_nanos(-1);
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "start_time");
+  p.mutable_start_time()->set_nanos(1'000'000'000);
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "start_time");
+
+  p = Chain("run-2");
+  p.set_delay_cost_ratio(-1);
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "delay_cost_ratio");
+  p.set_delay_cost_ratio(std::numeric_limits<double>::quiet_NaN());
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "delay_cost_ratio");
+  p.set_delay_cost_ratio(std::numeric_limits<double>::infinity());
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "delay_cost_ratio");
+
+  v1::ReportTimingRequest r = MakeEvent();
+  *r.mutable_event_time() = ToProtoTimestamp(clock_.Now() + absl::Hours(1));
+  ExpectReportError(r, absl::StatusCode::kInvalidArgument, "event_time");
+  r = MakeEvent();
+  r.mutable_event_time()->set_seconds(absl::ToUnixSeconds(clock_.Now()));
+  r.mutable_event_time()->set_nanos(-5);
+  ExpectReportError(r, absl::StatusCode::kInvalidArgument, "event_time");
+  r = MakeEvent();
+  r.mutable_event_time()->set_seconds(std::numeric_limits<int64_t>::max());
+  ExpectReportError(r, absl::StatusCode::kInvalidArgument, "event_time");
+
+  r = MakeEvent();
+  *r.mutable_cold_start() = ToProtoDuration(absl::Seconds(-1));
+  ExpectReportError(r, absl::StatusCode::kInvalidArgument, "cold_start");
+
+  r = MakeEvent();
+  r.set_event(v1::TASK_EVENT_TYPE_UNSPECIFIED);
+  ExpectReportError(r, absl::StatusCode::kInvalidArgument, "event");
+  r.set_event(static_cast<v1::TaskEventType>(99));
+  ExpectReportError(r, absl::StatusCode::kInvalidArgument, "event");
+
+  // Nothing of it was applied.
+  EXPECT_EQ(Task("run-1", "a").task_state(), v1::TASK_STATE_PENDING);
+}
+
+TEST_F(RunRegistryErrorTest, LimitsAreResourceExhausted) {
+  v1::PrewarmRequest big;
+  big.set_run_id("big");
+  big.set_workflow_id("wf");
+  for (int i = 0; i < 9; ++i) big.add_tasks()->set_task_id(absl::StrCat("t", i));
+  ExpectPrewarmError(big, absl::StatusCode::kResourceExhausted, "8");
+
+  for (int i = 2; i <= 4; ++i) ASSERT_TRUE(Prewarm(Chain(absl::StrCat("run-", i))).ok());
+  EXPECT_EQ(registry_->active_runs(), 4);
+  ExpectPrewarmError(Chain("run-5"), absl::StatusCode::kResourceExhausted, "4");
+  // A dry run keeps no state, so the limit does not apply to it.
+  v1::PrewarmRequest dry = Chain("run-5");
+  dry.set_dry_run(true);
+  EXPECT_TRUE(Prewarm(dry).ok());
+}
+
+TEST_F(RunRegistryErrorTest, EventsThatContradictTheTaskStateAreFailedPrecondition) {
+  clock_.AdvanceTo(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Report(MakeEvent("a", v1::TASK_EVENT_TYPE_STARTED)).ok());
+  clock_.AdvanceTo(t0_ + absl::Seconds(70));
+  ASSERT_TRUE(Report(MakeEvent("a", v1::TASK_EVENT_TYPE_FINISHED)).ok());
+  ExpectReportError(MakeEvent("a", v1::TASK_EVENT_TYPE_FINISHED),
+                    absl::StatusCode::kFailedPrecondition, "'a'");
+  ExpectReportError(MakeEvent("a", v1::TASK_EVENT_TYPE_SKIPPED), absl::StatusCode::kFailedPrecondition,
+                    "'a'");
+  ExpectReportError(MakeEvent("a", v1::TASK_EVENT_TYPE_STARTED), absl::StatusCode::kFailedPrecondition,
+                    "'a'");
+
+  ASSERT_TRUE(Report(MakeEvent("b", v1::TASK_EVENT_TYPE_STARTED)).ok());
+  v1::ReportTimingRequest before_start = MakeEvent("b", v1::TASK_EVENT_TYPE_FINISHED);
+  *before_start.mutable_event_time() = ToProtoTimestamp(t0_ + absl::Seconds(65));
+  ExpectReportError(before_start, absl::StatusCode::kInvalidArgument, "'b'");
+  ExpectReportError(MakeEvent("b", v1::TASK_EVENT_TYPE_SKIPPED), absl::StatusCode::kFailedPrecondition,
+                    "'b'");
+  // The refused events left no trace in the learned history.
+  EXPECT_EQ(Stats("svc-a").duration().sample_count(), 1);
+}
+
+// --- Durability: a restarted server resumes its runs. ---
+
+class RunRegistryRestartTest : public RunRegistryTest {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "run_registry_test_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    RunRegistryTest::SetUp();
+    Restart();  // Over SQLite from the start.
+    for (const char* name : {"svc-a", "svc-b", "svc-c"}) RegisterManaged(name);
+  }
+  void TearDown() override {
+    RunRegistryTest::TearDown();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Stops everything and starts again over the same SQLite file.
+  void Restart() {
+    Halt();
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store =
+        HistoryStore::OpenSqlite({.path = dir_ + "/prewarm.db", .max_batch_delay = {}});
+    ASSERT_TRUE(store.ok()) << store.status();
+    Boot(*std::move(store));
+  }
+
+  std::string dir_;
+};
+
+TEST_F(RunRegistryRestartTest, ARestartedRegistryResumesPendingWarmups) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  Restart();
+  // The server was down while a's deadline passed.
+  clock_.AdvanceTo(t0_ + absl::Seconds(59));
+  ASSERT_TRUE(registry_->Restore().ok());
+  EXPECT_EQ(registry_->active_runs(), 1);
+  EXPECT_EQ(services_->size(), 3u);
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->tasks_size(), 3);
+  EXPECT_EQ(TaskOf(*plan, "a").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(TaskOf(*plan, "b").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(T(TaskOf(*plan, "b").warmup_time()), t0_ + absl::Seconds(69));
+  EXPECT_EQ(registry_->pending_warmups(), 3);
+
+  EXPECT_EQ(timers_->RunDue(), 1);  // The passed deadline fires at once.
+  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 1, kPatience));
+  ASSERT_TRUE(WaitForWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  RunUntil(t0_ + absl::Seconds(69));
+  ASSERT_TRUE(target_->WaitForRequests("/svc-b", 1, kPatience));
+
+  // Events keep working on the restored run.
+  clock_.AdvanceTo(t0_ + absl::Seconds(70));
+  EXPECT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+}
+
+TEST_F(RunRegistryRestartTest, ARestartKeepsEventsFiredWarmupsAndHistory) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  RunUntil(t0_ + absl::Seconds(60));  // a's warm-up fires.
+  ASSERT_TRUE(WaitForWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+  RunUntil(t0_ + absl::Seconds(69));  // b's warm-up fires while a runs.
+  ASSERT_TRUE(WaitForWarmup("run-1", "b", v1::WARMUP_STATE_READY));
+  clock_.AdvanceTo(t0_ + absl::Seconds(70));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  ASSERT_TRUE(store_->Flush().ok());
+
+  Restart();
+  ASSERT_TRUE(registry_->Restore().ok());
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(TaskOf(*plan, "a").task_state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(T(TaskOf(*plan, "a").actual_start_time()), t0_ + absl::Seconds(60));
+  // Fired warm-ups are not fired again; only c's is pending.
+  EXPECT_NE(TaskOf(*plan, "a").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_NE(TaskOf(*plan, "b").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(TaskOf(*plan, "c").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(registry_->pending_warmups(), 1);
+  EXPECT_THAT(Metric("prewarm_pending_warmups"), Optional(1.0));
+  EXPECT_EQ(Stats("svc-a").duration().sample_count(), 1);
+
+  EXPECT_EQ(RunUntil(t0_ + absl::Minutes(2)), 1);  // c's warm-up only: no stale timer.
+  ASSERT_TRUE(target_->WaitForRequests("/svc-c", 1, kPatience));
+  EXPECT_EQ(target_->requests("/svc-a"), 1);
+  EXPECT_EQ(target_->requests("/svc-b"), 1);
+}
+
+TEST_F(RunRegistryRestartTest, RetiredRunsAreNotRestored) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  ASSERT_TRUE(Prewarm(Chain("run-2")).ok());
+  ASSERT_TRUE(registry_->CancelRun("run-1").ok());
+  ASSERT_TRUE(store_->Flush().ok());
+  Restart();
+  ASSERT_TRUE(registry_->Restore().ok());
+  EXPECT_EQ(registry_->active_runs(), 1);
+  EXPECT_TRUE(registry_->GetPlan("run-2").ok());
+  EXPECT_EQ(registry_->GetPlan("run-1").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace prewarm
