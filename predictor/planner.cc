@@ -324,9 +324,12 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
   Rng rng(StreamSeed(seed_, v, kColdStart));
   scratch_a_.clear();
   scratch_b_.clear();
+  cold_draws_.resize(m_);
+  needs_warmup_.assign(m_, 0);
   int warm_by_other_run = 0;
   for (int i = 0; i < m_; ++i) {
     const double c = cold_start.Draw(rng);
+    cold_draws_[i] = static_cast<float>(c);
     if (s[i] <= warm_until) {
       ++warm_by_other_run;
       continue;
@@ -340,6 +343,7 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
       }
     }
     if (warm_by_parent) continue;
+    needs_warmup_[i] = 1;
     scratch_a_.push_back(static_cast<float>(s[i] - c));
     scratch_b_.push_back(static_cast<float>(c));
   }
@@ -352,6 +356,17 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
                                                       absl::UTCTimeZone()),
                                      " (another warm-up or call)")
                       : "an upstream task on the same service leaves it warm";
+    return;
+  }
+
+  if (starts_now) {
+    plan.decision = WarmupDecision::kSkipTooLate;
+    plan.expected_delay = plan.expected_cold_start;
+    plan.reason = absl::StrFormat(
+        "starts now: too late to hide its %.2fs cold start (submit the run before it starts to "
+        "warm it)",
+        absl::ToDoubleSeconds(plan.expected_cold_start));
+    AddColdStartDelays(v, std::numeric_limits<double>::infinity(), keep_alive);
     return;
   }
 
@@ -368,13 +383,8 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
 
   if (!choice.warm || cost_warm >= cost_none) {
     plan.expected_delay = absl::Seconds(p * choice.cost_without / alpha);
-    if (starts_now) {
-      plan.decision = WarmupDecision::kSkipTooLate;
-      plan.reason = absl::StrFormat(
-          "starts now: too late to hide its %.2fs cold start (submit the run before it starts "
-          "to warm it)",
-          absl::ToDoubleSeconds(plan.expected_cold_start));
-    } else if (choice.warm && p < 1) {
+    AddColdStartDelays(v, std::numeric_limits<double>::infinity(), keep_alive);
+    if (choice.warm && p < 1) {
       plan.decision = WarmupDecision::kSkipUnlikely;
       plan.reason = absl::StrFormat(
           "runs in %.0f%% of runs; a warm-up would idle more than the %.2fs it hides", 100 * p,
@@ -390,6 +400,7 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
 
   plan.decision = WarmupDecision::kWarm;
   plan.warmup_time = Abs(choice.fire_at);
+  AddColdStartDelays(v, choice.fire_at, keep_alive);
   plan.expected_delay = absl::Seconds(p * choice.expected_delay);
   plan.expected_idle = absl::Seconds(p * choice.expected_idle + (1 - p) * wasted_if_skipped);
   const double lead = absl::ToDoubleSeconds(plan.expected_start - plan.warmup_time);
@@ -401,6 +412,25 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
     plan.reason = absl::StrFormat(
         "fires %.2fs before the expected start (cold start %.2fs); %.0f%% chance the task waits",
         lead, absl::ToDoubleSeconds(plan.expected_cold_start), 100 * choice.late_probability);
+  }
+}
+
+void RunPlanner::AddColdStartDelays(int v, double fire_at, double keep_alive) {
+  // The task's own cold start (or the part a late warm-up leaves) delays its finish, and so its
+  // descendants: a cold root runs C longer than its warm history says.
+  const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
+  float* f = finish_samples_.data() + static_cast<size_t>(v) * m_;
+  for (int i = 0; i < m_; ++i) {
+    if (!needs_warmup_[i]) continue;
+    const double c = cold_draws_[i];
+    const double x = s[i] - c;
+    double delay = c;  // No warm-up, a late one past the start, or one reclaimed before use.
+    if (fire_at <= x) {
+      if (keep_alive <= 0 || x - fire_at <= keep_alive) delay = 0;
+    } else if (fire_at - x < c) {
+      delay = fire_at - x;
+    }
+    f[i] += static_cast<float>(delay);
   }
 }
 

@@ -111,6 +111,9 @@ class RunPlanner {
   void Evaluate(int task, double now_rel);
   void EvaluateWarmup(int task, double now_rel, bool starts_now, TaskPlan& plan);
   Confidence StartConfidence(int task) const;
+  // Adds to the task's finish samples the cold-start delay it pays when warmed at `fire_at`
+  // (infinity: not warmed). Uses the draws of the last EvaluateWarmup.
+  void AddColdStartDelays(int task, double fire_at, double keep_alive);
 
   std::shared_ptr<const Dag> dag_;
   RunModel model_;
@@ -129,6 +132,8 @@ class RunPlanner {
   std::vector<float> scratch_a_;
   std::vector<float> scratch_b_;
   std::vector<uint32_t> bucket_counts_;
+  std::vector<float> cold_draws_;       // EvaluateWarmup: the cold start of each sample
+  std::vector<uint8_t> needs_warmup_;   // EvaluateWarmup: the service is cold at the start
   bool sorted_by_optimizer_ = false;  // Evaluate(): the optimizer holds every start, sorted.
   WarmupOptimizer optimizer_;
 };

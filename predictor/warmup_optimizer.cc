@@ -100,7 +100,8 @@ WarmupChoice WarmupOptimizer::Choose(std::span<const float> latest_fire,
     w = next;
   }
   // Warming must beat not warming strictly: a useless warm-up is not free.
-  best.warm = best.expected_cost < cost_without;
+  // (With a margin: a tie decided by rounding would flip between runs.)
+  best.warm = best.expected_cost < cost_without - 1e-9 * (1 + cost_without);
   if (!best.warm) {
     best.expected_cost = cost_without;
     best.expected_delay = c_sum_[n] * inv_total;

@@ -671,6 +671,10 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
     }
     rt.warmup = v1::WARMUP_STATE_FIRED;
     rt.fired_at = now;
+    // Tell this run's planner: re-plans must not count the task's own cold start again.
+    run.planner->SetServiceWarmUntil(
+        name, std::max(deps_.services->WarmUntil(name),
+                       now + plan.expected_cold_start + deps_.services->Info(name).keep_alive));
     rt.warmup_id = next_warmup_id_++;
     in_flight_[rt.warmup_id] = InFlight{run_id, v, name};
     ++counters_[name].fired;
@@ -731,7 +735,11 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
     in_flight_.erase(it);
     const absl::Time now = deps_.clock->Now();
     TaskRuntime* rt = nullptr;
-    if (auto run = runs_.find(flight.run_id); run != runs_.end()) {
+    // A run reusing the id of the retired run this warm-up belonged to has its own tasks and
+    // warm-ups.
+    if (auto run = runs_.find(flight.run_id);
+        run != runs_.end() && flight.task < static_cast<int>(run->second->tasks.size()) &&
+        run->second->tasks[flight.task].warmup_id == warmup_id) {
       rt = &run->second->tasks[flight.task];
     }
     if (success) {

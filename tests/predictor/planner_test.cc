@@ -70,6 +70,12 @@ class PlannerTest : public ::testing::Test {
   }
   static int Index(const RunPlanner& p, absl::string_view task) { return *p.dag().Find(task); }
 
+  // The service is known warm for the next hour (another run keeps it warm).
+  void KeepWarm(const std::string& service) {
+    services_[service] = ServiceInfo{
+        .warmable = true, .keep_alive = keep_alive_, .warm_until = t0_ + absl::Hours(1)};
+  }
+
   // The seed paper's workflow: three tasks in a chain, 3 s, 7 s and 5 s, 1 s cold starts.
   std::vector<TaskSpec> SeedChain() {
     Learn("task1", "svc-task1", 3);
@@ -81,6 +87,7 @@ class PlannerTest : public ::testing::Test {
 };
 
 TEST_F(PlannerTest, DeterministicChainWarmsExactlyColdStartBeforeEachStart) {
+  KeepWarm("svc-task1");  // task1 starts warm, so task2 starts right after its 3 s.
   auto p = Plan(SeedChain(), t0_);
   // S = t0 + 3 and t0 + 10; deadlines S - C.
   EXPECT_TIME_NEAR(PlanOf(*p, "task2").expected_start, t0_ + absl::Seconds(3), kTolerance);
@@ -91,11 +98,23 @@ TEST_F(PlannerTest, DeterministicChainWarmsExactlyColdStartBeforeEachStart) {
   EXPECT_EQ(PlanOf(*p, "task2").expected_delay, absl::ZeroDuration());
   EXPECT_EQ(PlanOf(*p, "task3").expected_idle, absl::ZeroDuration());
   EXPECT_EQ(PlanOf(*p, "task2").confidence, Confidence::kHigh);
-  // The first task of a run that starts now cannot be warmed (the seed paper's limit too).
-  EXPECT_EQ(PlanOf(*p, "task1").decision, WarmupDecision::kSkipTooLate);
-  EXPECT_THAT(PlanOf(*p, "task1").reason, HasSubstr("too late"));
+  EXPECT_EQ(PlanOf(*p, "task1").decision, WarmupDecision::kSkipAlreadyWarm);
 }
 
+TEST_F(PlannerTest, ColdRootDelaysItsDescendantsByItsColdStart) {
+  auto p = Plan(SeedChain(), t0_);
+  // The first task of a run that starts now cannot be warmed (the seed paper's limit too)...
+  EXPECT_EQ(PlanOf(*p, "task1").decision, WarmupDecision::kSkipTooLate);
+  EXPECT_THAT(PlanOf(*p, "task1").reason, HasSubstr("too late"));
+  EXPECT_EQ(PlanOf(*p, "task1").expected_delay, absl::Seconds(1));
+  // ...and its cold start pushes everything after it: task2 starts at 1 + 3 s.
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").expected_start, t0_ + absl::Seconds(4), kTolerance);
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").warmup_time, t0_ + absl::Seconds(3), kTolerance);
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").warmup_time, t0_ + absl::Seconds(10), kTolerance);
+}
+
+// The seed experiment submitted ahead of its start (as a scheduler knows a scheduled run): every
+// task is warmed, the first before the start.
 TEST_F(PlannerTest, SeedChainWithJitterWarmsAboutTwoAndNineSecondsAfterStart) {
   // Observed durations jitter by +-50 ms around 3, 7 and 5 s; cold starts 0.9-1.1 s.
   Rng rng(11);
@@ -107,9 +126,15 @@ TEST_F(PlannerTest, SeedChainWithJitterWarmsAboutTwoAndNineSecondsAfterStart) {
       history_.AddColdStart(s, absl::Seconds(0.9 + 0.2 * rng.Uniform()));
     }
   }
-  auto p = Plan({T("task1"), T("task2", {"task1"}), T("task3", {"task2"})}, t0_);
-  EXPECT_TIME_NEAR(PlanOf(*p, "task2").warmup_time, t0_ + absl::Seconds(2), absl::Milliseconds(200));
-  EXPECT_TIME_NEAR(PlanOf(*p, "task3").warmup_time, t0_ + absl::Seconds(9), absl::Milliseconds(250));
+  const absl::Time start = t0_ + absl::Seconds(30);
+  auto p = Plan({T("task1"), T("task2", {"task1"}), T("task3", {"task2"})}, start);
+  EXPECT_EQ(PlanOf(*p, "task1").decision, WarmupDecision::kWarm);
+  EXPECT_TIME_NEAR(PlanOf(*p, "task1").warmup_time, start - absl::Seconds(1),
+                   absl::Milliseconds(150));
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").warmup_time, start + absl::Seconds(2),
+                   absl::Milliseconds(200));
+  EXPECT_TIME_NEAR(PlanOf(*p, "task3").warmup_time, start + absl::Seconds(9),
+                   absl::Milliseconds(250));
   // Just in time, leaning early: at most a small chance of waiting.
   EXPECT_LT(PlanOf(*p, "task2").expected_delay, absl::Milliseconds(20));
   EXPECT_LT(PlanOf(*p, "task2").expected_idle, absl::Milliseconds(300));
@@ -127,9 +152,9 @@ TEST_F(PlannerTest, ScheduledRunWarmsItsRootsBeforeTheStart) {
 TEST_F(PlannerTest, LongUpstreamIsNotWarmedBeforeStartMinusColdStartMinusKeepAlive) {
   // b starts 10 minutes after the run; its container lives 60 s idle. Eager pre-warming (at t0)
   // would see it reclaimed before use.
-  Learn("a", "svc-a", 600);
+  Learn("a", "", 600);
   LearnColdStart("svc-b", 1);
-  auto p = Plan({T("a"), T("b", {"a"})}, t0_);
+  auto p = Plan({TaskSpec{"a", "", {}}, T("b", {"a"})}, t0_);
   const TaskPlan& b = PlanOf(*p, "b");
   ASSERT_EQ(b.decision, WarmupDecision::kWarm);
   EXPECT_GE(b.warmup_time, b.expected_start - absl::Seconds(1) - absl::Seconds(60));
@@ -151,10 +176,10 @@ TEST_F(PlannerTest, UncertainLongUpstreamStillRespectsTheKeepAlive) {
 }
 
 TEST_F(PlannerTest, FanInStartsAfterItsSlowestParent) {
-  Learn("a", "svc-a", 3);
-  Learn("b", "svc-b", 7);
+  Learn("a", "", 3);
+  Learn("b", "", 7);
   LearnColdStart("svc-c", 2);
-  auto p = Plan({T("a"), T("b"), T("c", {"a", "b"})}, t0_);
+  auto p = Plan({TaskSpec{"a", "", {}}, TaskSpec{"b", "", {}}, T("c", {"a", "b"})}, t0_);
   EXPECT_TIME_NEAR(PlanOf(*p, "c").expected_start, t0_ + absl::Seconds(7), kTolerance);
   EXPECT_TIME_NEAR(PlanOf(*p, "c").warmup_time, t0_ + absl::Seconds(5), kTolerance);
 }
@@ -162,19 +187,19 @@ TEST_F(PlannerTest, FanInStartsAfterItsSlowestParent) {
 TEST_F(PlannerTest, FanInOfRandomParentsIsTheMaxInEverySample) {
   // Parents uniform on {1..10} s each: E[max] = 10 - (0+1+4+...+81)/100 = 7.15.
   for (int d = 1; d <= 10; ++d) {
-    history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(d));
-    history_.AddTaskDuration("wf", "b", "svc-b", absl::Seconds(d));
+    history_.AddTaskDuration("wf", "a", "", absl::Seconds(d));
+    history_.AddTaskDuration("wf", "b", "", absl::Seconds(d));
   }
   options_.sample_count = 4096;
-  auto p = Plan({T("a"), T("b"), T("c", {"a", "b"})}, t0_);
+  auto p = Plan({TaskSpec{"a", "", {}}, TaskSpec{"b", "", {}}, T("c", {"a", "b"})}, t0_);
   EXPECT_TIME_NEAR(PlanOf(*p, "c").expected_start, t0_ + absl::Seconds(7.15),
                    absl::Milliseconds(150));
 }
 
 TEST_F(PlannerTest, DispatchGapDelaysDownstreamStarts) {
-  Learn("a", "svc-a", 3);
+  Learn("a", "", 3);
   for (int i = 0; i < 5; ++i) history_.AddDispatchGap("wf", absl::Seconds(2));
-  auto p = Plan({T("a"), T("b", {"a"})}, t0_);
+  auto p = Plan({TaskSpec{"a", "", {}}, T("b", {"a"})}, t0_);
   EXPECT_TIME_NEAR(PlanOf(*p, "b").expected_start, t0_ + absl::Seconds(5), kTolerance);
 }
 
@@ -182,6 +207,9 @@ TEST_F(PlannerTest, FinishedUpstreamMovesItsDescendantsOnly) {
   // a -> b -> c, and an independent d.
   std::vector<TaskSpec> tasks = SeedChain();
   tasks.push_back(T("d"));
+  // Warm services, so that only the reported durations move the starts.
+  KeepWarm("svc-task1");
+  KeepWarm("svc-task2");
   Learn("d", "svc-d", 100);
   auto p = Plan(tasks, t0_);
   const TaskPlan d_before = PlanOf(*p, "d");
@@ -204,6 +232,8 @@ TEST_F(PlannerTest, FinishedUpstreamMovesItsDescendantsOnly) {
 }
 
 TEST_F(PlannerTest, EarlyFinishMovesDeadlinesEarlier) {
+  KeepWarm("svc-task1");
+  KeepWarm("svc-task2");
   auto p = Plan(SeedChain(), t0_);
   clock_.Advance(absl::Seconds(2));
   ASSERT_TRUE(p->Finished(Index(*p, "task1"), clock_.Now(), clock_.Now()).ok());
@@ -275,9 +305,10 @@ TEST_F(PlannerTest, SameServiceAfterTheKeepAliveNeedsAWarmup) {
   Learn("b", "other", 120);
   LearnColdStart("shared", 1);
   auto p = Plan({T("a", {}, "shared"), T("b", {"a"}, "other"), T("c", {"b"}, "shared")}, t0_);
-  // c's direct parent is on another service, and a's container is long gone by t0 + 123.
+  // c's direct parent is on another service, and a's container is long gone by t0 + 124
+  // (a starts cold: 1 + 3 s; b is warmed in time: 120 s).
   EXPECT_EQ(PlanOf(*p, "c").decision, WarmupDecision::kWarm);
-  EXPECT_TIME_NEAR(PlanOf(*p, "c").warmup_time, t0_ + absl::Seconds(122), kTolerance);
+  EXPECT_TIME_NEAR(PlanOf(*p, "c").warmup_time, t0_ + absl::Seconds(123), kTolerance);
 }
 
 TEST_F(PlannerTest, RarelyRunningTaskIsNotWarmed) {
