@@ -54,24 +54,30 @@ absl::Status ServiceRegistry::Validate(v1::Service& s) const {
                                                    s.warmup_method().substr(0, 16),
                                                    "' is not one of GET, POST, HEAD"));
   }
-  if (absl::Status st = CheckDuration(s.mutable_warmup_timeout(), s.has_warmup_timeout(),
+  // Presence first: mutable_*() creates the field, and the order in which a call's arguments
+  // are evaluated is unspecified.
+  const bool has_timeout = s.has_warmup_timeout(), has_keep_alive = s.has_keep_alive(),
+             has_prior = s.has_cold_start_prior(), has_warm_latency = s.has_warm_latency();
+  if (absl::Status st = CheckDuration(s.mutable_warmup_timeout(), has_timeout,
                                       "service.warmup_timeout", kMaxWarmupTimeout,
                                       defaults_.warmup_timeout);
       !st.ok()) {
     return st;
   }
-  if (absl::Status st = CheckDuration(s.mutable_keep_alive(), s.has_keep_alive(),
+  if (absl::Status st = CheckDuration(s.mutable_keep_alive(), has_keep_alive,
                                       "service.keep_alive", kMaxKeepAlive, defaults_.keep_alive);
       !st.ok()) {
     return st;
   }
   if (absl::Status st =
-          CheckDuration(s.mutable_cold_start_prior(), s.has_cold_start_prior(),
-                        "service.cold_start_prior", kMaxColdStart, absl::ZeroDuration());
+          CheckDuration(s.mutable_cold_start_prior(), has_prior, "service.cold_start_prior",
+                        kMaxColdStart, absl::ZeroDuration());
       !st.ok()) {
     return st;
   }
-  return CheckDuration(s.mutable_warm_latency(), s.has_warm_latency(), "service.warm_latency",
+  // No prior of its own: the server's configured prior applies (an empty Duration would be 0 s).
+  if (!has_prior) s.clear_cold_start_prior();
+  return CheckDuration(s.mutable_warm_latency(), has_warm_latency, "service.warm_latency",
                        kMaxColdStart, defaults_.warm_latency);
 }
 
