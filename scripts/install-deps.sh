@@ -11,9 +11,11 @@ packages=(
   libabsl-dev prometheus-cpp-dev libsqlite3-dev libcurl4-openssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # Python client, its tests and the proto lint (run with /usr/bin/python3).
-  python3 python3-grpcio python3-protobuf python3-pytest
+  python3 python3-grpcio python3-protobuf python3-pytest python3-yaml
   # Real peers used by the tests: a SQLite shell for inspection, Prometheus and promtool.
   sqlite3 prometheus curl
+  # Plots of the policy comparison (bench/policy_sim/plot.py).
+  python3-matplotlib
 )
 
 missing=()
