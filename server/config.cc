@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/proto_time.h"
+#include "server/url_allowlist.h"
 
 namespace prewarm {
 namespace {
@@ -52,7 +53,16 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
   if (!c.metrics_address().empty()) o.metrics_address = c.metrics_address();
   if (!c.store_path().empty()) o.store_path = c.store_path();
   o.services.assign(c.services().begin(), c.services().end());
-  if (!c.allowlist().empty()) o.allowlist.assign(c.allowlist().begin(), c.allowlist().end());
+  if (!c.allowlist().empty()) {
+    // Checked here too (the server builds it again at start), so that a bad rule is reported as
+    // a configuration error.
+    std::vector<std::string> rules(c.allowlist().begin(), c.allowlist().end());
+    if (absl::StatusOr<UrlAllowlist> allowlist = UrlAllowlist::Create(rules); !allowlist.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("allowlist: ", allowlist.status().message()));
+    }
+    o.allowlist = std::move(rules);
+  }
   if (!c.store_sync().empty()) {
     const std::string sync = absl::AsciiStrToLower(c.store_sync());
     if (sync != "normal" && sync != "full") {
@@ -63,7 +73,9 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
   }
   if (!c.log_level().empty()) {
     absl::StatusOr<LogLevel> level = ParseLogLevel(c.log_level());
-    if (!level.ok()) return level.status();
+    if (!level.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("log_level: ", level.status().message()));
+    }
     o.log_level = *level;
   }
 

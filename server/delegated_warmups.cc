@@ -27,12 +27,14 @@ int DelegatedWarmups::Publish(const v1::WatchWarmupsResponse& instruction) {
     for (auto& [id, s] : subscribers_) {
       if (!s.services.empty() && !s.services.contains(instruction.service())) continue;
       ++delivered;
-      if (s.queue.size() >= max_queue_) {
+      // Woken only on empty -> non-empty: a full queue that drops its oldest was never empty.
+      const bool was_empty = s.queue.empty();
+      if (!was_empty && s.queue.size() >= max_queue_) {
         s.queue.pop_front();
         ++dropped_;
       }
       s.queue.push_back(instruction);
-      if (s.queue.size() == 1) to_wake.push_back(s.wake);
+      if (was_empty && s.wake) to_wake.push_back(s.wake);
     }
   }
   for (auto& wake : to_wake) wake();

@@ -27,7 +27,8 @@ class DelegatedWarmups {
       : max_queue_(max_queue_per_subscriber) {}
 
   // `services`: empty for all delegated services. `wake` runs (outside the lock) when the
-  // subscriber's queue goes from empty to non-empty; it must not block.
+  // subscriber's queue goes from empty to non-empty; it must not block. It may be empty (poll with
+  // Pop).
   SubscriberId Subscribe(std::vector<std::string> services, std::function<void()> wake)
       ABSL_LOCKS_EXCLUDED(mu_);
   void Unsubscribe(SubscriberId id) ABSL_LOCKS_EXCLUDED(mu_);

@@ -32,10 +32,19 @@ absl::Status PrewarmService::Authorize(grpc::CallbackServerContext* context) con
   if (it == metadata.end()) {
     return absl::UnauthenticatedError("missing 'authorization: Bearer <token>' metadata");
   }
-  const std::string value(it->second.data(), it->second.size());
-  if (value != absl::StrCat("Bearer ", bearer_token_)) {
-    return absl::UnauthenticatedError("invalid bearer token");
+  const absl::string_view value(it->second.data(), it->second.size());
+  // The scheme is case-insensitive (RFC 7235); the token is compared in constant time, so that
+  // answer times do not reveal how much of a guess was right.
+  constexpr absl::string_view kScheme = "bearer ";
+  const bool scheme_ok = value.size() >= kScheme.size() &&
+                         absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme);
+  const absl::string_view token = scheme_ok ? value.substr(kScheme.size()) : absl::string_view();
+  unsigned char diff = token.size() == bearer_token_.size() ? 0 : 1;
+  for (size_t i = 0; i < bearer_token_.size(); ++i) {
+    diff |= static_cast<unsigned char>(bearer_token_[i]) ^
+            static_cast<unsigned char>(i < token.size() ? token[i] : 0);
   }
+  if (!scheme_ok || diff != 0) return absl::UnauthenticatedError("invalid bearer token");
   return absl::OkStatus();
 }
 

@@ -35,6 +35,8 @@ class Server {
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_->port(); }
   RunRegistry& registry() { return *registry_; }
+  // The WatchWarmups subscriptions (tests wait on subscribers()).
+  DelegatedWarmups& delegated() { return *delegated_; }
   Metrics& metrics() { return *metrics_; }
 
   // Stops accepting calls, lets running ones finish (at most `grace`), stops firing warm-ups and

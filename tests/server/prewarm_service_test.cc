@@ -1,0 +1,494 @@
+// The gRPC face of prewarmd, end to end in process: a real prewarm::Server on loopback ports
+// with its SQLite store in a temporary directory, called through a real channel.
+#include "server/prewarm_service.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "predictor/fake_clock.h"
+#include "prewarm/v1/prewarm.grpc.pb.h"
+#include "server/config.h"
+#include "server/proto_time.h"
+#include "server/server.h"
+#include "tests/fakes/fake_http_target.h"
+
+namespace prewarm {
+namespace {
+
+using ::prewarm::testing::FakeHttpTarget;
+using ::testing::HasSubstr;
+
+// Generous: only a broken server comes near it, however loaded the machine.
+constexpr absl::Duration kPatience = absl::Seconds(30);
+
+std::string MakeTempDir() {
+  std::string pattern = ::testing::TempDir() + "prewarm_service_test_XXXXXX";
+  EXPECT_NE(mkdtemp(pattern.data()), nullptr);
+  return pattern;
+}
+
+class PrewarmServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    target_ = FakeHttpTarget::Start();
+    target_->SetRoute("/warmup", {});
+    options_.grpc_address = "127.0.0.1:0";
+    // No /metrics listener by default: stopping one takes prometheus-cpp about 2 s. The
+    // lifecycle test serves one on port 0; Scrape() works either way.
+    options_.metrics_address = "";
+    options_.store_path = dir_ + "/prewarm.db";
+    options_.log_level = LogLevel::kWarning;
+  }
+
+  void TearDown() override {
+    stub_.reset();
+    if (server_ != nullptr) EXPECT_TRUE(server_->Shutdown().ok());
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartServer() {
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options_, clock_);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    ASSERT_GT(server_->grpc_port(), 0);
+    if (!options_.metrics_address.empty()) ASSERT_GT(server_->metrics_port(), 0);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->grpc_port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::PrewarmService::NewStub(channel_);
+  }
+
+  // A context with a deadline (a broken server fails the call instead of hanging the test) and
+  // the bearer token when given.
+  std::unique_ptr<grpc::ClientContext> Context(std::optional<std::string> token = std::nullopt) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoSeconds(kPatience));
+    if (token.has_value()) context->AddMetadata("authorization", *token);
+    return context;
+  }
+
+  v1::Service Managed(std::string name) {
+    v1::Service s;
+    s.set_name(std::move(name));
+    s.set_warmup_url(target_->Url("/warmup"));
+    return s;
+  }
+
+  grpc::Status Register(const v1::Service& service, v1::RegisterServiceResponse* response) {
+    v1::RegisterServiceRequest request;
+    *request.mutable_service() = service;
+    return stub_->RegisterService(Context().get(), request, response);
+  }
+
+  // A chain a -> b on services svc-a and svc-b, starting `lead` after now.
+  v1::PrewarmRequest Chain(const std::string& run_id, absl::Duration lead = absl::Seconds(60)) {
+    v1::PrewarmRequest r;
+    r.set_run_id(run_id);
+    r.set_workflow_id("wf");
+    v1::Task* a = r.add_tasks();
+    a->set_task_id("a");
+    a->set_service("svc-a");
+    v1::Task* b = r.add_tasks();
+    b->set_task_id("b");
+    b->set_service("svc-b");
+    b->add_upstream_task_ids("a");
+    *r.mutable_start_time() = ToProtoTimestamp(clock_.Now() + lead);
+    return r;
+  }
+
+  FakeClock clock_;
+  std::string dir_;
+  std::unique_ptr<FakeHttpTarget> target_;
+  ServerOptions options_;
+  std::unique_ptr<Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::PrewarmService::Stub> stub_;
+};
+
+TEST_F(PrewarmServiceTest, RegisterAndListServices) {
+  StartServer();
+  v1::RegisterServiceResponse registered;
+  grpc::Status status = Register(Managed("svc-b"), &registered);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(registered.replaced());
+  EXPECT_EQ(registered.service().warmup_method(), "GET");
+  EXPECT_TRUE(registered.service().has_keep_alive());
+  ASSERT_TRUE(Register(Managed("svc-a"), &registered).ok());
+  ASSERT_TRUE(Register(Managed("svc-a"), &registered).ok());
+  EXPECT_TRUE(registered.replaced());
+
+  v1::ListServicesResponse list;
+  ASSERT_TRUE(stub_->ListServices(Context().get(), {}, &list).ok());
+  ASSERT_EQ(list.services_size(), 2);
+  EXPECT_EQ(list.services(0).name(), "svc-a");
+  EXPECT_EQ(list.services(1).name(), "svc-b");
+}
+
+TEST_F(PrewarmServiceTest, RegisterServiceErrors) {
+  StartServer();
+  v1::RegisterServiceResponse response;
+  grpc::Status status =
+      stub_->RegisterService(Context().get(), v1::RegisterServiceRequest(), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("service"));
+
+  v1::Service outside = Managed("svc-a");
+  outside.set_warmup_url("http://metadata.google.internal/computeMetadata/v1/");
+  status = Register(outside, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("warmup_url"));
+  EXPECT_THAT(status.error_message(), HasSubstr("metadata.google.internal"));
+
+  status = Register(Managed("bad name"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("service.name"));
+}
+
+TEST_F(PrewarmServiceTest, RunLifecycleRoundTrips) {
+  options_.metrics_address = "127.0.0.1:0";
+  StartServer();
+  v1::RegisterServiceResponse registered;
+  ASSERT_TRUE(Register(Managed("svc-a"), &registered).ok());
+  ASSERT_TRUE(Register(Managed("svc-b"), &registered).ok());
+
+  v1::PrewarmResponse prewarm;
+  grpc::Status status = stub_->Prewarm(Context().get(), Chain("run-1"), &prewarm);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(prewarm.plan().tasks_size(), 2);
+  EXPECT_EQ(prewarm.plan().run_id(), "run-1");
+  EXPECT_EQ(prewarm.plan().tasks(1).decision(), v1::WARMUP_DECISION_WARM);
+  EXPECT_EQ(prewarm.plan().tasks(1).warmup_state(), v1::WARMUP_STATE_PENDING);
+
+  v1::ReportTimingRequest started;
+  started.set_run_id("run-1");
+  started.set_task_id("a");
+  started.set_event(v1::TASK_EVENT_TYPE_STARTED);
+  v1::ReportTimingResponse timing;
+  status = stub_->ReportTiming(Context().get(), started, &timing);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(timing.replanned_tasks_size(), 2);
+  EXPECT_EQ(timing.replan_count(), 1);
+  EXPECT_FALSE(timing.run_finished());
+
+  v1::GetPlanRequest get;
+  get.set_run_id("run-1");
+  v1::GetPlanResponse plan;
+  ASSERT_TRUE(stub_->GetPlan(Context().get(), get, &plan).ok());
+  EXPECT_EQ(plan.plan().tasks(0).task_state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(plan.plan().replan_count(), 1);
+
+  v1::CancelRunRequest cancel;
+  cancel.set_run_id("run-1");
+  v1::CancelRunResponse cancelled;
+  ASSERT_TRUE(stub_->CancelRun(Context().get(), cancel, &cancelled).ok());
+  EXPECT_EQ(cancelled.cancelled_warmups(), 1);  // b's; a started, so its warm-up was dropped.
+  ASSERT_TRUE(stub_->GetPlan(Context().get(), get, &plan).ok());
+  EXPECT_EQ(plan.plan().tasks(1).warmup_state(), v1::WARMUP_STATE_CANCELLED);
+
+  v1::GetServiceStatsRequest stats_request;
+  stats_request.set_service("svc-a");
+  v1::GetServiceStatsResponse stats;
+  ASSERT_TRUE(stub_->GetServiceStats(Context().get(), stats_request, &stats).ok());
+  EXPECT_EQ(stats.service(), "svc-a");
+
+  const std::string metrics = server_->metrics().Scrape();
+  EXPECT_THAT(metrics, HasSubstr("prewarm_rpcs_total{"));
+  EXPECT_THAT(metrics, HasSubstr("method=\"Prewarm\""));
+  EXPECT_THAT(metrics, HasSubstr("method=\"CancelRun\""));
+}
+
+TEST_F(PrewarmServiceTest, BadInputGetsTheRightCodeAndMessage) {
+  StartServer();
+  v1::PrewarmResponse prewarm;
+  ASSERT_TRUE(stub_->Prewarm(Context().get(), Chain("run-1"), &prewarm).ok());
+
+  grpc::Status status = stub_->Prewarm(Context().get(), Chain("run-1"), &prewarm);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(status.error_message(), HasSubstr("run-1"));
+
+  v1::PrewarmRequest cycle = Chain("run-2");
+  cycle.mutable_tasks(0)->add_upstream_task_ids("b");
+  status = stub_->Prewarm(Context().get(), cycle, &prewarm);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("cycle"));
+
+  v1::PrewarmRequest bad_ratio = Chain("run-2");
+  bad_ratio.set_delay_cost_ratio(-2);
+  status = stub_->Prewarm(Context().get(), bad_ratio, &prewarm);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("delay_cost_ratio"));
+
+  v1::ReportTimingRequest report;
+  report.set_run_id("run-1");
+  report.set_task_id("nope");
+  report.set_event(v1::TASK_EVENT_TYPE_STARTED);
+  v1::ReportTimingResponse timing;
+  status = stub_->ReportTiming(Context().get(), report, &timing);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("nope"));
+
+  report.set_task_id("a");
+  report.set_event(v1::TASK_EVENT_TYPE_UNSPECIFIED);
+  status = stub_->ReportTiming(Context().get(), report, &timing);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("event"));
+
+  report.set_event(v1::TASK_EVENT_TYPE_FINISHED);
+  ASSERT_TRUE(stub_->ReportTiming(Context().get(), report, &timing).ok());
+  status = stub_->ReportTiming(Context().get(), report, &timing);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("'a'"));
+
+  v1::GetPlanRequest get;
+  get.set_run_id("unknown-run");
+  v1::GetPlanResponse plan;
+  status = stub_->GetPlan(Context().get(), get, &plan);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("unknown-run"));
+
+  v1::ReportWarmupRequest warmup;
+  warmup.set_warmup_id("12345");
+  v1::ReportWarmupResponse warmup_response;
+  status = stub_->ReportWarmup(Context().get(), warmup, &warmup_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::GetServiceStatsRequest stats_request;
+  stats_request.set_service("never-seen");
+  v1::GetServiceStatsResponse stats;
+  status = stub_->GetServiceStats(Context().get(), stats_request, &stats);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  EXPECT_THAT(server_->metrics().Scrape(), HasSubstr("code=\"ALREADY_EXISTS\""));
+}
+
+TEST_F(PrewarmServiceTest, BearerTokenIsRequiredWhenConfigured) {
+  options_.bearer_token = "s3cret";
+  StartServer();
+  v1::ListServicesResponse list;
+  grpc::Status status = stub_->ListServices(Context().get(), {}, &list);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(status.error_message(), HasSubstr("authorization"));
+  status = stub_->ListServices(Context("Bearer wrong").get(), {}, &list);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  for (const char* refused :
+       {"s3cret", "Bearer s3cre", "Bearer s3cretX", "Bearer ", "Basic s3cret", "Bearer  s3cret"}) {
+    status = stub_->ListServices(Context(refused).get(), {}, &list);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << refused;
+  }
+  status = stub_->ListServices(Context("Bearer s3cret").get(), {}, &list);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  status = stub_->ListServices(Context("bearer s3cret").get(), {}, &list);  // RFC 7235
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  v1::PrewarmResponse prewarm;
+  status = stub_->Prewarm(Context().get(), Chain("run-1"), &prewarm);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(server_->registry().active_runs(), 0);
+
+  std::unique_ptr<grpc::ClientContext> context = Context();
+  std::unique_ptr<grpc::ClientReader<v1::WatchWarmupsResponse>> reader =
+      stub_->WatchWarmups(context.get(), {});
+  v1::WatchWarmupsResponse instruction;
+  EXPECT_FALSE(reader->Read(&instruction));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(PrewarmServiceTest, OversizedMessagesAreResourceExhausted) {
+  options_.max_message_bytes = 4096;
+  StartServer();
+  v1::PrewarmRequest big = Chain("run-1");
+  for (int i = 0; i < 100; ++i) {
+    big.add_tasks()->set_task_id(absl::StrCat("task-", i, "-", std::string(60, 'x')));
+  }
+  ASSERT_GT(big.ByteSizeLong(), 4096u);
+  v1::PrewarmResponse prewarm;
+  grpc::Status status = stub_->Prewarm(Context().get(), big, &prewarm);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(server_->registry().active_runs(), 0);
+  // A request under the limit still works on the same channel.
+  EXPECT_TRUE(stub_->Prewarm(Context().get(), Chain("run-2"), &prewarm).ok());
+}
+
+// The standard grpc.health.v1.Health/Check, called generically: Debian ships no generated health
+// stubs. HealthCheckRequest is {string service = 1}; HealthCheckResponse is {ServingStatus status
+// = 1} with SERVING = 1, i.e. the bytes 08 01.
+TEST_F(PrewarmServiceTest, HealthServiceAnswersServing) {
+  StartServer();
+  grpc::GenericStub generic(channel_);
+  for (const std::string service : {"", "prewarm.v1.PrewarmService"}) {
+    SCOPED_TRACE(service);
+    std::string request_bytes;
+    if (!service.empty()) {
+      request_bytes.push_back(0x0a);
+      request_bytes.push_back(static_cast<char>(service.size()));
+      request_bytes += service;
+    }
+    grpc::Slice slice(request_bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    std::unique_ptr<grpc::ClientContext> context = Context();
+    std::promise<grpc::Status> done;
+    generic.UnaryCall(context.get(), "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                      &response, [&](grpc::Status s) { done.set_value(s); });
+    grpc::Status status = done.get_future().get();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(response.Dump(&slices).ok());
+    std::string bytes;
+    for (const grpc::Slice& s : slices)
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+  }
+}
+
+TEST_F(PrewarmServiceTest, WatchWarmupsStreamsDelegatedWarmupsAndReportWarmupAcceptsThem) {
+  StartServer();
+  v1::Service lambda;
+  lambda.set_name("lambda");
+  lambda.set_mode(v1::WARMUP_MODE_DELEGATED);
+  v1::RegisterServiceResponse registered;
+  ASSERT_TRUE(Register(lambda, &registered).ok());
+
+  std::unique_ptr<grpc::ClientContext> watch_context = Context();
+  v1::WatchWarmupsRequest watch;
+  watch.add_services("lambda");
+  std::unique_ptr<grpc::ClientReader<v1::WatchWarmupsResponse>> reader =
+      stub_->WatchWarmups(watch_context.get(), watch);
+  // Subscribed once the server has the stream.
+  const absl::Time deadline = absl::Now() + kPatience;
+  while (server_->delegated().subscribers() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(server_->delegated().subscribers(), 1u);
+
+  // The task starts in 1 s and its cold start is 2 s: the warm-up is due at once.
+  v1::PrewarmRequest request;
+  request.set_run_id("run-1");
+  request.set_workflow_id("wf");
+  request.add_tasks()->set_task_id("x");
+  request.mutable_tasks(0)->set_service("lambda");
+  *request.mutable_start_time() = ToProtoTimestamp(clock_.Now() + absl::Seconds(1));
+  v1::PrewarmResponse prewarm;
+  grpc::Status status = stub_->Prewarm(Context().get(), request, &prewarm);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(prewarm.plan().tasks(0).decision(), v1::WARMUP_DECISION_WARM)
+      << prewarm.plan().tasks(0).reason();
+
+  v1::WatchWarmupsResponse instruction;
+  ASSERT_TRUE(reader->Read(&instruction));
+  EXPECT_EQ(instruction.service(), "lambda");
+  EXPECT_EQ(instruction.run_id(), "run-1");
+  EXPECT_EQ(instruction.task_id(), "x");
+  EXPECT_FALSE(instruction.warmup_id().empty());
+
+  v1::ReportWarmupRequest report;
+  report.set_warmup_id(instruction.warmup_id());
+  report.set_success(true);
+  *report.mutable_latency() = ToProtoDuration(absl::Milliseconds(1500));
+  v1::ReportWarmupResponse reported;
+  status = stub_->ReportWarmup(Context().get(), report, &reported);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  status = stub_->ReportWarmup(Context().get(), report, &reported);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::GetPlanRequest get;
+  get.set_run_id("run-1");
+  v1::GetPlanResponse plan;
+  ASSERT_TRUE(stub_->GetPlan(Context().get(), get, &plan).ok());
+  EXPECT_EQ(plan.plan().tasks(0).warmup_state(), v1::WARMUP_STATE_READY);
+
+  v1::GetServiceStatsRequest stats_request;
+  stats_request.set_service("lambda");
+  v1::GetServiceStatsResponse stats;
+  ASSERT_TRUE(stub_->GetServiceStats(Context().get(), stats_request, &stats).ok());
+  EXPECT_EQ(stats.cold_start().sample_count(), 1);
+
+  watch_context->TryCancel();
+  EXPECT_FALSE(reader->Read(&instruction));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  const absl::Time gone = absl::Now() + kPatience;
+  while (server_->delegated().subscribers() != 0 && absl::Now() < gone) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(server_->delegated().subscribers(), 0u);
+}
+
+TEST_F(PrewarmServiceTest, WatchWarmupsRejectsBadServiceNames) {
+  StartServer();
+  std::unique_ptr<grpc::ClientContext> context = Context();
+  v1::WatchWarmupsRequest watch;
+  watch.add_services("ok");
+  watch.add_services("not ok");
+  std::unique_ptr<grpc::ClientReader<v1::WatchWarmupsResponse>> reader =
+      stub_->WatchWarmups(context.get(), watch);
+  v1::WatchWarmupsResponse instruction;
+  EXPECT_FALSE(reader->Read(&instruction));
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("services[1]"));
+}
+
+TEST_F(PrewarmServiceTest, ConfiguredServicesAreRegisteredAtStart) {
+  options_.services.push_back(Managed("svc-a"));
+  StartServer();
+  v1::ListServicesResponse list;
+  ASSERT_TRUE(stub_->ListServices(Context().get(), {}, &list).ok());
+  ASSERT_EQ(list.services_size(), 1);
+  EXPECT_EQ(list.services(0).name(), "svc-a");
+}
+
+TEST_F(PrewarmServiceTest, StartFailsNamingARefusedConfiguredService) {
+  v1::Service outside = Managed("svc-a");
+  outside.set_warmup_url("http://example.com/warmup");
+  options_.services.push_back(outside);
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options_, clock_);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(server.status().message(), HasSubstr("svc-a"));
+}
+
+TEST_F(PrewarmServiceTest, StartFailsNamingABadAddress) {
+  options_.grpc_address = "256.1.1.1:99999";
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options_, clock_);
+  EXPECT_FALSE(server.ok());
+  EXPECT_THAT(server.status().message(), HasSubstr("256.1.1.1:99999"));
+}
+
+TEST_F(PrewarmServiceTest, ARestartedServerResumesItsRuns) {
+  StartServer();
+  v1::RegisterServiceResponse registered;
+  ASSERT_TRUE(Register(Managed("svc-a"), &registered).ok());
+  v1::PrewarmResponse prewarm;
+  ASSERT_TRUE(stub_->Prewarm(Context().get(), Chain("run-1"), &prewarm).ok());
+  stub_.reset();
+  ASSERT_TRUE(server_->Shutdown().ok());
+  server_.reset();
+
+  StartServer();
+  v1::GetPlanRequest get;
+  get.set_run_id("run-1");
+  v1::GetPlanResponse plan;
+  grpc::Status status = stub_->GetPlan(Context().get(), get, &plan);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(plan.plan().tasks(0).warmup_state(), v1::WARMUP_STATE_PENDING);
+  v1::ListServicesResponse list;
+  ASSERT_TRUE(stub_->ListServices(Context().get(), {}, &list).ok());
+  EXPECT_EQ(list.services_size(), 1);
+}
+
+}  // namespace
+}  // namespace prewarm
