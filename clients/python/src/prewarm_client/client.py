@@ -1,0 +1,328 @@
+"""PrewarmClient: the prewarm.v1 API over gRPC, with Python values in and typed errors out.
+
+    from prewarm_client import PrewarmClient
+
+    with PrewarmClient("127.0.0.1:50051", timeout=2.0) as client:
+        client.register_service("svc-b", warmup_url="http://svc-b.default.svc.cluster.local/warmup",
+                                keep_alive=90)
+        plan = client.prewarm("run-1", "my_dag", [
+            {"task_id": "extract", "service": "svc-a"},
+            {"task_id": "train", "service": "svc-b", "upstream": ["extract"]},
+        ])
+        client.report("run-1", "extract", "started")
+
+Every call has a deadline (the client's `timeout`, or the call's), and a failed call raises a
+PrewarmError subclass (errors.py) that keeps the server's message. Responses are the generated
+protobuf messages (documented in proto/prewarm/v1/prewarm.proto); convert.py turns their times
+into datetimes and seconds. Thread-safe: one client (one channel) can serve many threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+import grpc
+
+from prewarm_client import convert
+from prewarm_client._stubs import pb2, pb2_grpc
+from prewarm_client.errors import from_rpc_error
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+EVENT_TYPES: dict[str, int] = {
+    "started": pb2.TASK_EVENT_TYPE_STARTED,
+    "service_invoked": pb2.TASK_EVENT_TYPE_SERVICE_INVOKED,
+    "finished": pb2.TASK_EVENT_TYPE_FINISHED,
+    "failed": pb2.TASK_EVENT_TYPE_FAILED,
+    "skipped": pb2.TASK_EVENT_TYPE_SKIPPED,
+}
+WARMUP_MODES: dict[str, int] = {
+    "managed": pb2.WARMUP_MODE_MANAGED,
+    "delegated": pb2.WARMUP_MODE_DELEGATED,
+}
+
+Pem = Union[bytes, str, Path]
+EventType = Union[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """One task of a DAG: its id, the service it calls ("" for none) and its upstream task ids."""
+
+    task_id: str
+    service: str = ""
+    upstream: Sequence[str] = ()
+
+
+TaskLike = Union[TaskSpec, Mapping[str, Any], Any]  # Any: a prewarm.v1.Task message
+
+
+def task_proto(task: TaskLike) -> Any:
+    """A prewarm.v1.Task from a TaskSpec, a dict {"task_id", "service", "upstream"} (or
+    "upstream_task_ids"), or a Task message."""
+    if isinstance(task, pb2.Task):
+        return task
+    if isinstance(task, TaskSpec):
+        return pb2.Task(task_id=task.task_id, service=task.service or "",
+                        upstream_task_ids=list(task.upstream))
+    if isinstance(task, Mapping):
+        unknown = set(task) - {"task_id", "service", "upstream", "upstream_task_ids"}
+        if unknown:
+            raise ValueError(f"task {task.get('task_id')!r}: unknown keys {sorted(unknown)}")
+        if "task_id" not in task:
+            raise ValueError(f"task {dict(task)!r} has no 'task_id'")
+        upstream = task.get("upstream", task.get("upstream_task_ids")) or ()
+        if isinstance(upstream, str):
+            raise ValueError(f"task {task['task_id']!r}: 'upstream' must be a list of task ids, "
+                             f"not the string {upstream!r}")
+        return pb2.Task(task_id=str(task["task_id"]), service=str(task.get("service") or ""),
+                        upstream_task_ids=[str(u) for u in upstream])
+    raise TypeError(f"expected a TaskSpec, a dict or a prewarm.v1.Task, got {type(task).__name__}")
+
+
+def event_type(event: EventType) -> int:
+    """TASK_EVENT_TYPE_* from a name ("started", "SERVICE_INVOKED", ...) or the enum value."""
+    if isinstance(event, int) and not isinstance(event, bool):
+        return event
+    key = str(event).lower().removeprefix("task_event_type_")
+    try:
+        return EVENT_TYPES[key]
+    except KeyError:
+        raise ValueError(f"unknown task event {event!r}; one of {sorted(EVENT_TYPES)}") from None
+
+
+def _pem(value: Optional[Pem]) -> Optional[bytes]:
+    """PEM bytes from bytes, PEM text or a file path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    text = str(value)
+    if text.lstrip().startswith("-----BEGIN"):
+        return text.encode()
+    return Path(os.path.expanduser(text)).read_bytes()
+
+
+class WarmupStream:
+    """Iterator over WatchWarmupsResponse messages; cancel() ends it (iteration then stops)."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._cancelled = False
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._call)
+        except grpc.RpcError as err:
+            if self._cancelled and err.code() == grpc.StatusCode.CANCELLED:
+                raise StopIteration from None
+            raise from_rpc_error(err, "WatchWarmups") from None
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._call.cancel()
+
+    def __enter__(self) -> "WarmupStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class PrewarmClient:
+    """A client of one prewarmd.
+
+    target: "host:port" (or any gRPC target, e.g. "dns:///prewarm.svc:50051").
+    tls: use TLS; root_certificates (PEM bytes, PEM text or a file path) verifies the server
+        (system roots when None); private_key + certificate_chain for mTLS; tls_server_name
+        overrides the name checked against the certificate.
+    token: sent as `authorization: Bearer <token>` on every call.
+    timeout: default deadline of every unary call, in seconds.
+    wait_for_ready: queue calls while the channel connects instead of failing fast with
+        UNAVAILABLE (still bounded by the deadline).
+    """
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, tls: bool = False,
+                 root_certificates: Optional[Pem] = None, private_key: Optional[Pem] = None,
+                 certificate_chain: Optional[Pem] = None, tls_server_name: Optional[str] = None,
+                 token: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 wait_for_ready: bool = False,
+                 options: Sequence[tuple[str, Any]] = ()) -> None:
+        if not target:
+            raise ValueError("target is empty")
+        if not timeout or timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.target = target
+        self.timeout = float(timeout)
+        self.wait_for_ready = wait_for_ready
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ())
+        channel_options = list(options)
+        if tls_server_name:
+            channel_options.append(("grpc.ssl_target_name_override", tls_server_name))
+        if tls or root_certificates is not None or certificate_chain is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_pem(root_certificates), private_key=_pem(private_key),
+                certificate_chain=_pem(certificate_chain))
+            self._channel = grpc.secure_channel(target, credentials, options=channel_options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=channel_options)
+        self._stub = pb2_grpc.PrewarmServiceStub(self._channel)
+
+    # Lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "PrewarmClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PrewarmClient({self.target!r}, timeout={self.timeout:g})"
+
+    # Calls --------------------------------------------------------------------------------
+
+    def _deadline(self, timeout: Optional[float]) -> float:
+        value = self.timeout if timeout is None else float(timeout)
+        if value <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        return value
+
+    def _call(self, method: str, request: Any, timeout: Optional[float]) -> Any:
+        rpc = getattr(self._stub, method)
+        try:
+            return rpc(request, timeout=self._deadline(timeout), metadata=self._metadata,
+                       wait_for_ready=self.wait_for_ready)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err, method) from None
+
+    def register_service(self, service: Union[str, Mapping[str, Any], Any], *,
+                         warmup_url: str = "", warmup_method: str = "",
+                         warmup_timeout: Optional[convert.Span] = None,
+                         keep_alive: Optional[convert.Span] = None,
+                         cold_start_prior: Optional[convert.Span] = None,
+                         mode: Union[str, int, None] = None,
+                         warm_latency: Optional[convert.Span] = None,
+                         timeout: Optional[float] = None) -> Any:
+        """Creates or replaces a warm-up target; returns RegisterServiceResponse (the stored
+        service with defaults filled in, and `replaced`).
+
+        `service` is a name (with the fields as keywords), a dict of the same fields, or a
+        prewarm.v1.Service. Spans are seconds or timedeltas; mode is "managed" or "delegated".
+        """
+        if isinstance(service, pb2.Service):
+            message = service
+        else:
+            fields: dict[str, Any] = {"warmup_url": warmup_url, "warmup_method": warmup_method,
+                                      "warmup_timeout": warmup_timeout, "keep_alive": keep_alive,
+                                      "cold_start_prior": cold_start_prior, "mode": mode,
+                                      "warm_latency": warm_latency}
+            if isinstance(service, Mapping):
+                unknown = set(service) - set(fields) - {"name"}
+                if unknown:
+                    raise ValueError(f"service: unknown keys {sorted(unknown)}")
+                fields.update({k: v for k, v in service.items() if k != "name"})
+                name = service.get("name", "")
+            else:
+                name = service
+            message = pb2.Service(name=str(name), warmup_url=fields["warmup_url"] or "",
+                                  warmup_method=fields["warmup_method"] or "")
+            for key in ("warmup_timeout", "keep_alive", "cold_start_prior", "warm_latency"):
+                if fields[key] is not None:
+                    getattr(message, key).CopyFrom(convert.duration(fields[key]))
+            if fields["mode"] is not None:
+                m = fields["mode"]
+                if isinstance(m, str):
+                    key = m.lower().removeprefix("warmup_mode_")
+                    if key not in WARMUP_MODES:
+                        raise ValueError(f"unknown mode {m!r}; one of {sorted(WARMUP_MODES)}")
+                    m = WARMUP_MODES[key]
+                message.mode = m
+        return self._call("RegisterService", pb2.RegisterServiceRequest(service=message), timeout)
+
+    def list_services(self, *, timeout: Optional[float] = None) -> list[Any]:
+        """Every registered service (prewarm.v1.Service), ordered by name."""
+        return list(self._call("ListServices", pb2.ListServicesRequest(), timeout).services)
+
+    def prewarm(self, run_id: str, workflow_id: str, tasks: Iterable[TaskLike], *,
+                start_time: Optional[convert.Instant] = None,
+                delay_cost_ratio: Optional[float] = None, dry_run: bool = False,
+                timeout: Optional[float] = None) -> Any:
+        """Announces a run (its DAG and when its roots start: now when None, or a future time
+        for a scheduled run) and returns its plan (prewarm.v1.RunPlan). ALREADY_EXISTS when the
+        run id is active."""
+        request = pb2.PrewarmRequest(run_id=run_id, workflow_id=workflow_id,
+                                     tasks=[task_proto(t) for t in tasks], dry_run=dry_run)
+        if start_time is not None:
+            request.start_time.CopyFrom(convert.timestamp(start_time))
+        if delay_cost_ratio is not None:
+            request.delay_cost_ratio = float(delay_cost_ratio)
+        return self._call("Prewarm", request, timeout).plan
+
+    def report(self, run_id: str, task_id: str, event: EventType, *,
+               event_time: Optional[convert.Instant] = None, cold: Optional[bool] = None,
+               cold_start: Optional[convert.Span] = None,
+               timeout: Optional[float] = None) -> Any:
+        """Reports a task event ("started", "service_invoked", "finished", "failed", "skipped");
+        returns ReportTimingResponse (only the re-planned tasks; get_plan has the whole plan).
+        `cold` / `cold_start` say whether the task's call to its service was cold and what the
+        cold start cost, when the caller knows."""
+        request = pb2.ReportTimingRequest(run_id=run_id, task_id=task_id,
+                                          event=event_type(event))
+        if event_time is not None:
+            request.event_time.CopyFrom(convert.timestamp(event_time))
+        if cold is not None:
+            request.cold = bool(cold)
+        if cold_start is not None:
+            request.cold_start.CopyFrom(convert.duration(cold_start))
+        return self._call("ReportTiming", request, timeout)
+
+    def get_plan(self, run_id: str, *, timeout: Optional[float] = None) -> Any:
+        """The run's current plan (prewarm.v1.RunPlan) with what already happened."""
+        return self._call("GetPlan", pb2.GetPlanRequest(run_id=run_id), timeout).plan
+
+    def cancel_run(self, run_id: str, *, timeout: Optional[float] = None) -> int:
+        """Cancels the run's pending warm-ups and retires it; returns how many were cancelled."""
+        return self._call("CancelRun", pb2.CancelRunRequest(run_id=run_id),
+                          timeout).cancelled_warmups
+
+    def service_stats(self, service: str, *, timeout: Optional[float] = None) -> Any:
+        """What the server learned about a service (GetServiceStatsResponse)."""
+        return self._call("GetServiceStats", pb2.GetServiceStatsRequest(service=service),
+                          timeout)
+
+    def watch_warmups(self, services: Sequence[str] = (), *,
+                      timeout: Optional[float] = None) -> WarmupStream:
+        """Streams warm-up instructions of delegated services (WatchWarmupsResponse). A stream
+        is long-lived: it has no deadline unless `timeout` is given; cancel() ends it."""
+        request = pb2.WatchWarmupsRequest(services=list(services))
+        try:
+            call = self._stub.WatchWarmups(request, timeout=timeout, metadata=self._metadata,
+                                           wait_for_ready=self.wait_for_ready)
+        except grpc.RpcError as err:  # pragma: no cover - errors surface on iteration
+            raise from_rpc_error(err, "WatchWarmups") from None
+        return WarmupStream(call)
+
+    def report_warmup(self, warmup_id: str, success: bool, *,
+                      latency: Optional[convert.Span] = None, cold: Optional[bool] = None,
+                      error_message: str = "", timeout: Optional[float] = None) -> None:
+        """Reports the result of a delegated warm-up received from watch_warmups()."""
+        request = pb2.ReportWarmupRequest(warmup_id=warmup_id, success=success,
+                                          error_message=error_message)
+        if latency is not None:
+            request.latency.CopyFrom(convert.duration(latency))
+        if cold is not None:
+            request.cold = bool(cold)
+        self._call("ReportWarmup", request, timeout)
+
+
+__all__ = ["PrewarmClient", "TaskSpec", "WarmupStream", "task_proto", "event_type",
+           "EVENT_TYPES", "WARMUP_MODES", "DEFAULT_TARGET", "DEFAULT_TIMEOUT_SECONDS"]
