@@ -119,7 +119,7 @@ class PrewarmHook(_compat.BaseHook):
             "relabeling": {"host": "prewarmd host", "port": "gRPC port",
                            "password": "Bearer token"},
             "placeholders": {
-                "host": "prewarm.prewarm.svc.cluster.local",
+                "host": "prewarmd.prewarm.svc.cluster.local",
                 "port": "50051",
                 "password": "optional: the token of prewarmd's --bearer_token_file",
                 "extra": '{"tls": false, "timeout": 2, "service_map": {"my_dag.train": "svc-b"}, '
