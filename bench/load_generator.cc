@@ -66,6 +66,20 @@ prewarm::v1::PrewarmRequest MakeRun(const std::string& run_id, int tasks) {
   return r;
 }
 
+// Submits run `run_id` asynchronously; `done` gets the status.
+void IssuePrewarm(PrewarmService::Stub& stub, const std::string& run_id, int tasks,
+                  std::function<void(const grpc::Status&)> done) {
+  auto* ctx = new grpc::ClientContext();
+  auto* req = new prewarm::v1::PrewarmRequest(MakeRun(run_id, tasks));
+  auto* resp = new prewarm::v1::PrewarmResponse();
+  stub.async()->Prewarm(ctx, req, resp, [=](grpc::Status s) {
+    done(s);
+    delete ctx;
+    delete req;
+    delete resp;
+  });
+}
+
 // Runs `calls` calls from `clients` threads with `inflight` outstanding each; `make(i, ...)`
 // issues call i and invokes `done(status)` when it completes.
 template <typename Issue>
@@ -178,15 +192,7 @@ int main(int argc, char** argv) {
   } else if (mode == "prewarm") {
     Stats stats;
     const double seconds = Drive(clients, inflight, calls, stats, [&](int c, int i, auto done) {
-      auto* ctx = new grpc::ClientContext();
-      auto* req = new prewarm::v1::PrewarmRequest(MakeRun(absl::StrCat("run-", i), tasks));
-      auto* resp = new prewarm::v1::PrewarmResponse();
-      stubs[c]->async()->Prewarm(ctx, req, resp, [=](grpc::Status s) {
-        done(s);
-        delete ctx;
-        delete req;
-        delete resp;
-      });
+      IssuePrewarm(*stubs[c], absl::StrCat("run-", i), tasks, done);
     });
     Report(absl::StrCat("Prewarm/", tasks).c_str(), calls, seconds, stats);
   } else {
@@ -194,15 +200,7 @@ int main(int argc, char** argv) {
     const int runs = (calls + 2 * tasks - 1) / (2 * tasks);
     Stats setup;
     Drive(clients, 8, runs, setup, [&](int c, int i, auto done) {
-      auto* ctx = new grpc::ClientContext();
-      auto* req = new prewarm::v1::PrewarmRequest(MakeRun(absl::StrCat("run-", i), tasks));
-      auto* resp = new prewarm::v1::PrewarmResponse();
-      stubs[c]->async()->Prewarm(ctx, req, resp, [=](grpc::Status s) {
-        done(s);
-        delete ctx;
-        delete req;
-        delete resp;
-      });
+      IssuePrewarm(*stubs[c], absl::StrCat("run-", i), tasks, done);
     });
     if (setup.errors > 0) {
       std::fprintf(stderr, "setup failed: %s\n", setup.first_error.c_str());
