@@ -12,7 +12,7 @@ TimerQueue::TimerId TimerQueue::Schedule(absl::Time deadline, Callback fn) {
   const TimerId id = next_id_++;
   timers_.emplace(Key{deadline, id}, std::move(fn));
   deadlines_.emplace(id, deadline);
-  return id;  // The firing thread wakes on the change (it waits on a condition over timers_).
+  return id;  // A new earliest timer wakes the firing thread (it waits on the queue's head).
 }
 
 bool TimerQueue::Cancel(TimerId id) {
@@ -71,8 +71,7 @@ void TimerQueue::Loop() {
       // the condition whenever the queue changes, so a new earlier deadline wakes us at once.
       const absl::Time next =
           timers_.empty() ? absl::InfiniteFuture() : timers_.begin()->first.deadline;
-      const Key* const head = timers_.empty() ? nullptr : &timers_.begin()->first;
-      const TimerId head_id = head ? head->id : 0;
+      const TimerId head_id = timers_.empty() ? 0 : timers_.begin()->first.id;
       auto changed = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
         if (stopping_) return true;
         if (timers_.empty()) return head_id != 0;
