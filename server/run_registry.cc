@@ -676,7 +676,7 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
         name, std::max(deps_.services->WarmUntil(name),
                        now + plan.expected_cold_start + deps_.services->Info(name).keep_alive));
     rt.warmup_id = next_warmup_id_++;
-    in_flight_[rt.warmup_id] = InFlight{run_id, v, name};
+    in_flight_[rt.warmup_id] = InFlight{run_id, v, name, now};
     ++counters_[name].fired;
     deps_.metrics->WarmupResult(name, "fired");
     deps_.metrics->WarmupLateness(lateness);
@@ -852,9 +852,13 @@ void RunRegistry::Retire(const std::string& run_id, absl::string_view outcome) {
 
 void RunRegistry::ExpireIdleRuns() {
   std::vector<std::function<void()>> persisted;
+  std::vector<uint64_t> unreported;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = deps_.clock->Now();
+    for (const auto& [id, flight] : in_flight_) {
+      if (now - flight.fired_at > options_.warmup_report_timeout) unreported.push_back(id);
+    }
     std::vector<std::string> expired;
     for (const auto& [id, run] : runs_) {
       // A run scheduled ahead is not idle while it waits for its start.
@@ -872,6 +876,12 @@ void RunRegistry::ExpireIdleRuns() {
                                            [this](absl::Duration) { ExpireIdleRuns(); });
   }
   for (auto& release : persisted) release();
+  for (uint64_t id : unreported) {
+    PREWARM_LOG(WARNING) << "warm-up " << id << " was not reported within "
+                         << absl::FormatDuration(options_.warmup_report_timeout)
+                         << "; counted as failed";
+    (void)OnWarmupResult(id, false, absl::ZeroDuration(), std::nullopt);
+  }
 }
 
 absl::StatusOr<v1::GetServiceStatsResponse> RunRegistry::GetServiceStats(

@@ -39,6 +39,9 @@ struct RunRegistryOptions {
   // be stamped.
   absl::Duration max_future_start = absl::Hours(24 * 7);
   absl::Duration max_clock_skew = absl::Minutes(5);
+  // A delegated warm-up not reported within this is counted as failed (its watcher is gone), so
+  // unreported warm-ups cannot pile up. Managed ones always report (the warmer times out).
+  absl::Duration warmup_report_timeout = absl::Minutes(10);
   PlannerOptions planner;
   HistoryOptions history;
   int warmup_attempts = 3;
@@ -137,6 +140,7 @@ class RunRegistry {
     std::string run_id;
     int task;
     std::string service;
+    absl::Time fired_at;
   };
 
   // Builds a run from a validated request, planned as of `now`.

@@ -830,6 +830,35 @@ TEST_F(RunRegistryTest, ADelegatedWarmupWithoutWatcherFails) {
   EXPECT_EQ(Stats("lambda").warmups_failed(), 1);
 }
 
+// A watcher that takes an instruction and never reports must not leave it in flight for ever.
+TEST_F(RunRegistryTest, AnUnreportedDelegatedWarmupFailsAfterTheReportTimeout) {
+  RegisterDelegated("lambda");
+  const DelegatedWarmups::SubscriberId watcher = delegated_->Subscribe({"lambda"}, [] {});
+  v1::PrewarmRequest request;
+  request.set_run_id("run-1");
+  request.set_workflow_id("wf");
+  request.add_tasks()->set_task_id("x");
+  request.mutable_tasks(0)->set_service("lambda");
+  *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Prewarm(request).ok());
+  RunUntil(t0_ + absl::Seconds(58));
+  v1::WatchWarmupsResponse instruction;
+  ASSERT_TRUE(delegated_->Pop(watcher, &instruction));
+  EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_FIRED);
+
+  RunUntil(t0_ + absl::Seconds(58) + absl::Minutes(9));  // Within the 10 min report timeout.
+  EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_FIRED);
+  RunUntil(t0_ + absl::Seconds(58) + absl::Minutes(12));
+  EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_FAILED);
+  EXPECT_EQ(Stats("lambda").warmups_failed(), 1);
+  // A report that finally arrives finds nothing to complete.
+  v1::ReportWarmupRequest report;
+  report.set_warmup_id(instruction.warmup_id());
+  report.set_success(true);
+  *report.mutable_latency() = ToProtoDuration(absl::Seconds(2));
+  EXPECT_EQ(registry_->ReportWarmup(report).code(), absl::StatusCode::kNotFound);
+}
+
 // Answers never run under the registry's lock (the in-memory store commits inline, so even the
 // successful ones run on the caller's thread): a callback may call the registry again.
 TEST_F(RunRegistryTest, CallbacksMayCallBackIntoTheRegistry) {
