@@ -208,7 +208,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchWarmupsRespo
       if (finished_) return;
       finished_ = true;
     }
-    metrics_.RpcHandled("WatchWarmups", "OK", clock_.MonotonicNow() - started_);
+    // gRPC's codes are Abseil's, number for number.
+    metrics_.RpcHandled("WatchWarmups",
+                        absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
+                        clock_.MonotonicNow() - started_);
     Finish(status);
   }
 
