@@ -159,6 +159,18 @@ class RunRegistryTest : public ::testing::Test {
     s.set_mode(v1::WARMUP_MODE_DELEGATED);
     Register(s);
   }
+  // Run "run-1": one task x on `service`, starting a minute from t0 (warmed at 58 s).
+  v1::PrewarmRequest OneTaskRun(const std::string& service) {
+    v1::PrewarmRequest request;
+    request.set_run_id("run-1");
+    request.set_workflow_id("wf");
+    v1::Task* x = request.add_tasks();
+    x->set_task_id("x");
+    x->set_service(service);
+    *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+    return request;
+  }
+
 
   // A chain a -> b -> c on svc-a, svc-b, svc-c, starting `lead` after now.
   v1::PrewarmRequest Chain(const std::string& run_id, absl::Duration lead = absl::Seconds(60)) {
@@ -766,12 +778,7 @@ TEST_F(RunRegistryTest, DelegatedWarmupsGoToWatchersAndReportWarmupCompletesThem
   const DelegatedWarmups::SubscriberId other = delegated_->Subscribe({"svc-zzz"}, [] {});
   const DelegatedWarmups::SubscriberId watcher =
       delegated_->Subscribe({"lambda"}, [&] { ++wakes; });
-  v1::PrewarmRequest request;
-  request.set_run_id("run-1");
-  request.set_workflow_id("wf");
-  request.add_tasks()->set_task_id("x");
-  request.mutable_tasks(0)->set_service("lambda");
-  *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+  v1::PrewarmRequest request = OneTaskRun("lambda");
   absl::StatusOr<v1::RunPlan> plan = Prewarm(request);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_EQ(plan->tasks(0).decision(), v1::WARMUP_DECISION_WARM);
@@ -818,12 +825,7 @@ TEST_F(RunRegistryTest, DelegatedWarmupsGoToWatchersAndReportWarmupCompletesThem
 
 TEST_F(RunRegistryTest, ADelegatedWarmupWithoutWatcherFails) {
   RegisterDelegated("lambda");
-  v1::PrewarmRequest request;
-  request.set_run_id("run-1");
-  request.set_workflow_id("wf");
-  request.add_tasks()->set_task_id("x");
-  request.mutable_tasks(0)->set_service("lambda");
-  *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+  v1::PrewarmRequest request = OneTaskRun("lambda");
   ASSERT_TRUE(Prewarm(request).ok());
   RunUntil(t0_ + absl::Seconds(58));
   EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_FAILED);
@@ -834,12 +836,7 @@ TEST_F(RunRegistryTest, ADelegatedWarmupWithoutWatcherFails) {
 TEST_F(RunRegistryTest, AnUnreportedDelegatedWarmupFailsAfterTheReportTimeout) {
   RegisterDelegated("lambda");
   const DelegatedWarmups::SubscriberId watcher = delegated_->Subscribe({"lambda"}, [] {});
-  v1::PrewarmRequest request;
-  request.set_run_id("run-1");
-  request.set_workflow_id("wf");
-  request.add_tasks()->set_task_id("x");
-  request.mutable_tasks(0)->set_service("lambda");
-  *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
+  v1::PrewarmRequest request = OneTaskRun("lambda");
   ASSERT_TRUE(Prewarm(request).ok());
   RunUntil(t0_ + absl::Seconds(58));
   v1::WatchWarmupsResponse instruction;
