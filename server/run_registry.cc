@@ -576,11 +576,7 @@ void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_co
   }
   rt.outcome = outcome;
   rt.outcome_counted = true;
-  // Counted for registered services only, so that names in requests cannot grow the map without
-  // bound (the metrics cap their labels on their own).
-  ServiceCounters unregistered;
-  ServiceCounters& counters =
-      deps_.services->Find(service, nullptr) ? counters_[service] : unregistered;
+  ServiceCounters& counters = counters_[service];
   switch (outcome) {
     case v1::TASK_OUTCOME_HIT:
       ++counters.hits;
