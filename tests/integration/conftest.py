@@ -83,13 +83,4 @@ def start_prewarmd(workdir: Path) -> Iterator[Callable[..., harness.Prewarmd]]:
 def start_gateway(workdir: Path) -> Iterator[Callable[..., harness.Gateway]]:
     """start_gateway([GatewayService, ...], name="gateway") -> a running Gateway, stopped at
     teardown."""
-    started: list[harness.Gateway] = []
-
-    def start(services: list[harness.GatewayService], name: str = "gateway") -> harness.Gateway:
-        gateway = harness.Gateway(workdir / name, services)
-        started.append(gateway)
-        return gateway.start()
-
-    yield start
-    for gateway in started:
-        gateway.stop()
+    yield from harness.gateway_starter(workdir)

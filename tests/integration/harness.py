@@ -38,7 +38,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
@@ -590,6 +590,21 @@ class Gateway:
 
 # --------------------------------------------------------------------------------------------
 # Workflows
+
+
+def gateway_starter(workdir: Path) -> Iterator[Callable[..., "Gateway"]]:
+    """For a pytest fixture: yields start(services, name="gateway") -> a running Gateway in
+    workdir/name; stops every gateway it started when resumed."""
+    started: list[Gateway] = []
+
+    def start(services: list[GatewayService], name: str = "gateway") -> Gateway:
+        gateway = Gateway(workdir / name, services)
+        started.append(gateway)
+        return gateway.start()
+
+    yield start
+    for gateway in started:
+        gateway.stop()
 
 
 @dataclass(frozen=True)

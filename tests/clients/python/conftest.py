@@ -73,16 +73,7 @@ def shared_prewarmd() -> Iterator[harness.Prewarmd]:
 @pytest.fixture
 def start_gateway(workdir: Path) -> Iterator[Callable[..., harness.Gateway]]:
     require_products()
-    started: list[harness.Gateway] = []
-
-    def start(services: list[harness.GatewayService], name: str = "gateway") -> harness.Gateway:
-        gateway = harness.Gateway(workdir / name, services)
-        started.append(gateway)
-        return gateway.start()
-
-    yield start
-    for gateway in started:
-        gateway.stop()
+    yield from harness.gateway_starter(workdir)
 
 
 @pytest.fixture
