@@ -60,7 +60,8 @@ class History {
   // How long a warm service takes to answer a warm-up: tells cold warm-ups from warm ones.
   void AddWarmLatency(absl::string_view service, absl::Duration latency);
   void AddDispatchGap(absl::string_view workflow, absl::Duration gap);
-  // Whether a task ran (true) or was skipped (false) in a finished run.
+  // Whether a task ran (true) or was skipped (false) when at least one of its upstream tasks ran
+  // (or it has none): the server does not record skips that only followed skipped upstreams.
   void AddTaskRun(absl::string_view workflow, absl::string_view task, bool ran);
   // Adds one observation (seconds, or 1/0 for kTaskRun) to one window: what the Add* methods
   // above do, one window at a time, so that a store can record and replay them.
@@ -82,7 +83,7 @@ class History {
   Estimate ColdStart(absl::string_view service,
                      std::optional<absl::Duration> service_prior = std::nullopt) const;
   Estimate DispatchGap(absl::string_view workflow) const;
-  // P(the task runs) from its recent runs; 1 without history.
+  // P(the task runs | an upstream ran, or it has none) from its recent runs; 1 without history.
   double RunProbability(absl::string_view workflow, absl::string_view task) const;
 
   const HistoryOptions& options() const { return options_; }

@@ -96,6 +96,8 @@ RunPlanner::RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Tim
   const int n = dag_->size();
   start_samples_.assign(static_cast<size_t>(n) * m_, 0);
   finish_samples_.assign(static_cast<size_t>(n) * m_, 0);
+  ran_.assign(static_cast<size_t>(n) * m_, 0);
+  run_count_.assign(n, 0);
   finish_confidence_.assign(n, Confidence::kHigh);
   progress_.resize(n);
   plans_.resize(n);
@@ -115,6 +117,7 @@ std::span<const float> RunPlanner::start_samples(int task) const {
 
 size_t RunPlanner::MemoryBytes() const {
   size_t bytes = (start_samples_.capacity() + finish_samples_.capacity()) * sizeof(float) +
+                 ran_.capacity() + run_count_.capacity() * sizeof(int) +
                  plans_.capacity() * sizeof(TaskPlan) + progress_.capacity() * sizeof(TaskProgress);
   for (const TaskPlan& p : plans_) bytes += p.reason.capacity();
   return bytes;
@@ -187,15 +190,14 @@ absl::StatusOr<std::vector<int>> RunPlanner::Skipped(int task, absl::Time at, ab
   return Replan(task, now);
 }
 
-void RunPlanner::SetServiceWarmUntil(absl::string_view service, absl::Time warm_until) {
-  for (int v = 0; v < dag_->size(); ++v) {
-    if (dag_->task(v).service == service) model_.tasks[v].service.warm_until = warm_until;
-  }
+void RunPlanner::SetTaskWarmUntil(int task, absl::Time warm_until) {
+  model_.tasks[task].service.warm_until = warm_until;
 }
 
 void RunPlanner::Sample(int v, double now_rel) {
   float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
   float* f = finish_samples_.data() + static_cast<size_t>(v) * m_;
+  uint8_t* r = ran_.data() + static_cast<size_t>(v) * m_;
   const TaskModel& model = model_.tasks[v];
   const TaskProgress& progress = progress_[v];
   switch (progress.state) {
@@ -219,12 +221,36 @@ void RunPlanner::Sample(int v, double now_rel) {
       // It has not started by now, so it starts no earlier than now.
       const float floor = static_cast<float>(now_rel);
       for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], floor);
+      // It may run where it has no parents or one of them ran (run_probability is conditional on
+      // that). A parent that runs in every sample settles it without a pass over the flags.
+      bool may_always = parents.empty();
+      for (int u : parents) may_always = may_always || run_count_[u] == m_;
       const Distribution& duration = *model.duration.distribution;
       const double p_run = model.run_probability;
-      for (int i = 0; i < m_; ++i) {
-        // A skipped task takes no time; its children follow at once.
-        const bool runs = p_run >= 1 || rng.Uniform() < p_run;
-        f[i] = s[i] + (runs ? static_cast<float>(duration.Draw(rng)) : 0.0f);
+      if (may_always && p_run >= 1) {
+        for (int i = 0; i < m_; ++i) f[i] = s[i] + static_cast<float>(duration.Draw(rng));
+        std::fill(r, r + m_, 1);
+        run_count_[v] = m_;
+      } else {
+        std::fill(r, r + m_, may_always ? 1 : 0);
+        if (!may_always) {
+          for (int u : parents) {
+            const uint8_t* ru = ran_.data() + static_cast<size_t>(u) * m_;
+            for (int i = 0; i < m_; ++i) r[i] |= ru[i];
+          }
+        }
+        int runs = 0;
+        for (int i = 0; i < m_; ++i) {
+          // Its own draws do not depend on the parents' flags, so every sample keeps its place in
+          // the stream whatever happened upstream.
+          const bool own = p_run >= 1 || rng.Uniform() < p_run;
+          const float d = own ? static_cast<float>(duration.Draw(rng)) : 0.0f;
+          r[i] &= static_cast<uint8_t>(own);
+          // A task that does not run takes no time; its children follow at once.
+          f[i] = s[i] + (r[i] ? d : 0.0f);
+          runs += r[i];
+        }
+        run_count_[v] = runs;
       }
       finish_confidence_[v] = Weakest(confidence, ConfidenceOf(model.duration.source));
       break;
@@ -239,16 +265,22 @@ void RunPlanner::Sample(int v, double now_rel) {
         s[i] = static_cast<float>(started);
         f[i] = static_cast<float>(started + duration.DrawAtLeast(elapsed, rng));
       }
+      std::fill(r, r + m_, 1);
+      run_count_[v] = m_;
       finish_confidence_[v] = ConfidenceOf(model.duration.source);
       break;
     }
     case TaskState::kSucceeded:
     case TaskState::kFailed:
-    case TaskState::kSkipped:
+    case TaskState::kSkipped: {
       std::fill(s, s + m_, static_cast<float>(Rel(progress.started)));
       std::fill(f, f + m_, static_cast<float>(Rel(progress.finished)));
+      const bool ran = progress.state != TaskState::kSkipped;
+      std::fill(r, r + m_, ran ? 1 : 0);
+      run_count_[v] = ran ? m_ : 0;
       finish_confidence_[v] = Confidence::kHigh;
       break;
+    }
   }
 }
 
@@ -265,18 +297,30 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   const TaskProgress& progress = progress_[v];
   TaskPlan& plan = plans_[v];
   plan = TaskPlan{};
-  plan.run_probability = model.run_probability;
+  const int runs = run_count_[v];
+  plan.run_probability = static_cast<double>(runs) / m_;
   sorted_by_optimizer_ = false;
 
-  // Start-time summary: mean and latest here; quantiles once the samples are sorted below.
+  // Start-time summary: mean and latest here; quantiles once the samples are sorted below. Over
+  // the samples in which the task runs (when it starts if it runs), or all when it runs in none.
   const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
+  const uint8_t* r = ran_.data() + static_cast<size_t>(v) * m_;
+  const bool some_skip = runs > 0 && runs < m_;
   double sum = 0;
-  float latest = s[0];
-  for (int i = 0; i < m_; ++i) {
-    sum += s[i];
-    latest = std::max(latest, s[i]);
+  float latest = -std::numeric_limits<float>::infinity();
+  if (some_skip) {
+    for (int i = 0; i < m_; ++i) {
+      if (!r[i]) continue;
+      sum += s[i];
+      latest = std::max(latest, s[i]);
+    }
+  } else {
+    for (int i = 0; i < m_; ++i) {
+      sum += s[i];
+      latest = std::max(latest, s[i]);
+    }
   }
-  plan.expected_start = Abs(sum / m_);
+  plan.expected_start = Abs(sum / (some_skip ? runs : m_));
   const bool starts_now = latest <= now_rel + kTooLateSlack;
   if (progress.state != TaskState::kPending) plan.expected_start = progress.started;
   plan.confidence = StartConfidence(v);
@@ -298,14 +342,24 @@ void RunPlanner::Evaluate(int v, double now_rel) {
     EvaluateWarmup(v, now_rel, starts_now, plan);
   }
 
-  // The optimizer sorted every start already when no sample was warm anyway; else sort here.
+  // The optimizer sorted every start already when no running sample was warm anyway; else sort
+  // here.
   std::span<const float> sorted = optimizer_.sorted_starts();
   if (!sorted_by_optimizer_) {
-    scratch_a_.assign(s, s + m_);
+    if (some_skip) {
+      scratch_a_.clear();
+      for (int i = 0; i < m_; ++i) {
+        if (r[i]) scratch_a_.push_back(s[i]);
+      }
+    } else {
+      scratch_a_.assign(s, s + m_);
+    }
     BucketSort(scratch_a_, scratch_b_, bucket_counts_);
     sorted = scratch_a_;
   }
-  const auto quantile = [&](double q) { return sorted[static_cast<size_t>(q * (m_ - 1))]; };
+  const auto quantile = [&](double q) {
+    return sorted[static_cast<size_t>(q * (sorted.size() - 1))];
+  };
   plan.start_p10 = Abs(quantile(0.1));
   plan.start_p90 = Abs(quantile(0.9));
 }
@@ -319,25 +373,40 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
                                 : Rel(model.service.warm_until);
   const Distribution& cold_start = *model.cold_start.distribution;
   const std::vector<int>& warm_parents = same_service_parents_[v];
+  const uint8_t* r = ran_.data() + static_cast<size_t>(v) * m_;
+  const int runs = run_count_[v];
 
-  // Samples in which the service is cold when the task starts: (latest firing time, cold start).
+  needs_warmup_.assign(m_, 0);
+  if (runs == 0) {
+    plan.decision = WarmupDecision::kSkipUnlikely;
+    bool parent_runs = dag_->parents(v).empty();
+    for (int u : dag_->parents(v)) parent_runs = parent_runs || run_count_[u] > 0;
+    plan.reason = parent_runs ? absl::StrFormat("runs in none of %d sampled runs", m_)
+                              : "no upstream task runs: its branch is skipped";
+    return;
+  }
+
+  // Samples in which the task runs and its service is cold when it starts: (latest firing time,
+  // cold start). A warm-up matters in those only.
   Rng rng(StreamSeed(seed_, v, kColdStart));
   scratch_a_.clear();
   scratch_b_.clear();
   cold_draws_.resize(m_);
-  needs_warmup_.assign(m_, 0);
   int warm_by_other_run = 0;
   for (int i = 0; i < m_; ++i) {
+    // Drawn in every sample, so that each keeps its draw whichever samples run.
     const double c = cold_start.Draw(rng);
     cold_draws_[i] = static_cast<float>(c);
+    if (!r[i]) continue;
     if (s[i] <= warm_until) {
       ++warm_by_other_run;
       continue;
     }
     bool warm_by_parent = false;
     for (int u : warm_parents) {
-      const float fu = finish_samples_[static_cast<size_t>(u) * m_ + i];
-      if (keep_alive <= 0 || s[i] - fu <= keep_alive) {
+      // A parent that did not run in this sample warmed nothing.
+      const size_t ui = static_cast<size_t>(u) * m_ + i;
+      if (ran_[ui] && (keep_alive <= 0 || s[i] - finish_samples_[ui] <= keep_alive)) {
         warm_by_parent = true;
         break;
       }
@@ -350,7 +419,7 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
 
   if (scratch_a_.empty()) {
     plan.decision = WarmupDecision::kSkipAlreadyWarm;
-    plan.reason = warm_by_other_run == m_
+    plan.reason = warm_by_other_run == runs
                       ? absl::StrCat("service is warm until ",
                                      absl::FormatTime("%H:%M:%E3S", model.service.warm_until,
                                                       absl::UTCTimeZone()),
@@ -371,13 +440,19 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
   }
 
   const double alpha = options_.delay_cost_ratio;
+  // Refreshed warm-ups outlive the keep-alive: no cliff (0 means never reclaimed).
+  const double cliff = options_.refresh_warmups ? 0 : keep_alive;
+  // Priced over the samples in which the task runs; p weighs that against a skip.
   const WarmupChoice choice =
-      optimizer_.Choose(scratch_a_, scratch_b_, m_, keep_alive, now_rel, alpha, 1.0);
-  sorted_by_optimizer_ = static_cast<int>(scratch_a_.size()) == m_;
-  const double p = model.run_probability;
-  // A skipped task leaves a fired warm-up idle until the container is reclaimed.
+      optimizer_.Choose(scratch_a_, scratch_b_, runs, cliff, now_rel, alpha, 1.0);
+  sorted_by_optimizer_ = static_cast<int>(scratch_a_.size()) == runs;
+  const double p = static_cast<double>(runs) / m_;
+  // A skipped task leaves a fired warm-up idle until the container is reclaimed: keep_alive
+  // after it was fired (or last refreshed, about when the task was due).
+  const double until_due =
+      std::max(0.0, absl::ToDoubleSeconds(plan.expected_start - start_) - choice.fire_at);
   const double wasted_if_skipped =
-      keep_alive > 0 ? keep_alive : std::max(0.0, absl::ToDoubleSeconds(plan.expected_start - start_) - choice.fire_at);
+      keep_alive <= 0 ? until_due : options_.refresh_warmups ? until_due + keep_alive : keep_alive;
   const double cost_warm = p * choice.expected_cost + (1 - p) * wasted_if_skipped;
   const double cost_none = p * choice.cost_without;
 
@@ -400,7 +475,7 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
 
   plan.decision = WarmupDecision::kWarm;
   plan.warmup_time = Abs(choice.fire_at);
-  AddColdStartDelays(v, choice.fire_at, keep_alive);
+  AddColdStartDelays(v, choice.fire_at, cliff);
   plan.expected_delay = absl::Seconds(p * choice.expected_delay);
   plan.expected_idle = absl::Seconds(p * choice.expected_idle + (1 - p) * wasted_if_skipped);
   const double lead = absl::ToDoubleSeconds(plan.expected_start - plan.warmup_time);

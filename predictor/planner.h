@@ -21,12 +21,17 @@ struct PlannerOptions {
   int sample_count = 128;
   // alpha/beta: how many idle container-seconds one second of workflow delay is worth.
   double delay_cost_ratio = 20;
+  // Whether the server refreshes a ready warm-up (sends it again) before the platform's keep-alive
+  // would reclaim the container of a task that has not started yet. With refreshes a warm-up is
+  // never lost to the keep-alive, so its idle cost grows with the wait and has no cliff; without,
+  // firing more than keep_alive before the start wastes the warm-up (DESIGN §2).
+  bool refresh_warmups = true;
 };
 
 enum class WarmupDecision {
   kWarm,             // fire at warmup_time
   kSkipAlreadyWarm,  // another task or run keeps the service warm
-  kSkipUnlikely,     // the task rarely runs; a warm-up would mostly idle
+  kSkipUnlikely,     // the task rarely runs (or its branch was skipped); a warm-up would idle
   kSkipNoService,    // no service, or one prewarm cannot warm
   kSkipStarted,      // the task already started, finished or was skipped
   kSkipNotWorth,     // the idle cost outweighs the delay hidden at this delay_cost_ratio
@@ -49,6 +54,8 @@ struct TaskPlan {
   absl::Duration expected_delay;
   absl::Duration expected_idle;
   Confidence confidence = Confidence::kHigh;
+  // Share of the samples in which the task runs, given what is known so far: 1 once it started,
+  // 0 once it (or every path to it) was skipped. The start times above describe those samples.
   double run_probability = 1;
   std::string reason;
 };
@@ -63,7 +70,9 @@ struct TaskProgress {
 // Plans one run: Monte Carlo start-time distributions over the DAG (DESIGN §2) and, per task, the
 // warm-up time that minimises expected delay and idle cost, including the keep-alive cliff.
 // Seeded: the same seed, model and events give the same plan. Task events condition the samples
-// and re-plan only the descendants of the task. Memory: 2 floats per task and sample.
+// and re-plan only the descendants of the task. Skips travel through the samples: a task runs in
+// a sample only when it has no parents or one of them ran there, and then with its
+// TaskModel::run_probability. Memory: 2 floats and 1 byte (ran or not) per task and sample.
 // Not thread-safe: the server guards each run with its own lock.
 //
 // Example:
@@ -90,9 +99,14 @@ class RunPlanner {
   absl::StatusOr<std::vector<int>> Failed(int task, absl::Time at, absl::Time now);
   absl::StatusOr<std::vector<int>> Skipped(int task, absl::Time at, absl::Time now);
 
-  // Records that `service` is warm until `warm_until` (another run warmed or called it); takes
-  // effect at the next re-plan of its tasks.
-  void SetServiceWarmUntil(absl::string_view service, absl::Time warm_until);
+  // Records that a container of the task's service is warm for it until `warm_until` (its own
+  // warm-up, or one another run left free); takes effect at the next re-plan of the task (see
+  // Replan).
+  void SetTaskWarmUntil(int task, absl::Time warm_until);
+
+  // Re-plans the task and its descendants as of `now`, after what is known of its service
+  // changed (SetTaskWarmUntil). Returns them in topological order.
+  std::vector<int> Replan(int task, absl::Time now);
 
   const Dag& dag() const { return *dag_; }
   absl::Time start() const { return start_; }
@@ -106,7 +120,6 @@ class RunPlanner {
  private:
   double Rel(absl::Time t) const { return absl::ToDoubleSeconds(t - start_); }
   absl::Time Abs(double rel) const { return start_ + absl::Seconds(rel); }
-  std::vector<int> Replan(int task, absl::Time now);
   void Sample(int task, double now_rel);
   void Evaluate(int task, double now_rel);
   void EvaluateWarmup(int task, double now_rel, bool starts_now, TaskPlan& plan);
@@ -123,6 +136,10 @@ class RunPlanner {
   int m_;  // samples per task
   std::vector<float> start_samples_;   // [task * m_ + i]: S, seconds after start_
   std::vector<float> finish_samples_;  // [task * m_ + i]: S + D
+  // [task * m_ + i]: whether the task runs in sample i. A byte rather than a bit keeps the
+  // per-sample loops plain, for 1/8 of the memory of the float samples.
+  std::vector<uint8_t> ran_;
+  std::vector<int> run_count_;  // per task: samples in which it runs
   std::vector<Confidence> finish_confidence_;
   std::vector<TaskProgress> progress_;
   std::vector<TaskPlan> plans_;
@@ -133,8 +150,9 @@ class RunPlanner {
   std::vector<float> scratch_b_;
   std::vector<uint32_t> bucket_counts_;
   std::vector<float> cold_draws_;       // EvaluateWarmup: the cold start of each sample
-  std::vector<uint8_t> needs_warmup_;   // EvaluateWarmup: the service is cold at the start
-  bool sorted_by_optimizer_ = false;  // Evaluate(): the optimizer holds every start, sorted.
+  std::vector<uint8_t> needs_warmup_;   // EvaluateWarmup: the task runs, its service cold
+  // Evaluate(): the optimizer holds every start of the samples in which the task runs, sorted.
+  bool sorted_by_optimizer_ = false;
   WarmupOptimizer optimizer_;
 };
 

@@ -33,6 +33,10 @@ struct TaskModel {
   Estimate duration;
   // Unset (null distribution) when the task calls no service.
   Estimate cold_start;
+  // P(the task runs | it has no parents, or at least one parent ran). Conditional, so that a
+  // branch below a rare branch is not discounted twice: the planner carries the skips of the
+  // parents through its samples. The server learns a 1 when the task finishes and a 0 when it is
+  // skipped although a parent ran (a skip because every parent was skipped teaches nothing).
   double run_probability = 1;
   ServiceInfo service;
 };

@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -113,6 +114,13 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
     return absl::InvalidArgumentError("planning.window_size must be in [1, 100000]");
   }
   if (p.window_size() > 0) o.registry.history.window_size = p.window_size();
+  if (p.max_warmup_refreshes() < -1 || p.max_warmup_refreshes() > 100'000) {
+    return absl::InvalidArgumentError(
+        "planning.max_warmup_refreshes must be in [1, 100000], or -1 for no refreshes");
+  }
+  if (p.max_warmup_refreshes() != 0) {
+    o.registry.max_warmup_refreshes = std::max(0, p.max_warmup_refreshes());
+  }
   if (p.has_default_keep_alive()) {
     if (absl::Status s = PositiveDuration(p.default_keep_alive(), "planning.default_keep_alive",
                                           &o.service_defaults.keep_alive);

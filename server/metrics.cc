@@ -221,7 +221,8 @@ class PrometheusMetrics final : public Metrics {
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
   const FixedLabel warmup_results_ = {kWarmupFired,       kWarmupReady,           kWarmupFailed,
-                                      kWarmupSkippedWarm, kWarmupSkippedUnlikely, kWarmupCancelled};
+                                      kWarmupSkippedWarm, kWarmupSkippedUnlikely, kWarmupCancelled,
+                                      kWarmupRefreshed,   kWarmupRefreshFailed,   kWarmupDisplaced};
   const FixedLabel task_outcomes_ = {kTaskHit, kTaskMiss, kTaskLate};
   const FixedLabel run_outcomes_ = {kRunFinished, kRunCancelled, kRunExpired};
   const FixedLabel codes_ = {"OK",
@@ -289,7 +290,9 @@ PrometheusMetrics::PrometheusMetrics(const MetricsOptions& options)
                    .Name("prewarm_warmups_total")
                    .Help("Warm-ups by service and result: fired (request sent), ready (the "
                          "service answered), failed, skipped_warm (expected warm already), "
-                         "skipped_unlikely (task unlikely to run), cancelled.")
+                         "skipped_unlikely (task unlikely to run), cancelled, refreshed (sent "
+                         "again before the keep-alive ran out), refresh_failed, displaced (another "
+                         "call took the container warmed for the task: warmed again).")
                    .Register(*registry_)),
       task_starts_(prometheus::BuildCounter()
                        .Name("prewarm_task_starts_total")

@@ -18,13 +18,18 @@ inline constexpr char kOtherLabel[] = "_other";
 // `result` of prewarm_warmups_total: fired (request sent, managed or delegated), ready (the
 // service answered: it is warm), failed (error or timeout after the retries), skipped_warm
 // (expected warm already), skipped_unlikely (task unlikely to run), cancelled (run cancelled or
-// task skipped).
+// task skipped), refreshed (a ready warm-up sent again before the keep-alive ran out, its task
+// still pending), refresh_failed, displaced (another call took the container warmed for the task:
+// warmed again).
 inline constexpr char kWarmupFired[] = "fired";
 inline constexpr char kWarmupReady[] = "ready";
 inline constexpr char kWarmupFailed[] = "failed";
 inline constexpr char kWarmupSkippedWarm[] = "skipped_warm";
 inline constexpr char kWarmupSkippedUnlikely[] = "skipped_unlikely";
 inline constexpr char kWarmupCancelled[] = "cancelled";
+inline constexpr char kWarmupRefreshed[] = "refreshed";
+inline constexpr char kWarmupRefreshFailed[] = "refresh_failed";
+inline constexpr char kWarmupDisplaced[] = "displaced";
 
 // `outcome` of prewarm_task_starts_total: hit (service warm on arrival), miss (cold: the task
 // paid the cold start), late (warm-up still in flight: the task paid part of it).

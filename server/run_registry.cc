@@ -127,6 +127,15 @@ void Summarize(const SampleWindow* window, v1::DistributionSummary* out) {
   *out->mutable_p99() = ToProtoDuration(absl::Seconds(d.Quantile(0.99)));
 }
 
+// Whether an upstream of `v` started (ran, whatever its result).
+bool AnyParentRan(const RunPlanner& planner, int v) {
+  for (int u : planner.dag().parents(v)) {
+    const TaskState state = planner.progress(u).state;
+    if (state != TaskState::kPending && state != TaskState::kSkipped) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 RunRegistry::RunRegistry(RunRegistryOptions options, RunRegistryDeps deps)
@@ -141,6 +150,7 @@ RunRegistry::~RunRegistry() {
   for (auto& [id, run] : runs_) {
     for (TaskRuntime& t : run->tasks) {
       if (t.warmup == v1::WARMUP_STATE_PENDING) deps_.timers->Cancel(t.timer);
+      if (t.refresh_timer != 0) deps_.timers->Cancel(t.refresh_timer);
     }
   }
 }
@@ -258,6 +268,7 @@ absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
   }
   *run->request.mutable_start_time() = ToProtoTimestamp(start);
   PlannerOptions planner_options = options_.planner;
+  planner_options.refresh_warmups = options_.max_warmup_refreshes > 0;
   const double ratio = request.delay_cost_ratio();
   if (ratio != 0) {
     if (!std::isfinite(ratio) || ratio < 0 || ratio > kMaxDelayCostRatio) {
@@ -278,7 +289,9 @@ absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
   if (!dag.ok()) return dag.status();
   run->dag = std::make_shared<const Dag>(*std::move(dag));
   RunModel model = BuildRunModel(*run->dag, request.workflow_id(), history_,
-                                 [this](absl::string_view s) { return deps_.services->Info(s); });
+                                 [this, now](absl::string_view s) {
+                                   return deps_.services->Info(s, now);
+                                 });
   run->planner = std::make_unique<RunPlanner>(run->dag, std::move(model), start,
                                               SeedFromString(request.run_id()), planner_options);
   run->planner->PlanAll(now);
@@ -459,18 +472,15 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
         }
       }
       if (!spec.service.empty()) {
-        if (!rt.warm_until_at_start.has_value()) {
-          rt.warm_until_at_start = deps_.services->WarmUntil(spec.service);
-        }
+        AcquireContainer(run, v, at);
         if (cold.has_value()) SettleOutcome(run, v, cold, at);
-        deps_.services->MarkWarm(spec.service, at + service.keep_alive);
       }
       break;
     }
     case v1::TASK_EVENT_TYPE_SERVICE_INVOKED:
       if (!replay && !spec.service.empty()) {
+        AcquireContainer(run, v, at);
         SettleOutcome(run, v, cold, at);
-        deps_.services->MarkWarm(spec.service, at + service.keep_alive);
       }
       break;
     case v1::TASK_EVENT_TYPE_FINISHED: {
@@ -493,7 +503,7 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
                                                             run.planner->plan(v).expected_cold_start -
                                                             started);
         }
-        deps_.services->MarkWarm(spec.service, at + service.keep_alive);
+        deps_.services->ReleaseContainer(spec.service, TaskKey(run, v), at);
       }
       // The warm run time: what the task took minus the cold start it paid.
       const double seconds =
@@ -511,12 +521,18 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
     case v1::TASK_EVENT_TYPE_FAILED:
       touched = run.planner->Failed(v, at, now);
       if (!touched.ok()) return touched.status();
-      if (!replay && !spec.service.empty()) SettleOutcome(run, v, cold, at);
+      if (!replay && !spec.service.empty()) {
+        SettleOutcome(run, v, cold, at);
+        deps_.services->ReleaseContainer(spec.service, TaskKey(run, v), at);
+      }
       break;
     case v1::TASK_EVENT_TYPE_SKIPPED:
       touched = run.planner->Skipped(v, at, now);
       if (!touched.ok()) return touched.status();
-      if (!replay) {
+      if (!spec.service.empty()) deps_.services->ForgetTask(spec.service, TaskKey(run, v));
+      // The run probability is conditional on an upstream task having run: a task skipped
+      // because all of its upstreams were teaches nothing about its own branch.
+      if (!replay && (run.dag->parents(v).empty() || AnyParentRan(*run.planner, v))) {
         Learn(Make(Observation::Kind::kTaskRun, History::TaskKey(workflow, spec.task_id), 0, now),
               learned);
       }
@@ -569,10 +585,8 @@ void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_co
   } else if (rt.warmup == v1::WARMUP_STATE_FIRED) {
     outcome = v1::TASK_OUTCOME_LATE;
   } else {
-    // The task's own start marked its service warm (for other runs); that must not make it a hit.
-    const absl::Time warm_until =
-        rt.warm_until_at_start.value_or(deps_.services->WarmUntil(service));
-    outcome = warm_until >= at ? v1::TASK_OUTCOME_HIT : v1::TASK_OUTCOME_MISS;
+    // What the container pool saw when the call arrived.
+    outcome = rt.found_warm.value_or(false) ? v1::TASK_OUTCOME_HIT : v1::TASK_OUTCOME_MISS;
   }
   rt.outcome = outcome;
   rt.outcome_counted = true;
@@ -611,6 +625,7 @@ void RunRegistry::SyncWarmups(Run& run, const std::vector<int>& tasks) {
   const std::string run_id = run.request.run_id();
   for (int v : tasks) {
     TaskRuntime& rt = run.tasks[v];
+    if (run.planner->progress(v).state != TaskState::kPending) CancelRefresh(rt);
     if (rt.warmup == v1::WARMUP_STATE_FIRED || rt.warmup == v1::WARMUP_STATE_READY ||
         rt.warmup == v1::WARMUP_STATE_FAILED) {
       continue;  // Already fired: nothing left to move.
@@ -642,9 +657,7 @@ void RunRegistry::SyncWarmups(Run& run, const std::vector<int>& tasks) {
 
 void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
                        absl::Duration lateness) {
-  v1::Service service;
-  WarmupRequest http;
-  v1::WatchWarmupsResponse instruction;
+  OutgoingWarmup warmup;
   std::function<void()> persisted;
   {
     absl::MutexLock lock(&mu_);
@@ -657,14 +670,21 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
     const std::string& name = run.dag->task(v).service;
     const TaskPlan& plan = run.planner->plan(v);
     const absl::Time now = deps_.clock->Now();
+    v1::Service service;
     if (!deps_.services->Find(name, &service)) {
       rt.warmup = v1::WARMUP_STATE_NONE;  // Unregistered since the plan was made.
       UpdateGauges();
       return;
     }
-    // Another run may have warmed the service since this plan was made.
-    if (deps_.services->WarmUntil(name) >= plan.expected_start) {
+    // Another run may have left a container free that stays warm until the task starts: hold it
+    // for the task instead of warming another. (A task that holds one already and still plans a
+    // warm-up expects to start after it is reclaimed: the warm-up refreshes it.)
+    const std::string key = TaskKey(run, v);
+    if (deps_.services->HeldUntil(name, key, now) < now &&
+        deps_.services->ClaimContainer(name, key, now, plan.expected_start)) {
       rt.warmup = v1::WARMUP_STATE_NONE;
+      run.planner->SetTaskWarmUntil(v, deps_.services->HeldUntil(name, key, now));
+      SyncWarmups(run, run.planner->Replan(v, now));  // Its descendants need not wait for C.
       deps_.metrics->WarmupResult(name, "skipped_warm");
       UpdateGauges();
       return;
@@ -672,11 +692,9 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
     rt.warmup = v1::WARMUP_STATE_FIRED;
     rt.fired_at = now;
     // Tell this run's planner: re-plans must not count the task's own cold start again.
-    run.planner->SetServiceWarmUntil(
-        name, std::max(deps_.services->WarmUntil(name),
-                       now + plan.expected_cold_start + deps_.services->Info(name).keep_alive));
+    run.planner->SetTaskWarmUntil(
+        v, now + plan.expected_cold_start + deps_.services->Info(name).keep_alive);
     rt.warmup_id = next_warmup_id_++;
-    in_flight_[rt.warmup_id] = InFlight{run_id, v, name, now};
     ++counters_[name].fired;
     deps_.metrics->WarmupResult(name, "fired");
     deps_.metrics->WarmupLateness(lateness);
@@ -686,39 +704,135 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
     record.set_fired_task_id(run.dag->task(v).task_id);
     persisted = Persist({}, {RunWrite::Kind::kEvent, run_id, record.SerializeAsString()}, nullptr);
     UpdateGauges();
-    if (service.mode() == v1::WARMUP_MODE_DELEGATED) {
-      instruction.set_warmup_id(absl::StrCat(rt.warmup_id));
-      instruction.set_service(name);
-      instruction.set_run_id(run_id);
-      instruction.set_task_id(run.dag->task(v).task_id);
-      *instruction.mutable_warmup_time() = ToProtoTimestamp(plan.warmup_time);
-      *instruction.mutable_expected_start_time() = ToProtoTimestamp(plan.expected_start);
-      instruction.set_warmup_url(service.warmup_url());
-    } else {
-      http.id = rt.warmup_id;
-      http.url = service.warmup_url();
-      http.method = service.warmup_method();
-      http.timeout = FromProto(service.warmup_timeout(), "").value_or(absl::Seconds(30));
-      http.max_attempts = options_.warmup_attempts;
-    }
+    warmup = PrepareWarmup(run, v, service, rt.warmup_id, /*refresh=*/false);
   }
   persisted();
+  SendWarmup(std::move(warmup));
+}
+
+RunRegistry::OutgoingWarmup RunRegistry::PrepareWarmup(const Run& run, int v,
+                                                       const v1::Service& service, uint64_t id,
+                                                       bool refresh) {
+  const std::string& run_id = run.request.run_id();
+  const absl::Time now = deps_.clock->Now();
+  in_flight_[id] = InFlight{run_id, v, service.name(), now, refresh};
+  OutgoingWarmup out;
+  out.service = service;
   if (service.mode() == v1::WARMUP_MODE_DELEGATED) {
-    const uint64_t id = std::stoull(instruction.warmup_id());
-    if (deps_.delegated->Publish(instruction) == 0) {
+    const TaskPlan& plan = run.planner->plan(v);
+    out.instruction.set_warmup_id(absl::StrCat(id));
+    out.instruction.set_service(service.name());
+    out.instruction.set_run_id(run_id);
+    out.instruction.set_task_id(run.dag->task(v).task_id);
+    *out.instruction.mutable_warmup_time() =
+        ToProtoTimestamp(refresh ? now : plan.warmup_time);
+    *out.instruction.mutable_expected_start_time() = ToProtoTimestamp(plan.expected_start);
+    out.instruction.set_warmup_url(service.warmup_url());
+  } else {
+    out.http.id = id;
+    out.http.url = service.warmup_url();
+    out.http.method = service.warmup_method();
+    out.http.timeout = FromProto(service.warmup_timeout(), "").value_or(absl::Seconds(30));
+    out.http.max_attempts = options_.warmup_attempts;
+  }
+  return out;
+}
+
+void RunRegistry::SendWarmup(OutgoingWarmup warmup) {
+  if (warmup.service.mode() == v1::WARMUP_MODE_DELEGATED) {
+    const uint64_t id = std::stoull(warmup.instruction.warmup_id());
+    if (deps_.delegated->Publish(warmup.instruction) == 0) {
       PREWARM_LOG(WARNING) << "no WatchWarmups subscriber for delegated service '"
-                           << service.name() << "'; warm-up " << id << " is lost";
+                           << warmup.service.name() << "'; warm-up " << id << " is lost";
       (void)OnWarmupResult(id, false, absl::ZeroDuration(), std::nullopt);
     }
     return;
   }
-  deps_.warmer->Fire(std::move(http), [this](const WarmupResult& r) {
+  deps_.warmer->Fire(std::move(warmup.http), [this](const WarmupResult& r) {
     if (!r.success) {
       PREWARM_LOG(WARNING) << "warm-up " << r.id << " failed after " << r.attempts
                            << " attempt(s): " << r.error;
     }
     (void)OnWarmupResult(r.id, r.success, r.latency, std::nullopt);
   });
+}
+
+void RunRegistry::ScheduleRefresh(Run& run, int v, absl::Time answered) {
+  TaskRuntime& rt = run.tasks[v];
+  CancelRefresh(rt);
+  if (rt.refreshes >= options_.max_warmup_refreshes ||
+      run.planner->progress(v).state != TaskState::kPending) {
+    return;
+  }
+  const absl::Duration keep_alive = deps_.services->Info(run.dag->task(v).service).keep_alive;
+  if (keep_alive <= absl::ZeroDuration()) return;  // Never reclaimed: nothing to refresh.
+  // A tenth of the keep-alive early: the refresh must reach the container before it is reclaimed.
+  const uint64_t id = rt.warmup_id;
+  rt.refresh_timer = deps_.timers->Schedule(
+      answered + keep_alive * 0.9,
+      [this, run_id = run.request.run_id(), v, id](absl::Duration) { Refresh(run_id, v, id); });
+}
+
+std::string RunRegistry::TaskKey(const Run& run, int v) {
+  return absl::StrCat(run.request.run_id(), "#", v);
+}
+
+void RunRegistry::AcquireContainer(Run& run, int v, absl::Time at) {
+  TaskRuntime& rt = run.tasks[v];
+  std::string displaced;
+  const bool warm =
+      deps_.services->AcquireContainer(run.dag->task(v).service, TaskKey(run, v), at, &displaced);
+  if (!rt.found_warm.has_value()) rt.found_warm = warm;
+  if (!displaced.empty()) Rewarm(displaced);
+}
+
+void RunRegistry::Rewarm(absl::string_view task_key) {
+  const size_t hash = task_key.rfind('#');
+  int v = -1;
+  if (hash == absl::string_view::npos || !absl::SimpleAtoi(task_key.substr(hash + 1), &v)) return;
+  auto it = runs_.find(task_key.substr(0, hash));
+  if (it == runs_.end()) return;
+  Run& run = *it->second;
+  if (v < 0 || v >= run.dag->size() || run.planner->progress(v).state != TaskState::kPending) {
+    return;
+  }
+  TaskRuntime& rt = run.tasks[v];
+  if (rt.warmup == v1::WARMUP_STATE_PENDING || rt.warmup == v1::WARMUP_STATE_FIRED) return;
+  CancelRefresh(rt);
+  deps_.metrics->WarmupResult(run.dag->task(v).service, "displaced");
+  // Plan it again as cold: a passed deadline fires at once.
+  rt.warmup = v1::WARMUP_STATE_NONE;
+  run.planner->SetTaskWarmUntil(v, absl::InfinitePast());
+  SyncWarmups(run, run.planner->Replan(v, deps_.clock->Now()));
+}
+
+void RunRegistry::CancelRefresh(TaskRuntime& task) {
+  if (task.refresh_timer == 0) return;
+  deps_.timers->Cancel(task.refresh_timer);
+  task.refresh_timer = 0;
+}
+
+void RunRegistry::Refresh(const std::string& run_id, int v, uint64_t warmup_id) {
+  OutgoingWarmup warmup;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) return;
+    Run& run = *it->second;
+    TaskRuntime& rt = run.tasks[v];
+    if (rt.warmup_id != warmup_id || rt.refresh_timer == 0) return;  // Stale timer.
+    rt.refresh_timer = 0;
+    if (rt.warmup != v1::WARMUP_STATE_READY ||
+        run.planner->progress(v).state != TaskState::kPending) {
+      return;
+    }
+    v1::Service service;
+    if (!deps_.services->Find(run.dag->task(v).service, &service)) return;
+    ++rt.refreshes;
+    deps_.metrics->WarmupResult(service.name(), "refreshed");
+    warmup = PrepareWarmup(run, v, service, rt.warmup_id, /*refresh=*/true);
+  }
+  SendWarmup(std::move(warmup));
 }
 
 absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl::Duration latency,
@@ -734,19 +848,44 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
     const InFlight flight = std::move(it->second);
     in_flight_.erase(it);
     const absl::Time now = deps_.clock->Now();
+    Run* run = nullptr;
     TaskRuntime* rt = nullptr;
     // A run reusing the id of the retired run this warm-up belonged to has its own tasks and
     // warm-ups.
-    if (auto run = runs_.find(flight.run_id);
-        run != runs_.end() && flight.task < static_cast<int>(run->second->tasks.size()) &&
-        run->second->tasks[flight.task].warmup_id == warmup_id) {
-      rt = &run->second->tasks[flight.task];
+    if (auto found = runs_.find(flight.run_id);
+        found != runs_.end() && flight.task < static_cast<int>(found->second->tasks.size()) &&
+        found->second->tasks[flight.task].warmup_id == warmup_id) {
+      run = found->second.get();
+      rt = &run->tasks[flight.task];
     }
+    const std::string task_key = absl::StrCat(flight.run_id, "#", flight.task);
+    // Whoever it was for, the container it reached is warm now; held for the task if it still
+    // waits for it, else free for others.
+    const bool holds = rt != nullptr && run->planner->progress(flight.task).state ==
+                                            TaskState::kPending;
+    const bool was_cold = latency > deps_.services->WarmLatency(flight.service);
     if (success) {
+      deps_.services->WarmupAnswered(flight.service, task_key, now, cold.value_or(was_cold));
+      if (!holds) {
+        deps_.services->ForgetTask(flight.service, task_key);
+      } else {
+        run->planner->SetTaskWarmUntil(flight.task,
+                                       deps_.services->HeldUntil(flight.service, task_key, now));
+      }
+    }
+    if (flight.refresh) {
+      // Sent to a warm container: nothing to learn of its cold start.
+      if (success) {
+        if (holds && rt->warmup == v1::WARMUP_STATE_READY) {
+          ScheduleRefresh(*run, flight.task, now);
+        }
+      } else {
+        deps_.metrics->WarmupResult(flight.service, "refresh_failed");
+      }
+    } else if (success) {
       deps_.metrics->WarmupLatency(flight.service, latency);
       deps_.metrics->WarmupResult(flight.service, "ready");
-      const bool was_cold = cold.value_or(latency > deps_.services->WarmLatency(flight.service));
-      if (was_cold) {
+      if (cold.value_or(was_cold)) {
         Learn(Make(Observation::Kind::kColdStart, flight.service, absl::ToDoubleSeconds(latency),
                    now),
               &learned);
@@ -756,11 +895,10 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
                    absl::ToDoubleSeconds(latency), now),
               &learned);
       }
-      deps_.services->MarkWarm(flight.service,
-                               now + deps_.services->Info(flight.service).keep_alive);
       if (rt != nullptr && rt->warmup == v1::WARMUP_STATE_FIRED) {
         rt->warmup = v1::WARMUP_STATE_READY;
         rt->ready_at = now;
+        ScheduleRefresh(*run, flight.task, now);
       }
     } else {
       deps_.metrics->WarmupResult(flight.service, "failed");
@@ -836,6 +974,11 @@ void RunRegistry::Retire(const std::string& run_id, absl::string_view outcome) {
       CancelWarmup(t);
       deps_.metrics->WarmupResult(run.dag->task(v).service, "cancelled");
     }
+    CancelRefresh(t);
+    // Its holds and unfinished calls end with it.
+    if (!run.dag->task(v).service.empty()) {
+      deps_.services->ForgetTask(run.dag->task(v).service, TaskKey(run, v));
+    }
   }
   if (retired_.contains(run_id)) {  // A reused id: its older retirement is superseded.
     retired_order_.erase(std::find(retired_order_.begin(), retired_order_.end(), run_id));
@@ -906,7 +1049,7 @@ absl::StatusOr<v1::GetServiceStatsResponse> RunRegistry::GetServiceStats(
     out.set_warmups_fired(it->second.fired);
     out.set_warmups_failed(it->second.failed);
   }
-  const absl::Time warm_until = deps_.services->WarmUntil(service);
+  const absl::Time warm_until = deps_.services->WarmUntil(service, deps_.clock->Now());
   if (warm_until > deps_.clock->Now()) *out.mutable_warm_until() = ToProtoTimestamp(warm_until);
   return out;
 }

@@ -42,9 +42,14 @@ struct RunRegistryOptions {
   // A delegated warm-up not reported within this is counted as failed (its watcher is gone), so
   // unreported warm-ups cannot pile up. Managed ones always report (the warmer times out).
   absl::Duration warmup_report_timeout = absl::Minutes(10);
+  // planner.refresh_warmups is derived from max_warmup_refreshes.
   PlannerOptions planner;
   HistoryOptions history;
   int warmup_attempts = 3;
+  // A ready warm-up whose task has not started is sent again just before the service's keep-alive
+  // would reclaim the container, at most this many times (0: never, and plans then obey the
+  // keep-alive cliff). Bounds what a stalled run costs: about this many keep-alives of idle.
+  int max_warmup_refreshes = 60;
 };
 
 // Everything the registry works with. Not owned; all must outlive the registry.
@@ -113,13 +118,16 @@ class RunRegistry {
     absl::Time ready_at = absl::InfinitePast();
     uint64_t warmup_id = 0;
     uint64_t generation = 0;  // Bumped at every (re)schedule: a stale timer finds a mismatch.
+    // While READY and the task pending: the timer of the next refresh (0: none), and how many
+    // refreshes were sent.
+    TimerQueue::TimerId refresh_timer = 0;
+    int refreshes = 0;
     v1::TaskOutcome outcome = v1::TASK_OUTCOME_UNSPECIFIED;
     bool outcome_counted = false;
     absl::Time actual_start = absl::InfinitePast();
-    // Until when its service was known warm when the task (first) started, before the start
-    // itself marked it warm: what decides hit or miss when nobody reports whether the call was
-    // cold.
-    std::optional<absl::Time> warm_until_at_start;
+    // Whether a warm container took the task's (first) call, as far as the container pool
+    // knows: what decides hit or miss when nobody reports whether the call was cold.
+    std::optional<bool> found_warm;
     // The cold start a task event reported for this task's call (learned once; its FINISHED
     // subtracts it to learn the warm duration).
     std::optional<absl::Duration> reported_cold_start;
@@ -141,6 +149,13 @@ class RunRegistry {
     int task;
     std::string service;
     absl::Time fired_at;
+    bool refresh = false;  // a refresh of a ready warm-up, not its first firing
+  };
+  // A warm-up request ready to leave, built under mu_ and sent after releasing it.
+  struct OutgoingWarmup {
+    v1::Service service;
+    WarmupRequest http;                       // managed services
+    v1::WatchWarmupsResponse instruction;     // delegated services
   };
 
   // Builds a run from a validated request, planned as of `now`.
@@ -156,6 +171,23 @@ class RunRegistry {
   void CancelWarmup(TaskRuntime& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Fire(const std::string& run_id, int task, uint64_t generation, absl::Duration lateness)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Registers warm-up `id` of `task` as in flight and builds its request.
+  OutgoingWarmup PrepareWarmup(const Run& run, int task, const v1::Service& service, uint64_t id,
+                               bool refresh) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendWarmup(OutgoingWarmup warmup) ABSL_LOCKS_EXCLUDED(mu_);
+  // Schedules the next refresh of the task's ready warm-up, if the task is pending and refreshes
+  // are left; `answered`: when the service last answered a warm-up for it.
+  void ScheduleRefresh(Run& run, int task, absl::Time answered)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelRefresh(TaskRuntime& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The task's name in the service registry's container pools: "run_id#index".
+  static std::string TaskKey(const Run& run, int task);
+  // The task's call reached its service: takes a container, and warms again for the task whose
+  // held container the call took.
+  void AcquireContainer(Run& run, int task, absl::Time at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fires at once a new warm-up for a pending task (by TaskKey) that lost its warm container.
+  void Rewarm(absl::string_view task_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Refresh(const std::string& run_id, int task, uint64_t warmup_id) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status OnWarmupResult(uint64_t warmup_id, bool success, absl::Duration latency,
                               std::optional<bool> cold) ABSL_LOCKS_EXCLUDED(mu_);
   // Decides (once) whether the task found its service warm, and counts it.

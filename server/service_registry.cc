@@ -13,6 +13,11 @@ namespace {
 constexpr absl::Duration kMaxWarmupTimeout = absl::Minutes(10);
 constexpr absl::Duration kMaxKeepAlive = absl::Hours(24);
 constexpr absl::Duration kMaxColdStart = absl::Minutes(10);
+constexpr int kMaxConcurrency = 10'000;
+
+absl::Duration KeepAliveOf(const v1::Service& s) {
+  return FromProto(s.keep_alive(), "").value_or(absl::Seconds(60));
+}
 
 // Checks an optional positive duration field and fills `fallback` when unset.
 absl::Status CheckDuration(google::protobuf::Duration* field, bool present, absl::string_view name,
@@ -77,6 +82,11 @@ absl::Status ServiceRegistry::Validate(v1::Service& s) const {
   }
   // No prior of its own: the server's configured prior applies (an empty Duration would be 0 s).
   if (!has_prior) s.clear_cold_start_prior();
+  if (s.container_concurrency() < 0 || s.container_concurrency() > kMaxConcurrency) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("service.container_concurrency is ", s.container_concurrency(),
+                     "; it must be in [0, ", kMaxConcurrency, "] (0: unlimited)"));
+  }
   return CheckDuration(s.mutable_warm_latency(), has_warm_latency, "service.warm_latency",
                        kMaxColdStart, defaults_.warm_latency);
 }
@@ -92,13 +102,21 @@ absl::StatusOr<std::pair<v1::Service, bool>> ServiceRegistry::Register(v1::Servi
         defaults_.max_services, " services is reached"));
   }
   services_[service.name()] = service;
+  UpdatePool(service);
   return std::make_pair(std::move(service), replaced);
 }
 
 void ServiceRegistry::Restore(v1::Service service) {
   absl::MutexLock lock(&mu_);
+  UpdatePool(service);
   std::string name = service.name();
   services_[std::move(name)] = std::move(service);
+}
+
+void ServiceRegistry::UpdatePool(const v1::Service& service) {
+  auto [it, inserted] = pools_.try_emplace(service.name(), service.container_concurrency(),
+                                           KeepAliveOf(service));
+  if (!inserted) it->second.Configure(service.container_concurrency(), KeepAliveOf(service));
 }
 
 std::vector<v1::Service> ServiceRegistry::List() const {
@@ -122,7 +140,7 @@ size_t ServiceRegistry::size() const {
   return services_.size();
 }
 
-ServiceInfo ServiceRegistry::Info(absl::string_view name) const {
+ServiceInfo ServiceRegistry::Info(absl::string_view name, absl::Time now) const {
   ServiceInfo info;
   info.keep_alive = defaults_.keep_alive;
   absl::MutexLock lock(&mu_);
@@ -135,22 +153,57 @@ ServiceInfo ServiceRegistry::Info(absl::string_view name) const {
   if (s.has_cold_start_prior()) {
     info.cold_start_prior = FromProto(s.cold_start_prior(), "").value_or(absl::Seconds(1));
   }
-  auto warm = warm_until_.find(name);
-  if (warm != warm_until_.end()) info.warm_until = warm->second;
+  // With limited concurrency a free container is only this run's once claimed, at firing time.
+  if (s.container_concurrency() == 0 && now != absl::InfinitePast()) {
+    if (auto pool = pools_.find(name); pool != pools_.end()) {
+      info.warm_until = pool->second.FreeWarmUntil(now);
+    }
+  }
   return info;
 }
 
-void ServiceRegistry::MarkWarm(absl::string_view name, absl::Time until) {
+bool ServiceRegistry::AcquireContainer(absl::string_view name, absl::string_view task,
+                                       absl::Time at, std::string* displaced) {
   absl::MutexLock lock(&mu_);
-  if (!services_.contains(name)) return;
-  absl::Time& current = warm_until_[name];
-  if (current == absl::Time() || until > current) current = until;
+  auto it = pools_.find(name);
+  return it != pools_.end() && it->second.Acquire(task, at, displaced);
 }
 
-absl::Time ServiceRegistry::WarmUntil(absl::string_view name) const {
+void ServiceRegistry::ReleaseContainer(absl::string_view name, absl::string_view task,
+                                       absl::Time at) {
   absl::MutexLock lock(&mu_);
-  auto it = warm_until_.find(name);
-  return it == warm_until_.end() ? absl::InfinitePast() : it->second;
+  if (auto it = pools_.find(name); it != pools_.end()) it->second.Release(task, at);
+}
+
+void ServiceRegistry::ForgetTask(absl::string_view name, absl::string_view task) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = pools_.find(name); it != pools_.end()) it->second.Forget(task);
+}
+
+void ServiceRegistry::WarmupAnswered(absl::string_view name, absl::string_view task,
+                                     absl::Time at, bool cold) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = pools_.find(name); it != pools_.end()) it->second.WarmupAnswered(task, at, cold);
+}
+
+bool ServiceRegistry::ClaimContainer(absl::string_view name, absl::string_view task,
+                                     absl::Time now, absl::Time needed) {
+  absl::MutexLock lock(&mu_);
+  auto it = pools_.find(name);
+  return it != pools_.end() && it->second.Claim(task, now, needed);
+}
+
+absl::Time ServiceRegistry::HeldUntil(absl::string_view name, absl::string_view task,
+                                      absl::Time now) const {
+  absl::MutexLock lock(&mu_);
+  auto it = pools_.find(name);
+  return it == pools_.end() ? absl::InfinitePast() : it->second.HeldUntil(task, now);
+}
+
+absl::Time ServiceRegistry::WarmUntil(absl::string_view name, absl::Time now) const {
+  absl::MutexLock lock(&mu_);
+  auto it = pools_.find(name);
+  return it == pools_.end() ? absl::InfinitePast() : it->second.WarmUntil(now);
 }
 
 absl::Duration ServiceRegistry::WarmLatency(absl::string_view name) const {

@@ -354,6 +354,7 @@ class PrewarmPolicy final : public Policy {
       service.set_warmup_url(WarmupUrl(c.name));
       service.set_mode(v1::WARMUP_MODE_MANAGED);
       *service.mutable_keep_alive() = ToProtoDuration(c.keep_alive);
+      service.set_container_concurrency(c.concurrency);
       sim_.registry().RegisterService(service, [](absl::StatusOr<v1::RegisterServiceResponse> r) {
         PREWARM_CHECK(r.ok(), "RegisterService");
       });

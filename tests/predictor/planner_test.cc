@@ -1,5 +1,7 @@
 #include "predictor/planner.h"
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +48,11 @@ class PlannerTest : public ::testing::Test {
   }
   void LearnColdStart(absl::string_view service, double seconds, int n = 5) {
     for (int i = 0; i < n; ++i) history_.AddColdStart(service, absl::Seconds(seconds));
+  }
+  // P(run) = (ran + 1) / (ran + skipped + 1): RunRecord counts one imaginary run.
+  void LearnRuns(absl::string_view task, int ran, int skipped) {
+    for (int i = 0; i < ran; ++i) history_.AddTaskRun("wf", task, true);
+    for (int i = 0; i < skipped; ++i) history_.AddTaskRun("wf", task, false);
   }
 
   std::unique_ptr<RunPlanner> Plan(std::vector<TaskSpec> tasks, absl::Time start,
@@ -275,8 +282,9 @@ TEST_F(PlannerTest, SkippedTaskCancelsItsWarmupAndReleasesChildren) {
   EXPECT_EQ(PlanOf(*p, "task2").decision, WarmupDecision::kSkipStarted);
   EXPECT_THAT(PlanOf(*p, "task2").reason, HasSubstr("skipped"));
   EXPECT_EQ(p->progress(Index(*p, "task2")).state, TaskState::kSkipped);
-  // task3 follows the skip at once: too late to warm now.
+  // task3 would follow the skip at once, but runs only after task2: in no sample now.
   EXPECT_TIME_NEAR(PlanOf(*p, "task3").expected_start, clock_.Now(), kTolerance);
+  EXPECT_DOUBLE_EQ(PlanOf(*p, "task3").run_probability, 0);
 }
 
 TEST_F(PlannerTest, ServiceWarmFromAnotherRunIsNotWarmedAgain) {
@@ -287,7 +295,7 @@ TEST_F(PlannerTest, ServiceWarmFromAnotherRunIsNotWarmedAgain) {
   EXPECT_EQ(PlanOf(*p, "task3").decision, WarmupDecision::kSkipAlreadyWarm);
   EXPECT_THAT(PlanOf(*p, "task3").reason, HasSubstr("warm until"));
   // Once that warmth is known to end earlier, the next re-plan warms it again.
-  p->SetServiceWarmUntil("svc-task3", t0_ + absl::Seconds(1));
+  p->SetTaskWarmUntil(Index(*p, "task3"), t0_ + absl::Seconds(1));
   ASSERT_TRUE(p->Started(Index(*p, "task1"), t0_, clock_.Now()).ok());
   EXPECT_EQ(PlanOf(*p, "task3").decision, WarmupDecision::kWarm);
 }
@@ -316,7 +324,8 @@ TEST_F(PlannerTest, RarelyRunningTaskIsNotWarmed) {
   Learn("a", "svc-a", 3);
   LearnColdStart("svc-branch", 1);
   auto p = Plan({T("a"), T("branch", {"a"})}, t0_);
-  EXPECT_DOUBLE_EQ(PlanOf(*p, "branch").run_probability, 0.05);
+  // The share of the 128 samples in which it runs.
+  EXPECT_NEAR(PlanOf(*p, "branch").run_probability, 0.05, 0.03);
   EXPECT_EQ(PlanOf(*p, "branch").decision, WarmupDecision::kSkipUnlikely);
   EXPECT_THAT(PlanOf(*p, "branch").reason, HasSubstr("runs in 5% of runs"));
 }
@@ -328,6 +337,105 @@ TEST_F(PlannerTest, UsuallyRunningBranchIsWarmed) {
   LearnColdStart("svc-branch", 5);
   auto p = Plan({T("a"), T("branch", {"a"})}, t0_);
   EXPECT_EQ(PlanOf(*p, "branch").decision, WarmupDecision::kWarm);
+}
+
+// a -> b (runs in 30% of runs) -> c (always runs after b): c runs exactly when b does.
+TEST_F(PlannerTest, TaskBelowARareBranchRunsOnlyWhenTheBranchDoes) {
+  KeepWarm("svc-a");
+  Learn("a", "svc-a", 3);
+  Learn("b", "svc-b", 4);
+  Learn("c", "svc-c", 5);
+  LearnColdStart("svc-b", 1);
+  LearnColdStart("svc-c", 1);
+  LearnRuns("b", 2, 7);
+  options_.sample_count = 1024;
+  auto p = Plan({T("a"), T("b", {"a"}), T("c", {"b"})}, t0_);
+  const TaskPlan& b = PlanOf(*p, "b");
+  const TaskPlan& c = PlanOf(*p, "c");
+  EXPECT_NEAR(b.run_probability, 0.3, 0.04);
+  EXPECT_DOUBLE_EQ(c.run_probability, b.run_probability);
+  EXPECT_EQ(b.decision, WarmupDecision::kSkipUnlikely);
+  EXPECT_EQ(c.decision, WarmupDecision::kSkipUnlikely);
+  // When it runs, c starts after a (3 s), b's cold start (1 s, not warmed) and b (4 s). Where b
+  // is skipped it takes no time and pays no cold start: c's start is a's finish.
+  EXPECT_TIME_NEAR(c.expected_start, t0_ + absl::Seconds(8), kTolerance);
+  int late = 0, other = 0;
+  for (float s : p->start_samples(Index(*p, "c"))) {
+    late += std::abs(s - 8) < 1e-3;
+    other += std::abs(s - 3) >= 1e-3 && std::abs(s - 8) >= 1e-3;
+  }
+  EXPECT_EQ(other, 0);
+  EXPECT_DOUBLE_EQ(late / 1024.0, c.run_probability);
+
+  // Once b started, c surely runs: warmed a cold start before b's expected end.
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_TRUE(p->Started(Index(*p, "b"), clock_.Now(), clock_.Now()).ok());
+  EXPECT_DOUBLE_EQ(PlanOf(*p, "b").run_probability, 1);
+  EXPECT_DOUBLE_EQ(PlanOf(*p, "c").run_probability, 1);
+  EXPECT_EQ(PlanOf(*p, "c").decision, WarmupDecision::kWarm);
+  EXPECT_TIME_NEAR(PlanOf(*p, "c").warmup_time, t0_ + absl::Seconds(6), kTolerance);
+}
+
+TEST_F(PlannerTest, SkippedBranchSkipsEverythingBelowIt) {
+  Learn("a", "svc-a", 3);
+  LearnColdStart("svc-c", 1);
+  LearnColdStart("svc-d", 1);
+  LearnRuns("b", 2, 7);
+  auto p = Plan({T("a"), T("b", {"a"}), T("c", {"b"}), T("d", {"c"})}, t0_);
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_TRUE(p->Finished(Index(*p, "a"), clock_.Now(), clock_.Now()).ok());
+  ASSERT_TRUE(p->Skipped(Index(*p, "b"), clock_.Now(), clock_.Now()).ok());
+  EXPECT_DOUBLE_EQ(PlanOf(*p, "b").run_probability, 0);
+  for (const char* task : {"c", "d"}) {
+    SCOPED_TRACE(task);
+    const TaskPlan& plan = PlanOf(*p, task);
+    EXPECT_DOUBLE_EQ(plan.run_probability, 0);
+    EXPECT_EQ(plan.decision, WarmupDecision::kSkipUnlikely);
+    EXPECT_THAT(plan.reason, HasSubstr("branch is skipped"));
+    EXPECT_EQ(plan.warmup_time, absl::InfiniteFuture());
+  }
+}
+
+// router (80%) fans out to x, y, z (30%, 70% and 90% once the router ran), which join in j (always
+// runs once one of them ran). Independent skips would have j run in 80% of runs; it runs in
+// 0.8 * (1 - 0.7 * 0.3 * 0.1).
+TEST_F(PlannerTest, JoinRunsWhenAnyOfItsBranchesRan) {
+  LearnRuns("router", 3, 1);
+  LearnRuns("x", 2, 7);
+  LearnRuns("y", 6, 3);
+  LearnRuns("z", 8, 1);
+  options_.sample_count = 8192;
+  const std::vector<TaskSpec> tasks = {T("router"), T("x", {"router"}), T("y", {"router"}),
+                                       T("z", {"router"}), T("j", {"x", "y", "z"})};
+  auto p = Plan(tasks, t0_);
+  EXPECT_NEAR(PlanOf(*p, "router").run_probability, 0.8, 0.015);
+  EXPECT_NEAR(PlanOf(*p, "x").run_probability, 0.8 * 0.3, 0.015);
+  EXPECT_NEAR(PlanOf(*p, "y").run_probability, 0.8 * 0.7, 0.015);
+  EXPECT_NEAR(PlanOf(*p, "z").run_probability, 0.8 * 0.9, 0.015);
+  EXPECT_NEAR(PlanOf(*p, "j").run_probability, 0.8 * (1 - 0.7 * 0.3 * 0.1), 0.015);
+  // The skips come from the seeded streams too: the same run id gives the same plan.
+  auto again = Plan(tasks, t0_);
+  const auto s1 = p->start_samples(Index(*p, "j")), s2 = again->start_samples(Index(*p, "j"));
+  EXPECT_TRUE(std::equal(s1.begin(), s1.end(), s2.begin()));
+  EXPECT_EQ(PlanOf(*p, "j").run_probability, PlanOf(*again, "j").run_probability);
+}
+
+// b and c share a service; c also follows x. Where b is skipped it warmed nothing, so c needs its
+// own warm-up there.
+TEST_F(PlannerTest, SkippedUpstreamOnTheSameServiceDoesNotLeaveItWarm) {
+  KeepWarm("svc-a");
+  Learn("a", "svc-a", 3);
+  Learn("b", "shared", 2);
+  Learn("x", "", 4);
+  LearnColdStart("shared", 5);
+  LearnRuns("b", 2, 7);
+  auto p = Plan(
+      {T("a"), T("b", {"a"}, "shared"), TaskSpec{"x", "", {"a"}}, T("c", {"b", "x"}, "shared")},
+      t0_);
+  EXPECT_DOUBLE_EQ(PlanOf(*p, "c").run_probability, 1);
+  EXPECT_EQ(PlanOf(*p, "c").decision, WarmupDecision::kWarm);
+  // Without b, c starts after x (3 + 4 s): warm a cold start (5 s) before.
+  EXPECT_TIME_NEAR(PlanOf(*p, "c").warmup_time, t0_ + absl::Seconds(2), kTolerance);
 }
 
 TEST_F(PlannerTest, UnregisteredServiceAndNoServiceAreNotWarmed) {

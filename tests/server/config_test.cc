@@ -67,7 +67,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
     "limits": {"max_active_runs": 7, "max_tasks_per_dag": 50, "max_edges_per_dag": 60,
                "max_services": 5, "max_message_bytes": 65536},
     "planning": {"delay_cost_ratio": 4.5, "sample_count": 256, "window_size": 64,
-                 "default_keep_alive": "75s", "cold_start_prior": "3s",
+                 "max_warmup_refreshes": 3, "default_keep_alive": "75s", "cold_start_prior": "3s",
                  "duration_prior": "1.5s"},
     "bearer_token_file": ")" + token +
                                     R"("
@@ -91,6 +91,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
   EXPECT_DOUBLE_EQ(options_.registry.planner.delay_cost_ratio, 4.5);
   EXPECT_EQ(options_.registry.planner.sample_count, 256);
   EXPECT_EQ(options_.registry.history.window_size, 64);
+  EXPECT_EQ(options_.registry.max_warmup_refreshes, 3);
   EXPECT_EQ(options_.service_defaults.keep_alive, absl::Seconds(75));
   EXPECT_EQ(options_.registry.history.cold_start_prior, absl::Seconds(3));
   EXPECT_EQ(options_.registry.history.duration_prior, absl::Milliseconds(1500));
@@ -105,6 +106,9 @@ TEST_F(ConfigTest, AnEmptyFileKeepsTheDefaults) {
   EXPECT_EQ(options_.registry.max_active_runs, defaults.registry.max_active_runs);
   EXPECT_EQ(options_.max_message_bytes, defaults.max_message_bytes);
   EXPECT_EQ(options_.service_defaults.keep_alive, defaults.service_defaults.keep_alive);
+  EXPECT_EQ(options_.registry.max_warmup_refreshes, 60);
+  ASSERT_TRUE(Apply(R"({"planning": {"max_warmup_refreshes": -1}})").ok());
+  EXPECT_EQ(options_.registry.max_warmup_refreshes, 0);  // -1: never refresh
 }
 
 TEST_F(ConfigTest, AMissingFileIsNamed) {
@@ -161,6 +165,8 @@ TEST_F(ConfigTest, BadValuesAreRefusedNamingTheField) {
       {R"({"planning": {"sample_count": -5}})", "planning.sample_count"},
       {R"({"planning": {"sample_count": 1000000}})", "planning.sample_count"},
       {R"({"planning": {"window_size": -5}})", "planning.window_size"},
+      {R"({"planning": {"max_warmup_refreshes": -2}})", "planning.max_warmup_refreshes"},
+      {R"({"planning": {"max_warmup_refreshes": 100001}})", "planning.max_warmup_refreshes"},
       {R"({"planning": {"default_keep_alive": "-5s"}})", "planning.default_keep_alive"},
       {R"({"planning": {"default_keep_alive": "0s"}})", "planning.default_keep_alive"},
       {R"({"planning": {"cold_start_prior": "-1s"}})", "planning.cold_start_prior"},

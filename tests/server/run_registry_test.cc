@@ -473,14 +473,126 @@ TEST_F(RunRegistryTest, SkippedCancelsTheTasksPendingWarmup) {
   EXPECT_EQ(TaskOf(*plan, "b").task_state(), v1::TASK_STATE_SKIPPED);
   EXPECT_EQ(TaskOf(*plan, "b").warmup_state(), v1::WARMUP_STATE_CANCELLED);
   EXPECT_EQ(TaskOf(*plan, "b").decision(), v1::WARMUP_DECISION_SKIP_STARTED);
-  EXPECT_EQ(registry_->pending_warmups(), pending - 1);
+  EXPECT_LT(registry_->pending_warmups(), pending);
   EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-b"}, {"result", "cancelled"}}),
               Optional(1.0));
 
+  // c's only upstream was skipped: Airflow skips it too, so its warm-up goes as well.
+  EXPECT_EQ(TaskOf(*plan, "c").decision(), v1::WARMUP_DECISION_SKIP_UNLIKELY)
+      << TaskOf(*plan, "c").reason();
+  EXPECT_EQ(TaskOf(*plan, "c").run_probability(), 0);
+  EXPECT_EQ(registry_->pending_warmups(), 0);
   RunUntil(t0_ + absl::Minutes(5));
-  ASSERT_TRUE(WaitForWarmup("run-1", "c", v1::WARMUP_STATE_READY));
   EXPECT_EQ(target_->requests("/svc-b"), 0);
+  EXPECT_EQ(target_->requests("/svc-c"), 0);
   EXPECT_EQ(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_CANCELLED);
+}
+
+// The service's keep-alive is 60 s: a warm-up ready at 58 s would be reclaimed at 118 s.
+TEST_F(RunRegistryTest, AReadyWarmupIsRefreshedBeforeTheKeepAliveUntilItsTaskStarts) {
+  ASSERT_TRUE(Prewarm(OneTaskRun("svc-a")).ok());
+  RunUntil(t0_ + absl::Seconds(58));
+  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  RunUntil(t0_ + absl::Seconds(111));
+  EXPECT_EQ(target_->requests("/svc-a"), 1);
+  RunUntil(t0_ + absl::Seconds(112));  // 58 + 0.9 * 60: the task is late, still pending
+  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 2, kPatience));
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "refreshed"}}),
+              Optional(1.0));
+  EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_READY);
+  // Once answered, the container is held for x until 112 + 60 s, and the next refresh is due.
+  const absl::Time deadline = absl::Now() + kPatience;
+  while (T(Stats("svc-a").warm_until()) != t0_ + absl::Seconds(172) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(T(Stats("svc-a").warm_until()), t0_ + absl::Seconds(172));
+
+  clock_.AdvanceTo(t0_ + absl::Seconds(130));
+  ASSERT_TRUE(Report("run-1", "x", v1::TASK_EVENT_TYPE_STARTED, {.cold = false}).ok());
+  EXPECT_EQ(Task("run-1", "x").outcome(), v1::TASK_OUTCOME_HIT);
+  RunUntil(t0_ + absl::Minutes(10));  // Started: no more refreshes.
+  EXPECT_EQ(target_->requests("/svc-a"), 2);
+}
+
+TEST_F(RunRegistryTest, WithoutRefreshesAWarmupIsNotRefreshedAndPlansAvoidTheCliff) {
+  Halt();
+  options_.max_warmup_refreshes = 0;
+  Boot(NewInMemoryHistoryStore());
+  for (const char* name : {"svc-a", "svc-b", "svc-c"}) RegisterManaged(name);
+  ASSERT_TRUE(Prewarm(OneTaskRun("svc-a")).ok());
+  RunUntil(t0_ + absl::Seconds(58));
+  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  RunUntil(t0_ + absl::Minutes(10));
+  EXPECT_EQ(target_->requests("/svc-a"), 1);
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "refreshed"}}),
+              Optional(0.0));
+}
+
+v1::Service WithConcurrency(v1::Service s, int concurrency) {
+  s.set_container_concurrency(concurrency);
+  return s;
+}
+
+TEST_F(RunRegistryTest, WithConcurrencyOneAServiceBusyWithAnotherRunIsWarmedAgain) {
+  v1::Service svc_a;
+  ASSERT_TRUE(services_->Find("svc-a", &svc_a));
+  Register(WithConcurrency(svc_a, 1));
+  ASSERT_TRUE(Prewarm(OneTaskRun("svc-a")).ok());  // x at 60, warmed at 58
+  v1::PrewarmRequest second = OneTaskRun("svc-a");
+  second.set_run_id("run-2");
+  *second.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(70));  // warmed at 68
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(second);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(TaskOf(*plan, "x").decision(), v1::WARMUP_DECISION_WARM);
+
+  RunUntil(t0_ + absl::Seconds(58));
+  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  clock_.AdvanceTo(t0_ + absl::Seconds(60));
+  ASSERT_TRUE(Report("run-1", "x", v1::TASK_EVENT_TYPE_STARTED).ok());
+  // run-1's x keeps the only container busy: run-2's warm-up must start a second one.
+  RunUntil(t0_ + absl::Seconds(68));
+  ASSERT_TRUE(WaitForWarmup("run-2", "x", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(target_->requests("/svc-a"), 2);
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "skipped_warm"}}),
+              Optional(0.0));
+
+  // Had x finished first, its idle container would have been claimed instead.
+  clock_.AdvanceTo(t0_ + absl::Seconds(69));
+  ASSERT_TRUE(Report("run-1", "x", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  v1::PrewarmRequest third = OneTaskRun("svc-a");
+  third.set_run_id("run-3");
+  *third.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(100));
+  ASSERT_TRUE(Prewarm(third).ok());
+  RunUntil(t0_ + absl::Seconds(98));
+  EXPECT_EQ(target_->requests("/svc-a"), 2);
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "skipped_warm"}}),
+              Optional(1.0));
+  EXPECT_EQ(Task("run-3", "x").decision(), v1::WARMUP_DECISION_SKIP_ALREADY_WARM)
+      << Task("run-3", "x").reason();
+}
+
+TEST_F(RunRegistryTest, ACallThatTakesTheContainerWarmedForATaskWarmsThatTaskAgain) {
+  v1::Service svc_a;
+  ASSERT_TRUE(services_->Find("svc-a", &svc_a));
+  Register(WithConcurrency(svc_a, 1));
+  ASSERT_TRUE(Prewarm(OneTaskRun("svc-a")).ok());
+  RunUntil(t0_ + absl::Seconds(58));
+  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+
+  // Another run's task calls svc-a first, unwarmed: the platform gives it the warm container.
+  clock_.AdvanceTo(t0_ + absl::Seconds(59));
+  v1::PrewarmRequest other = OneTaskRun("svc-a");
+  other.set_run_id("run-2");
+  *other.mutable_start_time() = ToProtoTimestamp(clock_.Now());
+  ASSERT_TRUE(Prewarm(other).ok());
+  ASSERT_TRUE(Report("run-2", "x", v1::TASK_EVENT_TYPE_STARTED, {.cold = false}).ok());
+  EXPECT_EQ(Task("run-2", "x").outcome(), v1::TASK_OUTCOME_HIT);
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "displaced"}}),
+              Optional(1.0));
+  EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_PENDING);
+  RunUntil(clock_.Now());  // Due at once.
+  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 2, kPatience));
+  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
 }
 
 TEST_F(RunRegistryTest, CancelRunCancelsEverythingAndRetiresTheRun) {

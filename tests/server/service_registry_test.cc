@@ -239,27 +239,53 @@ TEST_F(ServiceRegistryTest, RestoreStoresWithoutTheLimit) {
   EXPECT_EQ(registry_.size(), 4u);
 }
 
-TEST_F(ServiceRegistryTest, MarkWarmOnlyForRegisteredServices) {
+TEST_F(ServiceRegistryTest, ContainersAreTrackedForRegisteredServicesOnly) {
   const absl::Time t = absl::FromUnixSeconds(1'700'000'000);
-  registry_.MarkWarm("unknown", t);
-  EXPECT_EQ(registry_.WarmUntil("unknown"), absl::InfinitePast());
+  std::string displaced;
+  EXPECT_FALSE(registry_.AcquireContainer("unknown", "run#0", t, &displaced));
+  registry_.ReleaseContainer("unknown", "run#0", t);
+  EXPECT_EQ(registry_.WarmUntil("unknown", t), absl::InfinitePast());
 
-  ASSERT_TRUE(registry_.Register(Managed("svc-a")).ok());
-  EXPECT_EQ(registry_.WarmUntil("svc-a"), absl::InfinitePast());
-  registry_.MarkWarm("svc-a", t);
-  EXPECT_EQ(registry_.WarmUntil("svc-a"), t);
-  registry_.MarkWarm("svc-a", t + absl::Seconds(10));
-  EXPECT_EQ(registry_.WarmUntil("svc-a"), t + absl::Seconds(10));
-  registry_.MarkWarm("svc-a", t + absl::Seconds(5));  // Never moves back.
-  EXPECT_EQ(registry_.WarmUntil("svc-a"), t + absl::Seconds(10));
+  ASSERT_TRUE(registry_.Register(Managed("svc-a")).ok());  // keep-alive 75 s by default here
+  EXPECT_EQ(registry_.WarmUntil("svc-a", t), absl::InfinitePast());
+  EXPECT_FALSE(registry_.AcquireContainer("svc-a", "run#0", t, &displaced));  // cold
+  registry_.ReleaseContainer("svc-a", "run#0", t + absl::Seconds(10));
+  EXPECT_EQ(registry_.WarmUntil("svc-a", t + absl::Seconds(10)), t + absl::Seconds(85));
+  EXPECT_TRUE(registry_.AcquireContainer("svc-a", "run#1", t + absl::Seconds(20), &displaced));
+  EXPECT_TRUE(displaced.empty());
 }
 
-TEST_F(ServiceRegistryTest, MarkWarmBeforeTheUnixEpochIsKept) {
-  // Whatever the sentinel of "never warm", a real instant must not be confused with it.
-  ASSERT_TRUE(registry_.Register(Managed("svc-a")).ok());
-  const absl::Time early = absl::UnixEpoch() - absl::Hours(1);
-  registry_.MarkWarm("svc-a", early);
-  EXPECT_EQ(registry_.WarmUntil("svc-a"), early);
+TEST_F(ServiceRegistryTest, ContainerConcurrencyIsValidated) {
+  v1::Service s = Managed("svc-a");
+  s.set_container_concurrency(-1);
+  absl::StatusOr<std::pair<v1::Service, bool>> r = registry_.Register(s);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("service.container_concurrency"));
+  s.set_container_concurrency(10'001);
+  EXPECT_EQ(registry_.Register(s).status().code(), absl::StatusCode::kInvalidArgument);
+  s.set_container_concurrency(1);
+  EXPECT_TRUE(registry_.Register(s).ok());
+}
+
+TEST_F(ServiceRegistryTest, WarmthIsSharedWithEveryRunOnlyWithUnlimitedConcurrency) {
+  const absl::Time t = absl::FromUnixSeconds(1'700'000'000);
+  v1::Service one = Managed("one");
+  one.set_container_concurrency(1);
+  ASSERT_TRUE(registry_.Register(one).ok());
+  ASSERT_TRUE(registry_.Register(Managed("unlimited")).ok());
+  for (const char* name : {"one", "unlimited"}) {
+    registry_.WarmupAnswered(name, "run-1#0", t, /*cold=*/true);
+    registry_.ForgetTask(name, "run-1#0");  // Its run is gone: the container is free.
+  }
+  // A limited service's free container is claimed when a warm-up comes due, not promised to
+  // every plan.
+  EXPECT_EQ(registry_.Info("one", t).warm_until, absl::InfinitePast());
+  EXPECT_EQ(registry_.Info("unlimited", t).warm_until, t + absl::Seconds(75));
+  EXPECT_EQ(registry_.Info("unlimited").warm_until, absl::InfinitePast());  // No time given.
+
+  EXPECT_TRUE(registry_.ClaimContainer("one", "run-2#3", t, t + absl::Seconds(30)));
+  EXPECT_EQ(registry_.HeldUntil("one", "run-2#3", t), t + absl::Seconds(75));
+  EXPECT_FALSE(registry_.ClaimContainer("one", "run-3#3", t, t + absl::Seconds(30)));
 }
 
 TEST_F(ServiceRegistryTest, InfoOfUnknownService) {
@@ -281,10 +307,6 @@ TEST_F(ServiceRegistryTest, InfoOfRegisteredService) {
   ASSERT_TRUE(info.cold_start_prior.has_value());
   EXPECT_EQ(*info.cold_start_prior, absl::Seconds(4));
   EXPECT_EQ(info.warm_until, absl::InfinitePast());
-
-  const absl::Time t = absl::FromUnixSeconds(1'700'000'100);
-  registry_.MarkWarm("svc-a", t);
-  EXPECT_EQ(registry_.Info("svc-a").warm_until, t);
 
   ASSERT_TRUE(registry_.Register(Delegated("lambda")).ok());
   info = registry_.Info("lambda");
