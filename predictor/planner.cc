@@ -142,13 +142,15 @@ std::vector<int> RunPlanner::Replan(int task, absl::Time now) {
   return touched;
 }
 
-absl::StatusOr<std::vector<int>> RunPlanner::Started(int task, absl::Time at, absl::Time now) {
+absl::StatusOr<std::vector<int>> RunPlanner::Started(int task, absl::Time at, absl::Time now,
+                                                      std::optional<absl::Duration> container_wait) {
   TaskProgress& p = progress_[task];
   if (p.state == TaskState::kSucceeded || p.state == TaskState::kSkipped) {
     return AlreadyDone(dag_->task(task), p.state);
   }
   p.state = TaskState::kRunning;  // A failed task starting again is a retry.
   p.started = at;
+  p.container_wait = container_wait;
   p.finished = absl::InfinitePast();
   return Replan(task, now);
 }
@@ -257,13 +259,22 @@ void RunPlanner::Sample(int v, double now_rel) {
     }
     case TaskState::kRunning: {
       // Condition on having run for at least the elapsed time.
+      // Condition on having run for at least the elapsed time, after waiting for its container
+      // (a cold call's run time begins once the container is up).
       Rng rng(StreamSeed(seed_, v, kConditioned));
+      Rng cold_rng(StreamSeed(seed_, v, kColdStart));
       const double started = Rel(progress.started);
       const double elapsed = std::max(0.0, now_rel - started);
       const Distribution& duration = *model.duration.distribution;
+      const Distribution* cold_start =
+          progress.container_wait.has_value() ? nullptr : model.cold_start.distribution.get();
+      const double known_wait =
+          absl::ToDoubleSeconds(progress.container_wait.value_or(absl::ZeroDuration()));
       for (int i = 0; i < m_; ++i) {
+        const double wait = cold_start != nullptr ? cold_start->Draw(cold_rng) : known_wait;
         s[i] = static_cast<float>(started);
-        f[i] = static_cast<float>(started + duration.DrawAtLeast(elapsed, rng));
+        f[i] = static_cast<float>(started + wait +
+                                  duration.DrawAtLeast(std::max(0.0, elapsed - wait), rng));
       }
       std::fill(r, r + m_, 1);
       run_count_[v] = m_;
@@ -442,9 +453,11 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
   const double alpha = options_.delay_cost_ratio;
   // Refreshed warm-ups outlive the keep-alive: no cliff (0 means never reclaimed).
   const double cliff = options_.refresh_warmups ? 0 : keep_alive;
+  // One request per container: a late warm-up's container also leaves a spare that idles K.
+  const double late_idle = model.service.container_concurrency == 1 ? keep_alive : 0;
   // Priced over the samples in which the task runs; p weighs that against a skip.
   const WarmupChoice choice =
-      optimizer_.Choose(scratch_a_, scratch_b_, runs, cliff, now_rel, alpha, 1.0);
+      optimizer_.Choose(scratch_a_, scratch_b_, runs, cliff, now_rel, alpha, 1.0, late_idle);
   sorted_by_optimizer_ = static_cast<int>(scratch_a_.size()) == runs;
   const double p = static_cast<double>(runs) / m_;
   // A skipped task leaves a fired warm-up idle until the container is reclaimed: keep_alive

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include "absl/strings/string_view.h"
@@ -65,6 +66,9 @@ struct TaskProgress {
   TaskState state = TaskState::kPending;
   absl::Time started = absl::InfinitePast();   // when it started (if it did)
   absl::Time finished = absl::InfinitePast();  // when it finished, failed or was skipped
+  // How long its call waits for a container before its warm run time begins: zero when warm,
+  // unset when cold with the length unknown (drawn from the service's cold starts).
+  std::optional<absl::Duration> container_wait = absl::ZeroDuration();
 };
 
 // Plans one run: Monte Carlo start-time distributions over the DAG (DESIGN §2) and, per task, the
@@ -94,7 +98,10 @@ class RunPlanner {
   // recomputed (the task and its descendants, in topological order). FAILED_PRECONDITION when the
   // event contradicts what is known (e.g. finishing a task twice); a failed task may start again
   // (a retry).
-  absl::StatusOr<std::vector<int>> Started(int task, absl::Time at, absl::Time now);
+  // `container_wait`: see TaskProgress (a task that started cold finishes that much later).
+  absl::StatusOr<std::vector<int>> Started(
+      int task, absl::Time at, absl::Time now,
+      std::optional<absl::Duration> container_wait = absl::ZeroDuration());
   absl::StatusOr<std::vector<int>> Finished(int task, absl::Time at, absl::Time now);
   absl::StatusOr<std::vector<int>> Failed(int task, absl::Time at, absl::Time now);
   absl::StatusOr<std::vector<int>> Skipped(int task, absl::Time at, absl::Time now);

@@ -18,6 +18,9 @@ struct ServiceInfo {
   bool warmable = false;
   // Idle time before the platform reclaims a container; <= 0 means never.
   absl::Duration keep_alive = absl::Seconds(60);
+  // Requests one container serves at once; 0: unlimited. With 1, a task arriving while its
+  // warm-up's container starts gets a second container, which idles until reclaimed.
+  int container_concurrency = 0;
   // The service's own cold-start prior, if registered with one.
   std::optional<absl::Duration> cold_start_prior;
   // Until when the service is known to be warm (a warm-up or call of another run); InfinitePast

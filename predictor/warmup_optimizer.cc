@@ -18,7 +18,7 @@ constexpr double kEpsilon = 1e-6;
 WarmupChoice WarmupOptimizer::Choose(std::span<const float> latest_fire,
                                      std::span<const float> cold_start, int total_samples,
                                      double keep_alive, double earliest, double alpha,
-                                     double beta) {
+                                     double beta, double late_idle) {
   PREWARM_CHECK(latest_fire.size() == cold_start.size(), "one cold start per sample");
   PREWARM_CHECK(total_samples > 0 && latest_fire.size() <= static_cast<size_t>(total_samples),
                 "sample counts");
@@ -69,7 +69,9 @@ WarmupChoice WarmupOptimizer::Choose(std::span<const float> latest_fire,
     const double late_delay = (late * w - x_sum_[late]) - (started * w - s_sum_[started]);
     const double idle_near = (x_sum_[in_window] - x_sum_[late]) - (in_window - late) * w;
     const double delay = late_delay + (c_sum_[n] - c_sum_[in_window]);
-    const double idle = std::max(0.0, idle_near) + (n - in_window) * keep_alive;
+    // Samples whose task starts before w never see the warm-up (the server drops it at STARTED).
+    const double idle = std::max(0.0, idle_near) + (n - in_window) * keep_alive +
+                        (late - started) * late_idle;
     const double cost = (alpha * delay + beta * idle) * inv_total;
     // The late delay only grows with w: once it alone costs more than the best so far, no later
     // candidate can win.

@@ -13,6 +13,7 @@ namespace prewarm {
 //   w > x:          the task waits min(w - x, C)                      (delay)
 //   x - K <= w <= x: the container idles x - w before use               (idle)
 //   w < x - K:      reclaimed before use: the task pays C, K was idle   (both)
+// plus, optionally, a fixed idle for late warm-ups (see Choose).
 // Cost = alpha * delay + beta * idle. No warm-up at all costs alpha * C.
 struct WarmupChoice {
   // The cheapest firing time (same time base as the inputs). Meaningless when !warm.
@@ -40,10 +41,13 @@ class WarmupOptimizer {
   // `latest_fire[i]` and `cold_start[i]` describe the samples that need a warm-up; `total_samples`
   // (>= their count) includes the samples in which the service is warm anyway.
   // `keep_alive` <= 0 means containers are never reclaimed. `earliest`: no firing before it (now).
+  // `late_idle`: idle a late warm-up causes besides the delay (a container that serves one
+  // request at a time starts a second one for a task arriving during its warm-up's cold start;
+  // that one idles until reclaimed), charged to samples with x < w <= x + C.
   // REQUIRES: latest_fire.size() == cold_start.size() <= total_samples; total_samples > 0.
   WarmupChoice Choose(std::span<const float> latest_fire, std::span<const float> cold_start,
                       int total_samples, double keep_alive, double earliest, double alpha,
-                      double beta);
+                      double beta, double late_idle = 0);
 
   // The task starts (x + C) of the samples given to the last Choose(), ascending.
   std::span<const float> sorted_starts() const { return s_; }

@@ -451,7 +451,10 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
     case v1::TASK_EVENT_TYPE_STARTED: {
       const TaskProgress before = run.planner->progress(v);
       const absl::Time expected = run.planner->plan(v).expected_start;
-      touched = run.planner->Started(v, at, now);
+      const bool may_start =
+          before.state != TaskState::kSucceeded && before.state != TaskState::kSkipped;
+      if (may_start && !replay && !spec.service.empty()) AcquireContainer(run, v, at);
+      touched = run.planner->Started(v, at, now, ContainerWait(run, v, event, at));
       if (!touched.ok()) return touched.status();
       rt.actual_start = at;
       if (replay) break;
@@ -471,10 +474,7 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
                 learned);
         }
       }
-      if (!spec.service.empty()) {
-        AcquireContainer(run, v, at);
-        if (cold.has_value()) SettleOutcome(run, v, cold, at);
-      }
+      if (!spec.service.empty() && cold.has_value()) SettleOutcome(run, v, cold, at);
       break;
     }
     case v1::TASK_EVENT_TYPE_SERVICE_INVOKED:
@@ -562,6 +562,30 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
     if (!replay) SyncWarmups(run, *touched);
   }
   return absl::OkStatus();
+}
+
+std::optional<absl::Duration> RunRegistry::ContainerWait(const Run& run, int v,
+                                                        const v1::ReportTimingRequest& event,
+                                                        absl::Time at) const {
+  if (run.dag->task(v).service.empty()) return absl::ZeroDuration();
+  if (event.has_cold()) {
+    if (!event.cold()) return absl::ZeroDuration();
+    if (event.has_cold_start()) return FromProto(event.cold_start(), "").value_or(absl::ZeroDuration());
+    return std::nullopt;
+  }
+  const TaskRuntime& rt = run.tasks[v];
+  switch (rt.warmup) {
+    case v1::WARMUP_STATE_READY:
+      return absl::ZeroDuration();
+    case v1::WARMUP_STATE_FIRED:  // Late: the rest of the warm-up's cold start.
+      return std::max(absl::ZeroDuration(),
+                      rt.fired_at + run.planner->plan(v).expected_cold_start - at);
+    default:
+      if (rt.found_warm.has_value()) {
+        return *rt.found_warm ? std::optional<absl::Duration>(absl::ZeroDuration()) : std::nullopt;
+      }
+      return absl::ZeroDuration();  // Nothing known (a replay): as its history says.
+  }
 }
 
 void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_cold,

@@ -190,6 +190,12 @@ class RunRegistry {
   void Refresh(const std::string& run_id, int task, uint64_t warmup_id) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status OnWarmupResult(uint64_t warmup_id, bool success, absl::Duration latency,
                               std::optional<bool> cold) ABSL_LOCKS_EXCLUDED(mu_);
+  // How long the task's call waits for a container (see TaskProgress::container_wait), from the
+  // event's report, else its warm-up, else what the container pool saw.
+  std::optional<absl::Duration> ContainerWait(const Run& run, int task,
+                                              const v1::ReportTimingRequest& event,
+                                              absl::Time at) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Decides (once) whether the task found its service warm, and counts it.
   void SettleOutcome(Run& run, int task, std::optional<bool> reported_cold, absl::Time at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -150,6 +150,7 @@ ServiceInfo ServiceRegistry::Info(absl::string_view name, absl::Time now) const 
   info.warmable = true;
   // Validated at registration, so the conversions cannot fail.
   info.keep_alive = FromProto(s.keep_alive(), "").value_or(defaults_.keep_alive);
+  info.container_concurrency = s.container_concurrency();
   if (s.has_cold_start_prior()) {
     info.cold_start_prior = FromProto(s.cold_start_prior(), "").value_or(absl::Seconds(1));
   }

@@ -91,6 +91,29 @@ TEST(WarmupOptimizerTest, KeepAliveCliffForbidsWarmingTooEarly) {
   EXPECT_NEAR(choice.expected_idle, 0, 1e-6);
 }
 
+TEST(WarmupOptimizerTest, ALateWarmupsSpareContainerIsPriced) {
+  // x spread evenly over [0, 10), C = 2, alpha/beta = 20. Without the spare, the optimum leaves
+  // a small share of samples late (newsvendor: 1/21 of them). A late warm-up that also leaves a
+  // spare container idle for K = 60 s makes lateness 60 idle seconds dearer: fire earlier.
+  std::vector<float> x, c;
+  for (int i = 0; i < 100; ++i) {
+    x.push_back(i / 10.0f);
+    c.push_back(2);
+  }
+  WarmupOptimizer optimizer;
+  const WarmupChoice plain = optimizer.Choose(x, c, 100, kNoCliff, kNoEarliest, 20, 1);
+  const WarmupChoice spare = optimizer.Choose(x, c, 100, kNoCliff, kNoEarliest, 20, 1, 60);
+  ASSERT_TRUE(plain.warm);
+  ASSERT_TRUE(spare.warm);
+  EXPECT_GT(plain.late_probability, 0);
+  EXPECT_LT(spare.fire_at, plain.fire_at);
+  EXPECT_LT(spare.late_probability, plain.late_probability);
+  // A sample already started when the warm-up fires is not charged (the server drops it).
+  const std::vector<float> one_x = {0}, one_c = {1};
+  const WarmupChoice after = optimizer.Choose(one_x, one_c, 1, kNoCliff, 5, 20, 1, 60);
+  EXPECT_FALSE(after.warm);
+}
+
 TEST(WarmupOptimizerTest, ReclaimedWarmupsCountTheirIdleTime) {
   // One sample far beyond the keep-alive of an early warm-up: priced as delay C plus K idle.
   std::vector<float> x = {0, 50};

@@ -379,7 +379,7 @@ TEST_F(RunRegistryTest, WarmupsFireWhenTheClockReachesTheirDeadlines) {
 TEST_F(RunRegistryTest, ALateFinishPushesTheNextWarmupLater) {
   ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
   RunUntil(t0_ + absl::Seconds(60));
-  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED, {.cold = false}).ok());
   RunUntil(t0_ + absl::Seconds(69));  // b's warm-up fires while a still runs.
   EXPECT_NE(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_PENDING);
   EXPECT_EQ(T(Task("run-1", "c").warmup_time()), t0_ + absl::Seconds(80));
@@ -415,7 +415,7 @@ TEST_F(RunRegistryTest, AStartLaterThanPlannedPushesTheWarmupLater) {
   ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
   clock_.AdvanceTo(t0_ + absl::Seconds(65));  // a was due at 60.
   absl::StatusOr<v1::ReportTimingResponse> response =
-      Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED);
+      Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED, {.cold = false});
   ASSERT_TRUE(response.ok()) << response.status();
   absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
   ASSERT_TRUE(plan.ok()) << plan.status();
@@ -426,6 +426,22 @@ TEST_F(RunRegistryTest, AStartLaterThanPlannedPushesTheWarmupLater) {
   EXPECT_EQ(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_PENDING);
   EXPECT_EQ(RunUntil(t0_ + absl::Seconds(74)), 1);
   ASSERT_TRUE(target_->WaitForRequests("/svc-b", 1, kPatience));
+}
+
+TEST_F(RunRegistryTest, ATaskThatStartsColdPushesItsDescendantsByItsColdStart) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  // a starts before its warm-up fired, so nothing warmed svc-a: its 10 s of work begin once a
+  // container is up, after the 2 s cold start. b: 65 + 2 + 10 + 1 = 78, warmed at 76.
+  clock_.AdvanceTo(t0_ + absl::Seconds(65));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+  EXPECT_EQ(T(Task("run-1", "b").expected_start_time()), t0_ + absl::Seconds(78));
+  EXPECT_EQ(T(Task("run-1", "b").warmup_time()), t0_ + absl::Seconds(76));
+  // A reported cold start is used as it is.
+  ASSERT_TRUE(Prewarm(Chain("run-2", absl::Seconds(0))).ok());
+  ASSERT_TRUE(Report("run-2", "a", v1::TASK_EVENT_TYPE_STARTED,
+                     {.cold = true, .cold_start = absl::Seconds(4)})
+                  .ok());
+  EXPECT_EQ(T(Task("run-2", "b").expected_start_time()), t0_ + absl::Seconds(80));
 }
 
 TEST_F(RunRegistryTest, AnEarlyFinishFiresAPassedDeadlineAtOnce) {
@@ -575,7 +591,10 @@ TEST_F(RunRegistryTest, ACallThatTakesTheContainerWarmedForATaskWarmsThatTaskAga
   v1::Service svc_a;
   ASSERT_TRUE(services_->Find("svc-a", &svc_a));
   Register(WithConcurrency(svc_a, 1));
-  ASSERT_TRUE(Prewarm(OneTaskRun("svc-a")).ok());
+  v1::PrewarmRequest first = OneTaskRun("svc-a");
+  // Dear delay: a warm-up 1 s late (it waits 1 s, and its spare container idles 60 s) still pays.
+  first.set_delay_cost_ratio(1000);
+  ASSERT_TRUE(Prewarm(first).ok());
   RunUntil(t0_ + absl::Seconds(58));
   ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
 
