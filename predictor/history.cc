@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "predictor/trend.h"
 
 namespace prewarm {
 namespace {
@@ -12,8 +13,10 @@ std::shared_ptr<const Distribution> PointOf(absl::Duration d) {
   return std::make_shared<const Distribution>(Distribution::Point(absl::ToDoubleSeconds(d)));
 }
 
-std::shared_ptr<const Distribution> SnapshotOf(const SampleWindow& window) {
-  return std::make_shared<const Distribution>(Distribution::FromSamples(window.InOrder()));
+std::shared_ptr<const Distribution> SnapshotOf(const SampleWindow& window, bool follow_trends) {
+  std::vector<float> samples = window.InOrder();
+  if (follow_trends) ProjectTrendToNewest(samples);
+  return std::make_shared<const Distribution>(Distribution::FromSamples(std::move(samples)));
 }
 
 }  // namespace
@@ -106,11 +109,11 @@ const SampleWindow* History::DispatchGaps(absl::string_view workflow) const {
 Estimate History::TaskDuration(absl::string_view workflow, absl::string_view task,
                                absl::string_view service) const {
   if (const SampleWindow* w = TaskDurations(workflow, task)) {
-    return {SnapshotOf(*w), EstimateSource::kLearned};
+    return {SnapshotOf(*w, options_.follow_trends), EstimateSource::kLearned};
   }
   if (!service.empty()) {
     if (const SampleWindow* w = ServiceDurations(service)) {
-      return {SnapshotOf(*w), EstimateSource::kFallback};
+      return {SnapshotOf(*w, options_.follow_trends), EstimateSource::kFallback};
     }
   }
   return {duration_prior_, EstimateSource::kPrior};
@@ -119,7 +122,7 @@ Estimate History::TaskDuration(absl::string_view workflow, absl::string_view tas
 Estimate History::ColdStart(absl::string_view service,
                             std::optional<absl::Duration> service_prior) const {
   if (const SampleWindow* w = ColdStarts(service)) {
-    return {SnapshotOf(*w), EstimateSource::kLearned};
+    return {SnapshotOf(*w, options_.follow_trends), EstimateSource::kLearned};
   }
   if (service_prior.has_value()) return {PointOf(*service_prior), EstimateSource::kPrior};
   return {cold_start_prior_, EstimateSource::kPrior};
@@ -127,7 +130,7 @@ Estimate History::ColdStart(absl::string_view service,
 
 Estimate History::DispatchGap(absl::string_view workflow) const {
   if (const SampleWindow* w = DispatchGaps(workflow)) {
-    return {SnapshotOf(*w), EstimateSource::kLearned};
+    return {SnapshotOf(*w, options_.follow_trends), EstimateSource::kLearned};
   }
   return {dispatch_gap_prior_, EstimateSource::kPrior};
 }

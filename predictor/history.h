@@ -22,6 +22,9 @@ struct HistoryOptions {
   absl::Duration cold_start_prior = absl::Seconds(2);
   // Gap between the last upstream finishing and a task starting, before any is observed.
   absl::Duration dispatch_gap_prior = absl::ZeroDuration();
+  // Estimates from a window with a clear linear trend are projected to its newest observation
+  // (ProjectTrendToNewest): durations that drift are planned at today's level.
+  bool follow_trends = true;
 };
 
 // Where an estimate came from, from most to least specific: learned for the exact key (the task,
