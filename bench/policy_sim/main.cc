@@ -26,7 +26,7 @@ ABSL_FLAG(std::string, workloads, "all", "comma-separated workloads, or all");
 ABSL_FLAG(std::string, policies, "all",
           "comma-separated: none, eager, lookahead, pinger, always_on, histogram, prewarm (every "
           "--ratios) or prewarm:R; or all. none and eager are always added (the reference points)");
-ABSL_FLAG(std::string, ratios, "1,5,20,100", "prewarm's delay_cost_ratio (alpha/beta) values");
+ABSL_FLAG(std::string, ratios, "1,5,20,100,500", "prewarm's delay_cost_ratio (alpha/beta) values");
 ABSL_FLAG(int, training_runs, 20, "runs per workflow before measuring");
 ABSL_FLAG(int, measured_runs, 100, "measured runs per workflow");
 ABSL_FLAG(uint64_t, seed, 1, "workload seed");
