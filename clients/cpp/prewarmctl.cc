@@ -1,6 +1,7 @@
 #include "clients/cpp/prewarmctl.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
@@ -175,9 +176,10 @@ int ServicesList(Invocation& inv) {
 
 int ServicesRegister(Invocation& inv) {
   int code = kExitOk;
-  const std::vector<std::string> service_flags = {"name",     "url",          "method",
-                                                  "timeout",  "keep-alive",   "cold-start-prior",
-                                                  "warm-latency", "mode"};
+  const std::vector<std::string> service_flags = {
+      "name",         "url",        "method",
+      "timeout",      "keep-alive", "cold-start-prior",
+      "warm-latency", "mode",       "container-concurrency"};
   std::vector<v1::Service> services;
   const std::optional<std::string> file = inv.local.Get("file");
   if (file.has_value()) {
@@ -203,6 +205,15 @@ int ServicesRegister(Invocation& inv) {
                       &code) ||
         !DurationFlag(inv, "warm-latency", [&] { return s.mutable_warm_latency(); }, &code)) {
       return code;
+    }
+    if (std::optional<std::string> c = inv.local.Get("container-concurrency")) {
+      int32_t concurrency = 0;
+      // The upper bound (10000) is the server's rule: it answers INVALID_ARGUMENT beyond it.
+      if (!absl::SimpleAtoi(*c, &concurrency) || concurrency < 0) {
+        return inv.Usage(absl::StrCat(
+            "--container-concurrency must be an integer >= 0 (0: unlimited), not '", *c, "'"));
+      }
+      s.set_container_concurrency(concurrency);
     }
     const std::string mode = absl::AsciiStrToLower(inv.local.Get("mode").value_or("managed"));
     if (mode == "managed") {
@@ -527,14 +538,19 @@ const std::vector<Command>& Commands() {
        .summary = "Register or replace services, from flags or a JSON/YAML file",
        .usage = {"services register --name NAME --url URL [--method GET] [--timeout 30s]\n"
                  "                    [--keep-alive 90s] [--cold-start-prior 2s] "
-                 "[--warm-latency 50ms] [--mode managed]",
-                 "services register --name NAME --mode delegated",
+                 "[--warm-latency 50ms] [--mode managed]\n"
+                 "                    [--container-concurrency N]",
+                 "services register --name NAME --mode delegated [--container-concurrency N]",
                  "services register --file FILE"},
        .description =
            "Creates a warm-up target, or replaces the one of that name. Managed services are "
            "warmed by prewarmd with an HTTP request to --url, which must match the server's "
            "outbound allowlist (loopback and *.svc.cluster.local by default). Delegated services "
            "are warmed by a watcher (see 'prewarmctl watch').\n\n"
+           "--container-concurrency is how many requests one container serves at once. 0 (the "
+           "default) means unlimited: a warm service is warm for every run. Give 1 for Lambda, or "
+           "Knative's containerConcurrency; prewarmd then warms again when another run's task "
+           "holds the container.\n\n"
            "FILE (or - for stdin) holds a list of services in the proto3 JSON mapping of "
            "prewarm.v1.Service, as JSON or YAML (a subset: block mappings and lists, flow lists, "
            "quoted and plain scalars, comments; no anchors or block scalars): a list, "
@@ -554,6 +570,8 @@ const std::vector<Command>& Commands() {
                  {"warm-latency", "DURATION",
                   "answers at most this slow are warm [learned, or 50ms]"},
                  {"mode", "MODE", "managed (prewarmd fires) or delegated (a watcher fires) [managed]"},
+                 {"container-concurrency", "N",
+                  "requests a container serves at once (0: unlimited; Lambda: 1) [0]"},
                  {"file", "FILE", "register every service of a JSON or YAML file (- for stdin)"}},
        .examples =
            {"# A Knative service that prewarmd warms itself",
@@ -561,13 +579,14 @@ const std::vector<Command>& Commands() {
             "    --url http://svc-a.default.svc.cluster.local/warmup --keep-alive 90s "
             "--cold-start-prior 2.5s",
             "# A Lambda function warmed by your own watcher",
-            "prewarmctl services register --name resize --mode delegated",
+            "prewarmctl services register --name resize --mode delegated "
+            "--container-concurrency 1",
             "# Several at once; services.yaml:",
             "#   services:",
             "#     - name: svc-a",
             "#       warmup_url: http://127.0.0.1:8081/warmup",
             "#       keep_alive: 90s",
-            "#     - {name: resize, mode: WARMUP_MODE_DELEGATED}",
+            "#     - {name: resize, mode: WARMUP_MODE_DELEGATED, container_concurrency: 1}",
             "prewarmctl services register --file services.yaml"},
        .run = ServicesRegister},
       {.path = "run submit",

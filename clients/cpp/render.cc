@@ -176,6 +176,9 @@ std::string Mode(v1::WarmupMode mode) {
 
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
+// Service.container_concurrency: 0 is the proto's "no limit".
+std::string Concurrency(int32_t n) { return n == 0 ? "unlimited" : absl::StrCat(n); }
+
 // Time of day when `t` falls on the same UTC date as `origin`; the date too otherwise.
 std::string FormatTimeNear(absl::Time t, absl::Time origin) {
   const absl::TimeZone utc = absl::UTCTimeZone();
@@ -192,12 +195,14 @@ std::vector<std::string> ServiceRow(const v1::Service& s) {
           FormatDurationField(s.warmup_timeout(), s.has_warmup_timeout()),
           FormatDurationField(s.keep_alive(), s.has_keep_alive()),
           FormatDurationField(s.cold_start_prior(), s.has_cold_start_prior()),
-          FormatDurationField(s.warm_latency(), s.has_warm_latency())};
+          FormatDurationField(s.warm_latency(), s.has_warm_latency()),
+          Concurrency(s.container_concurrency())};
 }
 
+// CONCURRENCY comes last so that the earlier columns keep their places.
 TextTable ServiceTable() {
   return TextTable({"NAME", "MODE", "WARM-UP URL", "METHOD", "TIMEOUT", "KEEP-ALIVE",
-                    "COLD-START PRIOR", "WARM LATENCY"});
+                    "COLD-START PRIOR", "WARM LATENCY", "CONCURRENCY"});
 }
 
 // Plan rows; relative columns only when `origin` is known.

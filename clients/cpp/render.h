@@ -65,6 +65,7 @@ class TextTable {
 // names; pretty-printed unless `compact` (one line, for streams). Ends with a newline.
 std::string ToJson(const google::protobuf::Message& message, bool compact = false);
 
+// One row per service: its fields, "-" for unset durations, CONCURRENCY "unlimited" for 0.
 std::string RenderServices(const v1::ListServicesResponse& response);
 // One line per service ("Registered service a." / "Replaced service a."), then the services as
 // stored, defaults filled in.

@@ -49,6 +49,7 @@ namespace {
 using ::prewarm::testing::FakeHttpTarget;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
+using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -266,7 +267,11 @@ TEST_F(PrewarmctlTest, EveryCommandHasHelpWithUsageFlagsAndExamples) {
   EXPECT_THAT(submit.out, HasSubstr("--dry-run"));
   EXPECT_THAT(submit.out, HasSubstr("\"upstream_task_ids\": [\"extract\"]"));
   EXPECT_THAT(submit.out, HasSubstr("prewarmctl run submit --file dag.json --run-id run-2"));
-  EXPECT_THAT(Run({"services", "register", "--help"}).out, HasSubstr("services.yaml"));
+  const Result register_help = Run({"services", "register", "--help"});
+  EXPECT_THAT(register_help.out, HasSubstr("services.yaml"));
+  EXPECT_THAT(register_help.out, HasSubstr("--container-concurrency N"));
+  EXPECT_THAT(register_help.out, HasSubstr("(0: unlimited; Lambda: 1)"));
+  EXPECT_THAT(register_help.out, HasSubstr("container_concurrency: 1}"));  // The YAML example.
 }
 
 TEST_F(PrewarmctlTest, GroupsWithoutACommandListTheirCommands) {
@@ -322,6 +327,18 @@ TEST_F(PrewarmctlTest, UsageErrorsExitTwoNamingTheProblemAndCallNothing) {
       {{"services", "register"}, "give --name"},
       {{"services", "register", "--name", "a", "--mode", "lazy"}, "--mode is managed or delegated"},
       {{"services", "register", "--name", "a", "--keep-alive", "forever"}, "--keep-alive"},
+      {{"services", "register", "--name", "a", "--container-concurrency", "one"},
+       "--container-concurrency must be an integer >= 0 (0: unlimited), not 'one'"},
+      {{"services", "register", "--name", "a", "--container-concurrency", "-1"},
+       "--container-concurrency must be an integer >= 0 (0: unlimited), not '-1'"},
+      {{"services", "register", "--name", "a", "--container-concurrency=1.5"},
+       "--container-concurrency must be an integer"},
+      {{"services", "register", "--name", "a", "--container-concurrency", "99999999999"},
+       "not '99999999999'"},  // Beyond int32.
+      {{"services", "register", "--name", "a", "--container-concurrency"},
+       "--container-concurrency needs a value (N)"},
+      {{"services", "register", "--file", bad_json, "--container-concurrency", "1"},
+       "--file cannot be combined with --container-concurrency"},
       {{"services", "register", "--file", bad_json, "--name", "a"},
        "--file cannot be combined with --name"},
       {{"watch", "--count", "0"}, "--count must be a positive integer"},
@@ -382,6 +399,109 @@ TEST_F(PrewarmctlTest, ServicesRegisterFromFlagsAndListAsTableAndJson) {
   EXPECT_EQ(registered.service().name(), "svc-b");
   EXPECT_FALSE(registered.replaced());
   EXPECT_THAT(r.out, HasSubstr("\"replaced\": false"));  // Defaults printed too.
+}
+
+TEST_F(PrewarmctlTest, ServicesRegisterContainerConcurrencyShowsInTableAndJson) {
+  StartServer();
+  Result r = Run({"services", "register", "--name", "lambda", "--mode", "delegated",
+                  "--container-concurrency", "1"});
+  ASSERT_EQ(r.code, 0) << r;
+  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << r;
+  EXPECT_THAT(lines[1], AllOf(HasSubstr("KEEP-ALIVE"), EndsWith("  CONCURRENCY")));
+  EXPECT_THAT(lines[2], AllOf(StartsWith("lambda  delegated"), EndsWith("  1")));
+
+  // Not given: 0, which the table calls unlimited.
+  r = Run({"services", "register", "--name", "svc-a", "--url", target_->Url("/warmup"),
+           "--keep-alive", "90s", "--container-concurrency=0"});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_THAT(r.out, HasSubstr("1m30s"));
+  EXPECT_THAT(r.out, EndsWith("  unlimited\n"));
+  r = Run({"services", "register", "--name", "svc-b", "--url", target_->Url("/warmup"),
+           "--container-concurrency", "10000"});  // The server's upper bound.
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_THAT(r.out, EndsWith("  10000\n"));
+
+  r = Run({"services", "list"});
+  ASSERT_EQ(r.code, 0) << r;
+  lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << r;
+  EXPECT_THAT(lines[0], EndsWith("WARM LATENCY  CONCURRENCY"));
+  EXPECT_THAT(lines[1], AllOf(StartsWith("lambda "), EndsWith("  1")));
+  EXPECT_THAT(lines[2], AllOf(StartsWith("svc-a "), EndsWith("  unlimited")));
+  EXPECT_THAT(lines[3], AllOf(StartsWith("svc-b "), EndsWith("  10000")));
+
+  r = Run({"--output", "json", "services", "list"});
+  ASSERT_EQ(r.code, 0) << r;
+  const auto list = FromJson<v1::ListServicesResponse>(r.out);
+  ASSERT_EQ(list.services_size(), 3);
+  EXPECT_EQ(list.services(0).container_concurrency(), 1);
+  EXPECT_EQ(list.services(1).container_concurrency(), 0);
+  EXPECT_EQ(list.services(2).container_concurrency(), 10000);
+  EXPECT_THAT(r.out, HasSubstr("\"container_concurrency\": 1,"));
+  EXPECT_THAT(r.out, HasSubstr("\"container_concurrency\": 0,"));  // Defaults printed too.
+
+  r = Run({"--output", "json", "services", "register", "--name", "svc-c", "--url",
+           target_->Url("/warmup"), "--container-concurrency", "4"});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_EQ(FromJson<v1::RegisterServiceResponse>(r.out).service().container_concurrency(), 4);
+
+  // Beyond 10000 is the server's INVALID_ARGUMENT, naming the field; nothing is registered.
+  r = Run({"services", "register", "--name", "svc-d", "--url", target_->Url("/warmup"),
+           "--container-concurrency", "10001"});
+  EXPECT_EQ(r.code, 4) << r;
+  EXPECT_THAT(r.err, HasSubstr("service 'svc-d': server error: INVALID_ARGUMENT: "
+                               "service.container_concurrency"));
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(Run({"services", "list"}).out, Not(HasSubstr("svc-d")));
+}
+
+TEST_F(PrewarmctlTest, ServicesFilesCarryContainerConcurrencyAndAListingRoundTrips) {
+  StartServer();
+  const std::string yaml = WriteFile("services.yaml", absl::StrCat(R"(services:
+  - name: svc-a
+    warmup_url: )", target_->Url("/warmup"), R"(
+    keep_alive: 90s
+    container_concurrency: 8
+  - {name: lambda, mode: WARMUP_MODE_DELEGATED, container_concurrency: 1}
+)"));
+  Result r = Run({"services", "register", "--file", yaml});
+  ASSERT_EQ(r.code, 0) << r;
+  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 5u) << r;
+  EXPECT_THAT(lines[3], AllOf(StartsWith("svc-a "), EndsWith("  8")));
+  EXPECT_THAT(lines[4], AllOf(StartsWith("lambda "), EndsWith("  1")));
+
+  const std::string json = WriteFile("more.json", absl::StrCat(R"([
+      {"name": "svc-b", "warmup_url": ")", target_->Url("/warmup"), R"(",
+       "containerConcurrency": 2}])"));
+  r = Run({"services", "register", "--file", json});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_THAT(r.out, EndsWith("  2\n"));
+
+  // A file with a value the server refuses: its message names the field and the entry.
+  const std::string bad = WriteFile("bad.json", R"([{"name": "x", "mode": "WARMUP_MODE_DELEGATED",
+                                                     "container_concurrency": -3}])");
+  r = Run({"services", "register", "--file", bad});
+  EXPECT_EQ(r.code, 4) << r;
+  EXPECT_THAT(r.err, HasSubstr("INVALID_ARGUMENT: service.container_concurrency"));
+  EXPECT_THAT(r.err, HasSubstr("(entry 0 of " + bad));
+
+  // What `--output json services list` printed registers again with the same concurrency.
+  r = Run({"--output", "json", "services", "list"});
+  ASSERT_EQ(r.code, 0) << r;
+  const std::string listing = r.out;
+  r = Run({"services", "register", "--file", "-"}, listing);
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_THAT(r.out, HasSubstr("Replaced service svc-a."));
+  r = Run({"--output", "json", "services", "list"});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_EQ(r.out, listing);
+  const auto list = FromJson<v1::ListServicesResponse>(r.out);
+  ASSERT_EQ(list.services_size(), 3);
+  EXPECT_EQ(list.services(0).container_concurrency(), 1);  // lambda
+  EXPECT_EQ(list.services(1).container_concurrency(), 8);  // svc-a
+  EXPECT_EQ(list.services(2).container_concurrency(), 2);  // svc-b
 }
 
 TEST_F(PrewarmctlTest, NoServicesSaysHowToAddOne) {
@@ -931,6 +1051,19 @@ TEST(PrewarmctlInputFilesTest, RunFilesAcceptFriendlyDurationsAndRejectUnknownFi
   EXPECT_EQ((*services)[0].keep_alive().seconds(), 90);
   EXPECT_EQ((*services)[0].warmup_timeout().seconds(), 60);
   EXPECT_EQ((*services)[0].cold_start_prior().nanos(), 250'000'000);
+  EXPECT_EQ((*services)[0].container_concurrency(), 0);
+  services = ParseServices(
+      "- {name: a, container_concurrency: 1}\n- {name: b, containerConcurrency: 8}\n",
+      FileFormat::kYaml, "s.yaml");
+  ASSERT_TRUE(services.ok()) << services.status();
+  ASSERT_EQ(services->size(), 2u);
+  EXPECT_EQ((*services)[0].container_concurrency(), 1);
+  EXPECT_EQ((*services)[1].container_concurrency(), 8);
+  EXPECT_THAT(ParseServices(R"({"name": "a", "container_concurrency": "many"})",
+                            FileFormat::kJson, "s.json")
+                  .status()
+                  .message(),
+              HasSubstr("s.json"));
 
   EXPECT_THAT(ParseServices("[]", FileFormat::kJson, "s.json").status().message(),
               HasSubstr("no services"));
@@ -964,6 +1097,26 @@ TEST(PrewarmctlRenderTest, TimesDurationsEnumsAndTables) {
   EXPECT_EQ(*ParseDurationArg("1m30s", "--x"), absl::Seconds(90));
   EXPECT_EQ(FromProto(ToProto(t - absl::Nanoseconds(1))), t - absl::Nanoseconds(1));
   EXPECT_EQ(FromProto(ToProto(-absl::Milliseconds(1500))), -absl::Milliseconds(1500));
+}
+
+TEST(PrewarmctlRenderTest, ServicesTableEndsWithConcurrencyUnlimitedForZero) {
+  v1::ListServicesResponse list;
+  v1::Service* a = list.add_services();
+  a->set_name("a");
+  a->set_mode(v1::WARMUP_MODE_DELEGATED);
+  *a->mutable_keep_alive() = ToProto(absl::Seconds(60));
+  a->set_container_concurrency(1);
+  v1::Service* b = list.add_services();
+  b->set_name("b");
+  b->set_warmup_url("http://127.0.0.1:1/w");
+  b->set_warmup_method("GET");
+  EXPECT_EQ(RenderServices(list),
+            "NAME  MODE       WARM-UP URL           METHOD  TIMEOUT  KEEP-ALIVE  COLD-START PRIOR  "
+            "WARM LATENCY  CONCURRENCY\n"
+            "a     delegated  -                     -       -        1m          -                 "
+            "-             1\n"
+            "b     managed    http://127.0.0.1:1/w  GET     -        -           -                 "
+            "-             unlimited\n");
 }
 
 TEST(PrewarmctlCommandLineTest, FlagsSwitchesPositionalsAndTheEndOfFlags) {

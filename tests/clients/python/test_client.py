@@ -76,6 +76,53 @@ def test_register_service_rejects_unknown_fields_client_side(client: PrewarmClie
         client.register_service("x", mode="sometimes")
 
 
+def test_register_service_container_concurrency(client: PrewarmClient) -> None:
+    name = uid("svc")
+    first = client.register_service(name, mode="delegated", keep_alive=60,
+                                    container_concurrency=1)
+    assert first.service.container_concurrency == 1
+    assert convert.to_seconds(first.service.keep_alive) == 60
+    by_name = {s.name: s for s in client.list_services()}
+    assert by_name[name].container_concurrency == 1
+    # Not given: unset, 0, which the server reads as unlimited.
+    second = client.register_service(name, mode="delegated")
+    assert second.replaced and second.service.container_concurrency == 0
+    # In a dict, and through a Service message; 10000 is the server's upper bound.
+    third = client.register_service({"name": name, "mode": "delegated",
+                                     "container_concurrency": 10000})
+    assert third.service.container_concurrency == 10000
+    fourth = client.register_service(pb2.Service(name=name, mode=pb2.WARMUP_MODE_DELEGATED,
+                                                 container_concurrency=4))
+    assert fourth.service.container_concurrency == 4
+    assert {s.name: s for s in client.list_services()}[name].container_concurrency == 4
+    zero = client.register_service(name, mode="delegated", container_concurrency=0)
+    assert zero.service.container_concurrency == 0
+
+
+def test_register_service_container_concurrency_above_the_limit_is_the_servers_error(
+        client: PrewarmClient) -> None:
+    name = uid("svc")
+    with pytest.raises(InvalidArgumentError) as info:
+        client.register_service(name, mode="delegated", container_concurrency=10001)
+    assert "service.container_concurrency" in info.value.message
+    assert info.value.method == "RegisterService"
+    assert name not in {s.name for s in client.list_services()}
+
+
+@pytest.mark.parametrize("value,error", [
+    (-1, ValueError), (1.5, TypeError), (2.0, TypeError), ("2", TypeError), (True, TypeError),
+])
+def test_register_service_rejects_bad_container_concurrency_client_side(
+        value: Any, error: type[Exception]) -> None:
+    # Nothing listens at the target: the check happens before any call (which would fail with
+    # UnavailableError).
+    with PrewarmClient("127.0.0.1:1", timeout=1.0) as offline:
+        with pytest.raises(error, match="container_concurrency"):
+            offline.register_service("x", mode="delegated", container_concurrency=value)
+        with pytest.raises(error, match="container_concurrency"):
+            offline.register_service({"name": "x", "container_concurrency": value})
+
+
 def test_prewarm_accepts_dicts_dataclasses_and_messages(client: PrewarmClient) -> None:
     run_id = uid("run")
     start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)

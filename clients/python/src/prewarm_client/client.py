@@ -20,6 +20,7 @@ into datetimes and seconds. Thread-safe: one client (one channel) can serve many
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
@@ -93,6 +94,18 @@ def event_type(event: EventType) -> int:
         return EVENT_TYPES[key]
     except KeyError:
         raise ValueError(f"unknown task event {event!r}; one of {sorted(EVENT_TYPES)}") from None
+
+
+def _container_concurrency(value: Any) -> int:
+    """Service.container_concurrency from an int >= 0 (0: unlimited; 1 for Lambda or Knative
+    containerConcurrency 1). TypeError for a non-integer (bools too), ValueError for a negative
+    one; the server's upper bound (10000) is its own INVALID_ARGUMENT."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"container_concurrency must be an int >= 0 (0: unlimited), "
+                        f"got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"container_concurrency must be >= 0 (0: unlimited), got {value!r}")
+    return int(value)
 
 
 def _pem(value: Optional[Pem]) -> Optional[bytes]:
@@ -211,12 +224,17 @@ class PrewarmClient:
                          cold_start_prior: Optional[convert.Span] = None,
                          mode: Union[str, int, None] = None,
                          warm_latency: Optional[convert.Span] = None,
+                         container_concurrency: Optional[int] = None,
                          timeout: Optional[float] = None) -> Any:
         """Creates or replaces a warm-up target; returns RegisterServiceResponse (the stored
         service with defaults filled in, and `replaced`).
 
         `service` is a name (with the fields as keywords), a dict of the same fields, or a
         prewarm.v1.Service. Spans are seconds or timedeltas; mode is "managed" or "delegated".
+        container_concurrency is how many requests one container serves at once: 0 (the
+        server's default when None) is unlimited, 1 for Lambda or Knative containerConcurrency 1;
+        a non-integer raises TypeError, a negative one ValueError, more than 10000 the server's
+        InvalidArgumentError.
         """
         if isinstance(service, pb2.Service):
             message = service
@@ -224,7 +242,8 @@ class PrewarmClient:
             fields: dict[str, Any] = {"warmup_url": warmup_url, "warmup_method": warmup_method,
                                       "warmup_timeout": warmup_timeout, "keep_alive": keep_alive,
                                       "cold_start_prior": cold_start_prior, "mode": mode,
-                                      "warm_latency": warm_latency}
+                                      "warm_latency": warm_latency,
+                                      "container_concurrency": container_concurrency}
             if isinstance(service, Mapping):
                 unknown = set(service) - set(fields) - {"name"}
                 if unknown:
@@ -246,6 +265,9 @@ class PrewarmClient:
                         raise ValueError(f"unknown mode {m!r}; one of {sorted(WARMUP_MODES)}")
                     m = WARMUP_MODES[key]
                 message.mode = m
+            if fields["container_concurrency"] is not None:
+                message.container_concurrency = _container_concurrency(
+                    fields["container_concurrency"])
         return self._call("RegisterService", pb2.RegisterServiceRequest(service=message), timeout)
 
     def list_services(self, *, timeout: Optional[float] = None) -> list[Any]:
