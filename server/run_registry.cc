@@ -442,7 +442,6 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
   TaskRuntime& rt = run.tasks[v];
   const absl::Time at = FromProto(event.event_time(), "event_time").value_or(now);
   const bool replay = learned == nullptr;
-  const ServiceInfo service = spec.service.empty() ? ServiceInfo{} : deps_.services->Info(spec.service);
   const std::optional<bool> cold =
       event.has_cold() ? std::optional<bool>(event.cold()) : std::nullopt;
 
@@ -882,7 +881,10 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
       run = found->second.get();
       rt = &run->tasks[flight.task];
     }
-    const std::string task_key = absl::StrCat(flight.run_id, "#", flight.task);
+    // A warm-up of a retired run gets a name no task has ('\x1f' is refused in ids), so that
+    // it cannot touch the hold of a new run that reuses the id.
+    const std::string task_key =
+        rt != nullptr ? TaskKey(*run, flight.task) : absl::StrCat("\x1fwarmup#", warmup_id);
     // Whoever it was for, the container it reached is warm now; held for the task if it still
     // waits for it, else free for others.
     const bool holds = rt != nullptr && run->planner->progress(flight.task).state ==
