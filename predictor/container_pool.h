@@ -76,7 +76,6 @@ class ContainerPool {
     bool warm;
   };
 
-  int capacity() const { return capacity_; }
   // Slots neither serving nor held.
   int FreeSlots(const Container& c) const;
   bool WarmAt(const Container& c, absl::Time at) const {

@@ -258,7 +258,6 @@ void RunPlanner::Sample(int v, double now_rel) {
       break;
     }
     case TaskState::kRunning: {
-      // Condition on having run for at least the elapsed time.
       // Condition on having run for at least the elapsed time, after waiting for its container
       // (a cold call's run time begins once the container is up).
       Rng rng(StreamSeed(seed_, v, kConditioned));
