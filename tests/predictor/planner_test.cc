@@ -504,3 +504,43 @@ TEST_F(PlannerTest, FailedTaskMayBeRetried) {
 
 }  // namespace
 }  // namespace prewarm
+
+namespace prewarm {
+namespace {
+
+TEST_F(PlannerTest, ATaskThatStartedColdFinishesItsColdStartLater) {
+  auto p = Plan(SeedChain(), t0_);
+  const int task1 = Index(*p, "task1");
+  // Warm: task2 starts after task1's 3 s (the dispatch gap prior is 0).
+  ASSERT_TRUE(p->Started(task1, t0_, t0_).ok());
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").expected_start, t0_ + absl::Seconds(3), kTolerance);
+  // A known wait of 2 s: 2 s later.
+  ASSERT_TRUE(p->Started(task1, t0_, t0_, absl::Seconds(2)).ok());
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").expected_start, t0_ + absl::Seconds(5), kTolerance);
+  // Cold with the length unknown: the service's cold start (1 s), drawn from its history.
+  ASSERT_TRUE(p->Started(task1, t0_, t0_, std::nullopt).ok());
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").expected_start, t0_ + absl::Seconds(4), kTolerance);
+  EXPECT_TIME_NEAR(PlanOf(*p, "task2").warmup_time, t0_ + absl::Seconds(3), kTolerance);
+}
+
+TEST_F(PlannerTest, WithOneRequestPerContainerALateWarmupsSpareIsPriced) {
+  // b's start spreads over [8, 12) s (in no particular order: a trend would be projected away);
+  // its cold start is 2 s.
+  for (int i = 0; i < 64; ++i) {
+    history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(8 + (i * 37 % 64) / 16.0));
+  }
+  LearnColdStart("svc-b", 2);
+  std::vector<TaskSpec> tasks = {T("a", {}, "svc-a"), T("b", {"a"}, "svc-b")};
+  KeepWarm("svc-a");
+  services_["svc-b"] = ServiceInfo{.warmable = true, .keep_alive = keep_alive_};
+  const absl::Time unlimited = PlanOf(*Plan(tasks, t0_), "b").warmup_time;
+  services_["svc-b"].container_concurrency = 1;
+  auto p = Plan(tasks, t0_);
+  const TaskPlan& one = PlanOf(*p, "b");
+  // A late sample would also idle a spare container for the 60 s keep-alive: fire earlier.
+  EXPECT_LT(one.warmup_time, unlimited);
+  EXPECT_EQ(one.decision, WarmupDecision::kWarm);
+}
+
+}  // namespace
+}  // namespace prewarm
