@@ -121,6 +121,7 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
   if (p.max_warmup_refreshes() != 0) {
     o.registry.max_warmup_refreshes = std::max(0, p.max_warmup_refreshes());
   }
+  if (p.ignore_trends()) o.registry.history.follow_trends = false;
   if (p.has_default_keep_alive()) {
     if (absl::Status s = PositiveDuration(p.default_keep_alive(), "planning.default_keep_alive",
                                           &o.service_defaults.keep_alive);

@@ -67,7 +67,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
     "limits": {"max_active_runs": 7, "max_tasks_per_dag": 50, "max_edges_per_dag": 60,
                "max_services": 5, "max_message_bytes": 65536},
     "planning": {"delay_cost_ratio": 4.5, "sample_count": 256, "window_size": 64,
-                 "max_warmup_refreshes": 3, "default_keep_alive": "75s", "cold_start_prior": "3s",
+                 "max_warmup_refreshes": 3, "ignore_trends": true, "default_keep_alive": "75s", "cold_start_prior": "3s",
                  "duration_prior": "1.5s"},
     "bearer_token_file": ")" + token +
                                     R"("
@@ -92,6 +92,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
   EXPECT_EQ(options_.registry.planner.sample_count, 256);
   EXPECT_EQ(options_.registry.history.window_size, 64);
   EXPECT_EQ(options_.registry.max_warmup_refreshes, 3);
+  EXPECT_FALSE(options_.registry.history.follow_trends);
   EXPECT_EQ(options_.service_defaults.keep_alive, absl::Seconds(75));
   EXPECT_EQ(options_.registry.history.cold_start_prior, absl::Seconds(3));
   EXPECT_EQ(options_.registry.history.duration_prior, absl::Milliseconds(1500));
@@ -107,6 +108,7 @@ TEST_F(ConfigTest, AnEmptyFileKeepsTheDefaults) {
   EXPECT_EQ(options_.max_message_bytes, defaults.max_message_bytes);
   EXPECT_EQ(options_.service_defaults.keep_alive, defaults.service_defaults.keep_alive);
   EXPECT_EQ(options_.registry.max_warmup_refreshes, 60);
+  EXPECT_TRUE(options_.registry.history.follow_trends);
   ASSERT_TRUE(Apply(R"({"planning": {"max_warmup_refreshes": -1}})").ok());
   EXPECT_EQ(options_.registry.max_warmup_refreshes, 0);  // -1: never refresh
 }
