@@ -318,17 +318,10 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   const bool some_skip = runs > 0 && runs < m_;
   double sum = 0;
   float latest = -std::numeric_limits<float>::infinity();
-  if (some_skip) {
-    for (int i = 0; i < m_; ++i) {
-      if (!r[i]) continue;
-      sum += s[i];
-      latest = std::max(latest, s[i]);
-    }
-  } else {
-    for (int i = 0; i < m_; ++i) {
-      sum += s[i];
-      latest = std::max(latest, s[i]);
-    }
+  for (int i = 0; i < m_; ++i) {
+    if (some_skip && !r[i]) continue;
+    sum += s[i];
+    latest = std::max(latest, s[i]);
   }
   plan.expected_start = Abs(sum / (some_skip ? runs : m_));
   const bool starts_now = latest <= now_rel + kTooLateSlack;
