@@ -6,12 +6,17 @@ set -euo pipefail
 packages=(
   # Toolchain.
   g++ cmake ninja-build pkg-config git
+  # Fuzzers and sanitizer builds (scripts/fuzz.sh, scripts/sanitize.sh): clang 14 with its
+  # runtimes. -fsanitize=fuzzer links libFuzzer from libclang-rt-14-dev (libclang_rt.fuzzer), so
+  # the separate libfuzzer-14-dev (a libFuzzer.a for other compilers) is not needed.
+  clang-14 libclang-rt-14-dev
   # C++ libraries (DESIGN §1).
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libsqlite3-dev libcurl4-openssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  # Python client, its tests and the proto lint (run with /usr/bin/python3).
-  python3 python3-grpcio python3-protobuf python3-pytest python3-yaml
+  # Python client, its tests and the proto lint (run with /usr/bin/python3); jsonschema for the
+  # deployment manifests' conformance test (tests/deploy/test_deploy_conformance.py).
+  python3 python3-grpcio python3-protobuf python3-pytest python3-yaml python3-jsonschema
   # Real peers used by the tests: a SQLite shell for inspection, Prometheus and promtool.
   sqlite3 prometheus curl
   # Plots of the policy comparison (bench/policy_sim/plot.py).
