@@ -153,6 +153,83 @@ def test_app_serves_a_cheap_warmup_and_reports_cold(app: int) -> None:
     assert status == 400
 
 
+def test_app_reads_the_body_of_a_post_on_a_kept_alive_connection(app: int) -> None:
+    """queue-proxy keeps connections to the app open: a POST with a body, then a GET, on one
+    HTTP/1.1 connection, must both be answered 200 (an unread body would be parsed as the next
+    request, a 400)."""
+    conn = http.client.HTTPConnection("127.0.0.1", app, timeout=10)
+    try:
+        conn.request("POST", "/task?sleep=0", body=b'{"run_id": "r1", "payload": "' +
+                     b"x" * 5000 + b'"}', headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        assert json.loads(resp.read())["slept"] == 0
+        assert not resp.will_close
+        sock = conn.sock
+        conn.request("GET", "/warmup")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, b"warm\n")
+        assert conn.sock is sock, "the second request used a new connection"
+    finally:
+        conn.close()
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    """Sends raw bytes on one connection, returns everything the app answers until it closes or
+    goes quiet."""
+    import socket  # noqa: PLC0415
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+        return out
+
+
+def statuses(raw: bytes) -> list[int]:
+    return [int(s) for s in re.findall(rb"^HTTP/1\.1 (\d{3}) ", raw, re.M)]
+
+
+def test_app_reads_chunked_bodies_and_pipelined_requests(app: int) -> None:
+    """A chunked POST (with an extension and a trailer) and a GET sent at once on one connection:
+    two 200s."""
+    raw = exchange(app, b"POST /warmup HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+                        b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert statuses(raw) == [200, 200], raw
+    assert raw.endswith(b"ok\n"), raw
+
+
+@pytest.mark.parametrize("request_bytes,status", [
+    (b"POST /warmup HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", 400),
+    (b"POST /warmup HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+     400),
+    (b"POST /warmup HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+     501),
+    (b"POST /warmup HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (b"POST /warmup HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n", 413),
+], ids=["bad-length", "two-lengths", "gzip", "bad-chunk", "too-large"])
+def test_app_refuses_an_unreadable_body_and_closes(app: int, request_bytes: bytes,
+                                                   status: int) -> None:
+    """The error is answered, the connection closed: the GET behind it is never parsed from the
+    body's bytes."""
+    raw = exchange(app, request_bytes + b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert statuses(raw) == [status], raw
+    assert b"\r\nConnection: close\r\n" in raw
+
+
+def test_revision_timeout_covers_the_longest_task(ksvc: dict) -> None:
+    """The app accepts tasks up to MAX_SLEEP_SECONDS: the revision's timeouts must leave room for
+    them and a cold start, within Knative's default max-revision-timeout-seconds (600)."""
+    tree = ast.parse(APP.read_text())
+    (max_sleep,) = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                    and any(getattr(t, "id", "") == "MAX_SLEEP_SECONDS" for t in n.targets)]
+    spec = ksvc["spec"]["template"]["spec"]
+    assert max_sleep + 60 <= spec["timeoutSeconds"] <= 600
+    assert spec["responseStartTimeoutSeconds"] == spec["timeoutSeconds"]
+
+
 def test_prewarmctl_registers_the_services_file_with_prewarmd(tmp_path: Path) -> None:
     """What docs/deploy.md says to run: prewarmctl services register --file - < the JSON."""
     h.harness.require_build_products()
