@@ -439,13 +439,27 @@ def alert_rules() -> list[dict[str, Any]]:
 # Kubernetes manifests
 
 
+LOCAL_CONFIG = "config.kubernetes.io/local-config"
+
+
+def is_local_config(doc: dict[str, Any]) -> bool:
+    """kustomize reads an object annotated local-config but leaves it out of its output
+    (deploy/k8s/runbooks.yaml): it is never applied to a cluster."""
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(LOCAL_CONFIG) == "true"
+
+
 def load_manifests(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every YAML document of every *.yaml file in `folder` (kustomization.yaml excluded)."""
+    """Every YAML document of every *.yaml file in `folder` that is applied to the cluster
+    (kustomization.yaml and local-config objects excluded)."""
     out = {}
     for path in sorted(folder.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
-        out[path.name] = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        docs = [d for d in yaml.safe_load_all(path.read_text())
+                if d is not None and not is_local_config(d)]
+        if docs:
+            out[path.name] = docs
     return out
 
 

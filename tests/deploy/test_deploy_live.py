@@ -26,6 +26,16 @@ $__range by 5m, $job by the scrape job, $service by the "All" regex):
 - Prometheus must have loaded every rule and evaluated it without error (/api/v1/rules);
 - finally prewarmd is stopped and PrewarmDown must go pending: the rule fires on real data.
 
+A second Prometheus scrapes the same prewarmd the way the Prometheus Operator would from
+deploy/k8s/servicemonitor.yaml: the scrape job the operator generates for its endpoint
+(conformance.operator_scrape_config: honor_labels, path and port from the manifest, the operator's
+relabeling unchanged), with the Kubernetes discovery replaced by one static target that carries
+the __meta_kubernetes_* labels the discovery would give prewarmd's pod behind the Service. There
+the per-service series must keep their own service label and PrewarmWarmupFailures must group by
+the real services. A control job, the same ServiceMonitor without honorLabels (and a Service of
+another name, so that its job differs), shows what the check guards against: every series
+service="<Service name>", the real one moved to exported_service.
+
 Takes about 30 s. Every process is stopped at the end, also on failure (and killed by the kernel
 if this interpreter dies: the harness's PR_SET_PDEATHSIG).
 """
@@ -46,6 +56,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+import conformance
 import deploy_helpers as h
 from deploy_helpers import harness
 
@@ -55,18 +66,17 @@ INIT_SECONDS = 0.1
 KEEP_ALIVE_SECONDS = 2.0
 MIN_RUNS = 2
 MAX_RUNS = 6
+# The operator-shaped scrape: the pod behind the Service, and the control job's Service name.
+POD = "prewarmd-7c9d8b6f5-x2x4q"
+NO_HONOR_JOB = "prewarmd-nohonor"
 
 
 @dataclass
-class Stack:
-    prometheus_port: int
-    prewarmd: harness.Prewarmd
-    gateway: harness.Gateway
-    runs: int
-    log_dir: Path
+class PrometheusAPI:
+    port: int
 
     def api(self, path: str, **params: str) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.prometheus_port}{path}"
+        url = f"http://127.0.0.1:{self.port}{path}"
         if params:
             url += "?" + urllib.parse.urlencode(params)
         try:
@@ -88,6 +98,18 @@ class Stack:
         return float(series[0]["value"][1]) if series else 0.0
 
 
+@dataclass
+class Stack(PrometheusAPI):
+    """The Prometheus of deploy/prometheus/prometheus.yml (this object's own API), and the one
+    configured like the Prometheus Operator (`operator`)."""
+    prewarmd: harness.Prewarmd
+    gateway: harness.Gateway
+    runs: int
+    log_dir: Path
+    operator: PrometheusAPI
+    services: list[str]
+
+
 def wait_for(predicate: Any, timeout: float, what: str) -> Any:
     return harness.wait_for(predicate, timeout=timeout, interval=0.1, what=what)
 
@@ -103,9 +125,38 @@ def prometheus_config(metrics_port: int) -> dict[str, Any]:
     return config
 
 
-def start_prometheus(binary: str, workdir: Path, metrics_port: int) -> tuple[Any, int]:
+def operator_prometheus_config(metrics_port: int) -> dict[str, Any]:
+    """The Prometheus Operator's scrape job for deploy/k8s's ServiceMonitor (as kustomize renders
+    it) against the test's prewarmd, scraped every second; and the control job without
+    honorLabels."""
+    objects = conformance.render_k8s()
+    (monitor,) = conformance.objects_by_kind(objects, "ServiceMonitor")
+    (service,) = conformance.objects_by_kind(objects, "Service")
+    (deployment,) = conformance.objects_by_kind(objects, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    fast = {"scrape_interval": "1s", "scrape_timeout": "1s"}
+    address = f"127.0.0.1:{metrics_port}"
+    control_monitor = json.loads(json.dumps(monitor))
+    control_monitor["metadata"]["name"] = NO_HONOR_JOB
+    for endpoint in control_monitor["spec"]["endpoints"]:
+        endpoint.pop("honorLabels", None)
+    control_service = json.loads(json.dumps(service))
+    control_service["metadata"]["name"] = NO_HONOR_JOB
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            conformance.operator_scrape_config(monitor, 0, service, POD, container["name"],
+                                               address, fast),
+            conformance.operator_scrape_config(control_monitor, 0, control_service, POD,
+                                               container["name"], address, fast),
+        ],
+    }
+
+
+def start_prometheus(binary: str, workdir: Path, config: dict[str, Any]) -> tuple[Any, int]:
+    workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(prometheus_config(metrics_port)))
+    config_path.write_text(yaml.safe_dump(config))
     log = workdir / "prometheus.log"
     for _ in range(3):  # the free port may be taken between choosing and binding it
         port = h.free_port()
@@ -161,20 +212,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     gateway = harness.Gateway(workdir / "gateway", [
         harness.GatewayService(s, INIT_SECONDS, KEEP_ALIVE_SECONDS) for s in workflow.services()])
     prewarmd = harness.Prewarmd(workdir / "prewarmd")
-    process = None
+    processes = []
     try:
         gateway.start()
         prewarmd.start()
-        process, port = start_prometheus(prometheus, workdir, prewarmd.metrics_port)
-        stack = Stack(port, prewarmd, gateway, 0, workdir)
-        wait_for(lambda: stack.value(f'up{{job="{h.JOB}"}}') == 1, 20, "prewarmd scraped")
+        process, port = start_prometheus(prometheus, workdir,
+                                         prometheus_config(prewarmd.metrics_port))
+        processes.append(process)
+        process, operator_port = start_prometheus(
+            prometheus, workdir / "operator", operator_prometheus_config(prewarmd.metrics_port))
+        processes.append(process)
+        stack = Stack(port, prewarmd, gateway, 0, workdir, PrometheusAPI(operator_port),
+                      workflow.services())
+        for api in (stack, stack.operator):
+            wait_for(lambda: api.value(f'up{{job="{h.JOB}"}}') == 1, 20, "prewarmd scraped")
         stack.runs = run_workflow(prewarmd, gateway)
-        # Prometheus has scraped the end of the workflow: it has every ReportTiming prewarmd
+        # Both have scraped the end of the workflow: they have every ReportTiming prewarmd
         # counted.
         reports = prewarmd.metric("prewarm_rpcs_total", method="ReportTiming")
-        wait_for(lambda: stack.value(
-            f'sum(prewarm_rpcs_total{{job="{h.JOB}", method="ReportTiming"}})') == reports, 20,
-            "the last scrape")
+        for api in (stack, stack.operator):
+            wait_for(lambda: api.value(
+                f'sum(prewarm_rpcs_total{{job="{h.JOB}", method="ReportTiming"}})') == reports,
+                20, "the last scrape")
         yield stack
     except BaseException:
         for log in sorted(workdir.rglob("*.log")):
@@ -182,7 +241,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                   f"{log.read_text(errors='replace')[-4000:]}")
         raise
     finally:
-        if process is not None:
+        for process in processes:
             harness._stop(process, signal.SIGTERM, timeout=10)
         prewarmd.stop()
         gateway.stop()
@@ -274,6 +333,59 @@ def test_prometheus_loaded_and_evaluated_every_rule(stack: Stack) -> None:
     # A healthy, warmed workflow fires nothing.
     firing = [a for a in stack.api("/api/v1/alerts")["data"]["alerts"] if a["state"] == "firing"]
     assert firing == []
+
+
+def test_operator_scrape_has_the_operators_target_labels(stack: Stack) -> None:
+    """The operator-shaped job really relabels like the operator: job from the Service name, and
+    namespace, service, pod, container and endpoint on the target."""
+    (up,) = stack.operator.series(f'up{{job="{h.JOB}"}}')
+    labels = up["metric"]
+    assert labels["job"] == h.JOB and labels["service"] == h.JOB, labels
+    assert labels["namespace"] == "prewarm" and labels["endpoint"] == "metrics", labels
+    assert labels["pod"] == POD and labels["container"] == "prewarmd", labels
+    assert set(labels) >= conformance.OPERATOR_TARGET_LABELS, labels
+    targets = stack.operator.api("/api/v1/targets")["data"]["activeTargets"]
+    assert {t["health"] for t in targets} == {"up"}, targets
+
+
+def per_service(api: PrometheusAPI, promql: str) -> list[dict[str, str]]:
+    return [s["metric"] for s in api.series(promql)]
+
+
+def test_operator_scrape_keeps_the_per_service_series(stack: Stack) -> None:
+    """With the ServiceMonitor's honorLabels, prewarmd's per-service series keep their service
+    label (as with the plain prometheus.yml), and nothing is renamed to exported_service."""
+    query = f'count by (service, exported_service) (prewarm_warmups_total{{job="{h.JOB}"}})'
+    operator = per_service(stack.operator, query)
+    assert not any("exported_service" in m for m in operator), operator
+    assert {m["service"] for m in operator} == set(stack.services), operator
+    assert {m["service"] for m in per_service(stack, query)} == set(stack.services)
+    # Series without a service label of their own carry the target's: the Service's name.
+    rpcs = per_service(stack.operator, f'count by (service) (prewarm_rpcs_total{{job="{h.JOB}"}})')
+    assert rpcs == [{"service": h.JOB}], rpcs
+
+
+def warmup_failures_services(api: PrometheusAPI, job: str) -> list[str]:
+    (rule,) = [r for r in h.alert_rules() if r["alert"] == "PrewarmWarmupFailures"]
+    expr = h.boolify(rule["expr"]).replace(f'job="{h.JOB}"', f'job="{job}"')
+    return sorted(m.get("service", "") for m in per_service(api, expr))
+
+
+def test_warmup_failures_alert_groups_by_the_real_services(stack: Stack) -> None:
+    """PrewarmWarmupFailures (sum by (job, service)), unfiltered, has one series per warmed
+    service behind the operator's relabeling: a failing service fires its own alert."""
+    assert warmup_failures_services(stack.operator, h.JOB) == sorted(stack.services)
+
+
+def test_without_honor_labels_every_series_is_the_services(stack: Stack) -> None:
+    """The control job: without honorLabels the operator's service label wins, the real one is
+    renamed, and PrewarmWarmupFailures collapses to one series. This is what the two tests above
+    would see if servicemonitor.yaml lost honorLabels."""
+    query = f'count by (service, exported_service) (prewarm_warmups_total{{job="{NO_HONOR_JOB}"}})'
+    series = per_service(stack.operator, query)
+    assert {m["service"] for m in series} == {NO_HONOR_JOB}, series
+    assert {m["exported_service"] for m in series} == set(stack.services), series
+    assert warmup_failures_services(stack.operator, NO_HONOR_JOB) == [NO_HONOR_JOB]
 
 
 def test_prewarm_down_goes_pending_when_prewarmd_stops(stack: Stack) -> None:
