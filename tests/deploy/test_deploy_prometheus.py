@@ -89,8 +89,49 @@ def test_rule_has_severity_and_runbook(rule: dict) -> None:
     anchors = {re.sub(r"[^a-z0-9 -]", "", m.lower()).replace(" ", "-")
                for m in re.findall(r"^#+\s+(.*)$", doc, re.M)}
     url = annotations["runbook_url"]
-    assert url.startswith("docs/deploy.md#"), url
-    assert url.split("#", 1)[1] in anchors, f"{url}: no such heading in docs/deploy.md"
+    # Absolute: Alertmanager and Grafana resolve a relative link against their own host. The base
+    # is the one deploy/k8s/runbooks.yaml sets for the PrometheusRule, so that one sed line
+    # (docs/deploy.md, section 9) changes both files.
+    base, _, anchor = url.partition("#")
+    assert base == runbook_base(), url
+    assert anchor in anchors, f"{url}: no such heading in docs/deploy.md"
+
+
+def runbook_base() -> str:
+    base = yaml.safe_load((h.K8S / "runbooks.yaml").read_text())["data"]["base_url"]
+    assert re.match(r"https://[a-z0-9.-]+\.[a-z]+/", base), base
+    assert "#" not in base
+    return base
+
+
+def test_runbook_urls_of_the_unit_tests_are_the_rules() -> None:
+    """alerts_test.yml expects the rules' own runbook_url: a changed base changes both."""
+    expected = {r["alert"]: r["annotations"]["runbook_url"] for r in h.alert_rules()}
+    tests = yaml.safe_load(h.ALERT_TESTS.read_text())
+    for case in tests["tests"]:
+        for check in case.get("alert_rule_test", []):
+            for alert in check.get("exp_alerts", []):
+                url = alert["exp_annotations"]["runbook_url"]
+                assert url == expected[check["alertname"]], url
+
+
+def test_documented_sed_line_changes_every_runbook_url(tmp_path: Path) -> None:
+    """docs/deploy.md's sed line for Prometheus without the operator: after it, every runbook_url
+    in alerts.yml and alerts_test.yml has the new base and promtool's unit tests still pass."""
+    promtool = h.require_tool("promtool")
+    (line,) = [l for l in h.DEPLOY_DOC.read_text().splitlines()
+               if l.startswith("sed -i") and runbook_base() in l]
+    shutil.copy(h.ALERTS, tmp_path / "alerts.yml")
+    shutil.copy(h.ALERT_TESTS, tmp_path / "alerts_test.yml")
+    base = "https://git.example.com/ops/prewarm/-/blob/v1/docs/deploy.md"
+    command = line.replace("YOUR_BASE", base).replace("deploy/prometheus/", "")
+    result = h.run(["sh", "-c", command], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rules = yaml.safe_load((tmp_path / "alerts.yml").read_text())
+    urls = [r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"]]
+    assert urls and all(u.startswith(base + "#") for u in urls), urls
+    result = h.run([promtool, "test", "rules", "alerts_test.yml"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_scrape_config_matches_the_server_and_the_rules() -> None:
