@@ -191,7 +191,8 @@ def _set_image(objects: list[dict[str, Any]], image: dict[str, Any]) -> None:
         elif "newTag" in image:
             container["image"] = f"{name}:{image['newTag']}"
         else:
-            container["image"] = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+            container["image"] = (name + (f":{tag}" if tag else "")
+                                  + (f"@{digest}" if digest else ""))
 
     # kustomize v5 rewrites the image of containers and initContainers at any depth.
     def walk(node: Any) -> None:
@@ -258,10 +259,10 @@ def _replace(objects: list[dict[str, Any]], replacement: dict[str, Any]) -> None
         raise RenderError(f"replacement {replacement}: only source and targets")
     source = dict(replacement["source"])
     field_path = _field_path(source.pop("fieldPath", "metadata.name"))
-    (found,) = _select(objects, source) or [None]
-    if found is None:
-        raise RenderError(f"replacement source {source} not found")
-    value = _get(found, field_path)
+    matches = _select(objects, source)
+    if len(matches) != 1:
+        raise RenderError(f"replacement source {source}: {len(matches)} objects, want one")
+    value = _get(matches[0], field_path)
     for target in replacement["targets"]:
         if set(target) - {"select", "fieldPaths", "options"}:
             raise RenderError(f"replacement target {target}: only select, fieldPaths, options")
@@ -335,7 +336,8 @@ def require_jsonschema() -> Any:
 def _validator(schema: dict[str, Any]) -> Any:
     jsonschema = require_jsonschema()
 
-    def list_type(validator: Any, kind: str, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    def list_type(validator: Any, kind: str, instance: Any,
+                  schema: dict[str, Any]) -> Iterator[Any]:
         # The API server's list semantics: a "set" has unique items, a "map" unique keys.
         if not isinstance(instance, list):
             return
