@@ -145,6 +145,15 @@ RunRegistry::RunRegistry(RunRegistryOptions options, RunRegistryDeps deps)
 }
 
 RunRegistry::~RunRegistry() {
+  {
+    // Before mu_: a callback may be waiting for mu_ (its `done` may call into the registry).
+    StoreCallbacks* callbacks = store_callbacks_.get();
+    absl::MutexLock lock(&callbacks->mu);
+    auto drained = [callbacks]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(callbacks->mu) {
+      return callbacks->outstanding == 0;
+    };
+    callbacks->mu.Await(absl::Condition(&drained));
+  }
   absl::MutexLock lock(&mu_);
   deps_.timers->Cancel(expiry_timer_);
   for (auto& [id, run] : runs_) {
@@ -153,6 +162,20 @@ RunRegistry::~RunRegistry() {
       if (t.refresh_timer != 0) deps_.timers->Cancel(t.refresh_timer);
     }
   }
+}
+
+CommitCallback RunRegistry::Tracked(CommitCallback fn) {
+  {
+    absl::MutexLock lock(&store_callbacks_->mu);
+    ++store_callbacks_->outstanding;
+  }
+  // The callback keeps the counter alive by itself: ~RunRegistry may return (and free the
+  // registry) as soon as the count reaches zero, while this thread still unlocks it.
+  return [callbacks = store_callbacks_, fn = std::move(fn)](absl::Status status) {
+    if (fn) fn(std::move(status));
+    absl::MutexLock lock(&callbacks->mu);
+    --callbacks->outstanding;
+  };
 }
 
 void RunRegistry::Learn(Observation observation, std::vector<Observation>* learned) {
@@ -202,19 +225,20 @@ std::function<void()> RunRegistry::Persist(std::vector<Observation> observations
     }
     finish_one();
   };
-  for (Observation& o : observations) deps_.store->AppendObservation(std::move(o), on_commit);
+  for (Observation& o : observations) deps_.store->AppendObservation(std::move(o), Tracked(on_commit));
   switch (run_write.kind) {
     case RunWrite::Kind::kNone:
       break;
     case RunWrite::Kind::kSnapshot:
-      deps_.store->PutRun(std::move(run_write.run_id), std::move(run_write.bytes), on_commit);
+      deps_.store->PutRun(std::move(run_write.run_id), std::move(run_write.bytes),
+                          Tracked(on_commit));
       break;
     case RunWrite::Kind::kEvent:
       deps_.store->AppendRunEvent(std::move(run_write.run_id), std::move(run_write.bytes),
-                                  on_commit);
+                                  Tracked(on_commit));
       break;
     case RunWrite::Kind::kDelete:
-      deps_.store->DeleteRun(std::move(run_write.run_id), on_commit);
+      deps_.store->DeleteRun(std::move(run_write.run_id), Tracked(on_commit));
       break;
   }
   return finish_one;
@@ -230,13 +254,13 @@ void RunRegistry::RegisterService(
   *response.mutable_service() = stored->first;
   response.set_replaced(stored->second);
   deps_.store->PutService(stored->first.name(), stored->first.SerializeAsString(),
-                          [done = std::move(done), response](absl::Status st) {
+                          Tracked([done = std::move(done), response](absl::Status st) {
                             if (!st.ok()) {
                               return done(absl::UnavailableError(
                                   absl::StrCat("the store could not commit: ", st.message())));
                             }
                             done(response);
-                          });
+                          }));
 }
 
 absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(

@@ -52,7 +52,9 @@ struct RunRegistryOptions {
   int max_warmup_refreshes = 60;
 };
 
-// Everything the registry works with. Not owned; all must outlive the registry.
+// Everything the registry works with. Not owned; all must outlive the registry. The store may
+// be closed before or after the registry is destroyed: the destructor waits for the store to run
+// every callback of the registry's writes (see ~RunRegistry).
 struct RunRegistryDeps {
   Clock* clock;
   ServiceRegistry* services;
@@ -76,6 +78,11 @@ class RunRegistry {
   using PlanCallback = std::function<void(absl::StatusOr<v1::RunPlan>)>;
 
   RunRegistry(RunRegistryOptions options, RunRegistryDeps deps);
+  // Waits until the store has run the commit callback of every write the registry queued (they
+  // use the registry), so that destroying the registry before closing the store is safe: a
+  // store's writer always completes what it accepted, committed or failed. Timers and warm-ups
+  // still call in: stop the TimerQueue and shut the HttpWarmer down first.
+  // REQUIRES: not called from a store commit callback (it would wait for itself).
   ~RunRegistry();
 
   // Loads services, history and active runs from the store and schedules the runs' pending
@@ -226,8 +233,18 @@ class RunRegistry {
                                               RunWrite run_write,
                                               std::function<void(absl::Status)> done);
 
+  // Counts the store callbacks of the registry's writes that have not finished yet. Shared with
+  // the callbacks, so that the last one can still unlock it while ~RunRegistry returns.
+  struct StoreCallbacks {
+    absl::Mutex mu;
+    int64_t outstanding ABSL_GUARDED_BY(mu) = 0;
+  };
+  // A commit callback that counts as outstanding from now until `fn` has returned.
+  CommitCallback Tracked(CommitCallback fn);
+
   const RunRegistryOptions options_;
   const RunRegistryDeps deps_;
+  const std::shared_ptr<StoreCallbacks> store_callbacks_ = std::make_shared<StoreCallbacks>();
   mutable absl::Mutex mu_;
   History history_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Run>> runs_ ABSL_GUARDED_BY(mu_);

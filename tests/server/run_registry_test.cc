@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -1239,6 +1240,121 @@ TEST_F(RunRegistryTest, ARetiredRunIsNotResurrectedByAConcurrentEventsSnapshot) 
   EXPECT_EQ(events, 0) << "the retired run's events outlived it";
 }
 
+// A store that, once deferring, commits each write at once but keeps its callback until
+// Release(): it plays a writer thread that has not reached the callbacks yet.
+class DeferringStore final : public HistoryStore {
+ public:
+  explicit DeferringStore(std::unique_ptr<HistoryStore> inner) : inner_(std::move(inner)) {}
+
+  void AppendObservation(Observation obs, CommitCallback done) override {
+    inner_->AppendObservation(std::move(obs), Wrap(std::move(done)));
+  }
+  void PutService(std::string name, std::string serialized, CommitCallback done) override {
+    inner_->PutService(std::move(name), std::move(serialized), Wrap(std::move(done)));
+  }
+  void DeleteService(std::string name, CommitCallback done) override {
+    inner_->DeleteService(std::move(name), Wrap(std::move(done)));
+  }
+  void PutRun(std::string run_id, std::string serialized, CommitCallback done) override {
+    inner_->PutRun(std::move(run_id), std::move(serialized), Wrap(std::move(done)));
+  }
+  void DeleteRun(std::string run_id, CommitCallback done) override {
+    inner_->DeleteRun(std::move(run_id), Wrap(std::move(done)));
+  }
+  void AppendRunEvent(std::string run_id, std::string serialized, CommitCallback done) override {
+    inner_->AppendRunEvent(std::move(run_id), std::move(serialized), Wrap(std::move(done)));
+  }
+  absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override {
+    return inner_->LoadObservations(fn);
+  }
+  absl::Status LoadServices(
+      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
+    return inner_->LoadServices(fn);
+  }
+  absl::Status LoadRuns(
+      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
+    return inner_->LoadRuns(fn);
+  }
+  absl::Status LoadRunEvents(
+      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
+    return inner_->LoadRunEvents(fn);
+  }
+  absl::Status Flush() override { return inner_->Flush(); }
+  absl::Status Close() override { return inner_->Close(); }
+  StoreStats stats() const override { return inner_->stats(); }
+
+  void Defer() {
+    absl::MutexLock lock(&mu_);
+    deferring_ = true;
+  }
+  size_t held() {
+    absl::MutexLock lock(&mu_);
+    return held_.size();
+  }
+  // Runs the held callbacks (on the calling thread) and stops deferring.
+  void Release() {
+    std::vector<std::pair<CommitCallback, absl::Status>> held;
+    {
+      absl::MutexLock lock(&mu_);
+      deferring_ = false;
+      held.swap(held_);
+    }
+    for (auto& [done, status] : held) done(status);
+  }
+
+ private:
+  CommitCallback Wrap(CommitCallback done) {
+    if (!done) return done;
+    return [this, done = std::move(done)](absl::Status status) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (deferring_) {
+          held_.emplace_back(done, std::move(status));
+          return;
+        }
+      }
+      done(std::move(status));
+    };
+  }
+
+  const std::unique_ptr<HistoryStore> inner_;
+  absl::Mutex mu_;
+  bool deferring_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<CommitCallback, absl::Status>> held_ ABSL_GUARDED_BY(mu_);
+};
+
+// Issue 11, defect 4: a store callback that ran after the registry was freed (heap-use-after-
+// free under ASan). The registry's destructor now waits for them.
+TEST_F(RunRegistryTest, DestroyingTheRegistryWaitsForItsStoreCallbacks) {
+  Halt();
+  auto deferring = std::make_unique<DeferringStore>(NewInMemoryHistoryStore());
+  DeferringStore* store = deferring.get();
+  Boot(std::move(deferring));
+  RegisterManaged("svc-a");
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+
+  // CancelRun does not wait for its write: its callback (which uses the registry) is left to the
+  // store's writer.
+  store->Defer();
+  ASSERT_TRUE(registry_->CancelRun("run-1").ok());
+  ASSERT_GE(store->held(), 1u);
+
+  warmer_->Shutdown();
+  absl::Notification destroyed;
+  std::thread destroyer([&] {
+    registry_.reset();
+    destroyed.Notify();
+  });
+  // Correct code never returns here while a callback is held, so this wait cannot fail it; a
+  // destructor that does not wait returns well within it.
+  EXPECT_FALSE(destroyed.WaitForNotificationWithTimeout(absl::Milliseconds(50)))
+      << "the registry was destroyed with store callbacks outstanding";
+  store->Release();  // Under the old code: use after free.
+  destroyer.join();
+  EXPECT_TRUE(destroyed.HasBeenNotified());
+  EXPECT_THAT(Metric("prewarm_store_writes_total", {{"result", "ok"}}), Optional(::testing::Ge(1.0)));
+}
+
 // --- Bad input: the right code and a message naming the field or task. ---
 
 class RunRegistryErrorTest : public RunRegistryTest {
@@ -1501,6 +1617,24 @@ TEST_F(RunRegistryRestartTest, ARestartKeepsEventsFiredWarmupsAndHistory) {
   ASSERT_TRUE(target_->WaitForRequests("/svc-c", 1, kPatience));
   EXPECT_EQ(target_->requests("/svc-a"), 1);
   EXPECT_EQ(target_->requests("/svc-b"), 1);
+}
+
+// The teardown order of issue 11's use after free, over the real store: the registry goes first,
+// while the writer still holds its callbacks (a batch delay keeps them queued), then the store.
+TEST_F(RunRegistryRestartTest, TheRegistryMayBeDestroyedBeforeTheStoreIsClosed) {
+  Halt();
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(
+      {.path = dir_ + "/prewarm.db", .max_batch_delay = absl::Milliseconds(50)});
+  ASSERT_TRUE(store.ok()) << store.status();
+  Boot(*std::move(store));
+  ASSERT_TRUE(registry_->Restore().ok());
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  ASSERT_TRUE(Prewarm(Chain("run-2")).ok());
+  ASSERT_TRUE(registry_->CancelRun("run-1").ok());  // Queued; not waited for.
+  ASSERT_TRUE(registry_->CancelRun("run-2").ok());
+  warmer_->Shutdown();
+  registry_.reset();  // Waits for the callbacks of both deletions.
+  EXPECT_TRUE(store_->Close().ok());
 }
 
 TEST_F(RunRegistryRestartTest, RetiredRunsAreNotRestored) {
