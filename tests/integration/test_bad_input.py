@@ -4,6 +4,8 @@ and nothing malformed reaches the store."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +90,59 @@ CASES = [
             "bad-too-many"),
     BadCall("oversize message", "RESOURCE_EXHAUSTED", (), _oversize, "bad-oversize"),
     BadCall("finishing a task twice", "FAILED_PRECONDITION", ("'a'", "already"), _finish_twice),
+    # The classes the fuzzers explore (tests/fuzz/registry_fuzz.cc): oversized and deeply repeated
+    # fields, unknown enum values, values out of range.
+    BadCall("run_id one byte too long", "INVALID_ARGUMENT", ("run_id", "251", "250"),
+            lambda c: prewarm(c, "r" * 251, [task("a")])),
+    BadCall("task_id one byte too long", "INVALID_ARGUMENT", ("tasks[0].task_id", "251", "250"),
+            lambda c: prewarm(c, "bad-long-task", [task("t" * 251)]), "bad-long-task"),
+    BadCall("workflow_id too long", "INVALID_ARGUMENT", ("workflow_id", "300"),
+            lambda c: c.Prewarm(harness.pb2.PrewarmRequest(
+                run_id="bad-long-workflow", workflow_id="w" * 300, tasks=[task("a")])),
+            "bad-long-workflow"),
+    BadCall("service name too long", "INVALID_ARGUMENT", ("'a'", "service", "128"),
+            lambda c: prewarm(c, "bad-long-service", [task("a", service="s" * 300)]),
+            "bad-long-service"),
+    BadCall("upstream id repeated 10000 times", "INVALID_ARGUMENT", ("'b'", "'a'", "twice"),
+            lambda c: prewarm(c, "bad-repeated", [task("a"), task("b", *["a"] * 10_000)]),
+            "bad-repeated"),
+    BadCall("unknown event enum value", "INVALID_ARGUMENT", ("event", "99"),
+            lambda c: report(c, valid_run(c), "a", 99)),
+    BadCall("unknown service mode enum value", "INVALID_ARGUMENT", ("mode", "77"),
+            lambda c: c.RegisterService(harness.pb2.RegisterServiceRequest(
+                service=harness.pb2.Service(name="bad-mode", mode=77)))),
+    BadCall("event time an hour ahead", "INVALID_ARGUMENT", ("event_time", "ahead"),
+            lambda c: c.ReportTiming(harness.pb2.ReportTimingRequest(
+                run_id=valid_run(c), task_id="a", event=harness.pb2.TASK_EVENT_TYPE_STARTED,
+                event_time=harness.timestamp(time.time() + 3600)))),
+    BadCall("event time with negative nanos", "INVALID_ARGUMENT", ("event_time", "nanos"),
+            lambda c: c.ReportTiming(harness.pb2.ReportTimingRequest(
+                run_id=valid_run(c), task_id="a", event=harness.pb2.TASK_EVENT_TYPE_STARTED,
+                event_time=_bad_nanos()))),
+    BadCall("negative cold start", "INVALID_ARGUMENT", ("cold_start", "-1s"),
+            lambda c: c.ReportTiming(harness.pb2.ReportTimingRequest(
+                run_id=valid_run(c), task_id="a", event=harness.pb2.TASK_EVENT_TYPE_STARTED,
+                cold_start=harness.duration(-1)))),
+    BadCall("start time past the limit", "INVALID_ARGUMENT", ("start_time", "future"),
+            lambda c: prewarm(c, "bad-far-start", [task("a")],
+                              start_time=harness.timestamp(time.time() + 8 * 86400)),
+            "bad-far-start"),
+    BadCall("NaN delay cost ratio", "INVALID_ARGUMENT", ("delay_cost_ratio", "nan"),
+            lambda c: prewarm(c, "bad-nan-ratio", [task("a")], delay_cost_ratio=float("nan")),
+            "bad-nan-ratio"),
+    BadCall("warm-up id that is not a number", "INVALID_ARGUMENT", ("warmup_id", "'nope'"),
+            lambda c: c.ReportWarmup(harness.pb2.ReportWarmupRequest(warmup_id="nope",
+                                                                     success=False))),
+    BadCall("unknown warm-up id", "NOT_FOUND", ("123456",),
+            lambda c: c.ReportWarmup(harness.pb2.ReportWarmupRequest(
+                warmup_id="123456", success=True, latency=harness.duration(0.1)))),
 ]
+
+
+def _bad_nanos() -> Any:
+    stamp = harness.timestamp(time.time())
+    stamp.nanos = -5
+    return stamp
 
 
 def check(case: BadCall, client: harness.Client) -> None:
@@ -171,3 +225,88 @@ def test_nothing_malformed_reached_the_store(
         with pytest.raises(harness.grpc.RpcError) as raised:
             client.GetPlan(pb.GetPlanRequest(run_id=run_id))
         assert raised.value.code() == harness.grpc.StatusCode.NOT_FOUND, run_id
+
+
+def test_event_storm_for_one_task_gets_one_acceptance_and_named_refusals(
+        shared_prewarmd: harness.Prewarmd) -> None:
+    """Eight threads send the same events for one task at once. A repeated STARTED is accepted (a
+    retried report is harmless); FINISHED is accepted once and every repeat is FAILED_PRECONDITION
+    naming the task; the run ends in the state of one of each."""
+    pb = harness.pb2
+    client = shared_prewarmd.client()
+    run_id = valid_run(client)
+    for event in (pb.TASK_EVENT_TYPE_STARTED, pb.TASK_EVENT_TYPE_FINISHED):
+        results: list[str] = []
+        lock = threading.Lock()
+
+        def storm() -> None:
+            for _ in range(25):
+                try:
+                    report(client, run_id, "a", event)
+                    outcome = "OK"
+                except harness.grpc.RpcError as err:
+                    outcome = err.code().name
+                    assert "'a'" in (err.details() or ""), err.details()
+                with lock:
+                    results.append(outcome)
+
+        threads = [threading.Thread(target=storm) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if event == pb.TASK_EVENT_TYPE_STARTED:
+            assert results == ["OK"] * len(results), sorted(set(results))
+            continue
+        assert results.count("OK") == 1, (pb.TaskEventType.Name(event), sorted(set(results)))
+        assert results.count("FAILED_PRECONDITION") == len(results) - 1, sorted(set(results))
+    plan = client.GetPlan(pb.GetPlanRequest(run_id=run_id)).plan
+    states = {t.task_id: t.task_state for t in plan.tasks}
+    assert states == {"a": pb.TASK_STATE_SUCCEEDED, "b": pb.TASK_STATE_PENDING}, states
+
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 follow-up: every repeated STARTED appends a run "
+                   "event to the store, so a storm grows the run's log (replayed at restart) "
+                   "without bound; remove this marker when repeats are no longer stored")
+def test_event_storm_does_not_grow_the_stored_run_log(
+        start_prewarmd: Callable[..., harness.Prewarmd]) -> None:
+    pb = harness.pb2
+    prewarmd = start_prewarmd()
+    client = prewarmd.client()
+    run_id = valid_run(client)
+    for _ in range(200):
+        report(client, run_id, "a", pb.TASK_EVENT_TYPE_STARTED)
+    assert prewarmd.stop() == 0
+    with sqlite3.connect(prewarmd.store) as db:
+        events = db.execute("select count(*) from run_events").fetchone()[0]
+    assert events <= 2, f"{events} stored events for one STARTED repeated 200 times"
+
+
+def test_runs_at_every_limit(start_prewarmd: Callable[..., harness.Prewarmd]) -> None:
+    """At each limit exactly: accepted. One past it: refused, naming the limit. A freed slot is
+    usable again."""
+    pb = harness.pb2
+    max_runs = 3
+    client = start_prewarmd(args=(*PREWARMD_ARGS, f"--max_active_runs={max_runs}")).client()
+    full_dag = [task("t0")] + [task(f"t{i}", f"t{i - 1}") for i in range(1, MAX_TASKS)]
+    ids = [f"{i}".ljust(250, "r") for i in range(max_runs)]  # run ids of exactly 250 bytes
+    for run_id in ids:
+        plan = prewarm(client, run_id, full_dag).plan
+        assert len(plan.tasks) == MAX_TASKS
+    check(BadCall("one run past max_active_runs", "RESOURCE_EXHAUSTED", (str(max_runs), "active"),
+                  lambda c: prewarm(c, "one-too-many", [task("a")])), client)
+    check(BadCall("an active run id again", "ALREADY_EXISTS", ("already",),
+                  lambda c: prewarm(c, ids[0], [task("a")])), client)
+    client.CancelRun(pb.CancelRunRequest(run_id=ids[0]))
+    prewarm(client, "slot-freed", [task("a")])
+    client.CancelRun(pb.CancelRunRequest(run_id="slot-freed"))
+    check(BadCall("one task past max_tasks_per_dag", "RESOURCE_EXHAUSTED",
+                  (str(MAX_TASKS + 1), str(MAX_TASKS)),
+                  lambda c: prewarm(c, "dag-too-big", full_dag + [task("extra", "t0")])), client)
+    # A run at the limit of every field at once is still accepted.
+    edge = [task("t" * 250, service="s" * 128)] + [
+        task(f"{i}".ljust(250, "t"), "t" * 250, service="s" * 128) for i in range(1, MAX_TASKS)]
+    request = pb.PrewarmRequest(run_id="w".ljust(250, "w"), workflow_id="f" * 250, tasks=edge,
+                                start_time=harness.timestamp(time.time() + 7 * 86400 - 60))
+    assert len(client.Prewarm(request).plan.tasks) == MAX_TASKS
