@@ -54,6 +54,13 @@ namespace {
     }                                                                             \
   } while (0)
 
+// PREWARM_FUZZ_TRACE=1 prints every call and its answer: how to read a crashing input.
+bool trace = false;  // Set once, before any input.
+#define TRACE(...)                                                     \
+  do {                                                                 \
+    if (trace) std::fprintf(stderr, "%s\n", absl::StrCat(__VA_ARGS__).c_str()); \
+  } while (0)
+
 constexpr int kMaxOps = 64;
 // Below the registry's idle timeout in total, so that no run expires unseen by the model below.
 constexpr absl::Duration kMaxTotalAdvance = absl::Hours(20);
@@ -130,16 +137,31 @@ struct Process {
 const char* const kServices[] = {"svc-a", "svc-b", "svc-d", "svc-x", ""};
 const char* const kRuns[] = {"r0", "r1", "r2", "r3", "r4", "r5"};
 
+// Arbitrary text, but valid UTF-8: gRPC's proto3 parsing refuses anything else before the
+// registry sees it (and the registry's stored snapshots could not be parsed back).
+std::string Text(FuzzedDataProvider& in, size_t max_length) {
+  std::string out;
+  for (unsigned char c : in.ConsumeRandomLengthString(max_length)) {
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else {  // U+0080..U+00FF
+      out += static_cast<char>(0xc0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    }
+  }
+  return out;
+}
+
 std::string PickString(FuzzedDataProvider& in, const char* const* pool, size_t pool_size,
                        size_t max_random) {
   const size_t pick = in.ConsumeIntegralInRange<size_t>(0, pool_size + 1);
   if (pick < pool_size) return pool[pick];
   if (pick == pool_size) return std::string(in.ConsumeIntegralInRange<size_t>(240, 300), 'r');
-  return in.ConsumeRandomLengthString(max_random);
+  return Text(in, max_random);
 }
 
 std::string TaskId(FuzzedDataProvider& in) {
-  if (in.ConsumeIntegralInRange(0, 15) == 0) return in.ConsumeRandomLengthString(16);
+  if (in.ConsumeIntegralInRange(0, 15) == 0) return Text(in, 16);
   return absl::StrCat("t", in.ConsumeIntegralInRange(0, 9));
 }
 
@@ -301,6 +323,8 @@ void RunOne(FuzzedDataProvider& in) {
         std::optional<absl::StatusOr<v1::RunPlan>> answer;
         registry.Prewarm(request, [&](absl::StatusOr<v1::RunPlan> plan) { answer = plan; });
         FUZZ_CHECK(answer.has_value(), "Prewarm did not answer at once on the in-memory store");
+        TRACE("Prewarm ", request.ShortDebugString(), " -> ",
+              answer->ok() ? "OK" : answer->status().ToString());
         if (answer->ok() && !request.dry_run()) {
           FUZZ_CHECK(!model.active.contains(request.run_id()), "run ", request.run_id(),
                      " accepted twice");
@@ -318,6 +342,8 @@ void RunOne(FuzzedDataProvider& in) {
         registry.ReportTiming(request,
                               [&](absl::StatusOr<v1::ReportTimingResponse> r) { answer = r; });
         FUZZ_CHECK(answer.has_value(), "ReportTiming did not answer at once");
+        TRACE("ReportTiming ", request.ShortDebugString(), " -> ",
+              answer->ok() ? (*answer)->ShortDebugString() : answer->status().ToString());
         FUZZ_CHECK(answer->ok() || !answer->status().message().empty(), "an error without words");
         if (answer->ok()) {
           FUZZ_CHECK(model.active.contains(request.run_id()), "an event for inactive run ",
@@ -332,6 +358,7 @@ void RunOne(FuzzedDataProvider& in) {
       case 4: {
         const std::string id = PickString(in, kRuns, std::size(kRuns), 8);
         absl::StatusOr<int> cancelled = registry.CancelRun(id);
+        TRACE("CancelRun ", id, " -> ", cancelled.status().ToString());
         FUZZ_CHECK(cancelled.ok() == model.active.contains(id), "CancelRun(", id,
                    "): ", cancelled.status().ToString());
         if (cancelled.ok()) {
@@ -351,20 +378,22 @@ void RunOne(FuzzedDataProvider& in) {
           request.set_warmup_id(delegated_ids[in.ConsumeIntegralInRange<size_t>(
               0, delegated_ids.size() - 1)]);
         } else {
-          request.set_warmup_id(in.ConsumeRandomLengthString(24));
+          request.set_warmup_id(Text(in, 24));
         }
         request.set_success(in.ConsumeBool());
         if (in.ConsumeIntegralInRange(0, 7) != 0) *request.mutable_latency() = Span(in);
         if (in.ConsumeBool()) request.set_cold(in.ConsumeBool());
         absl::Status s = registry.ReportWarmup(request);
+        TRACE("ReportWarmup ", request.ShortDebugString(), " -> ", s.ToString());
         FUZZ_CHECK(s.ok() || !s.message().empty(), "an error without words");
         break;
       }
       case 6: {
         const size_t index = in.ConsumeIntegral<uint8_t>();
         const bool success = in.ConsumeBool();
-        first->warmer.Answer(index, success,
-                             absl::Milliseconds(in.ConsumeIntegralInRange(0, 30'000)));
+        const bool answered = first->warmer.Answer(
+            index, success, absl::Milliseconds(in.ConsumeIntegralInRange(0, 30'000)));
+        TRACE("warm-up answer #", index, " success=", success, " -> ", answered);
         break;
       }
       case 7: {
@@ -372,7 +401,8 @@ void RunOne(FuzzedDataProvider& in) {
         if (advanced + d > kMaxTotalAdvance) d = kMaxTotalAdvance - advanced;
         advanced += d;
         clock.Advance(d);
-        first->timers.RunDue();
+        const int ran = first->timers.RunDue();
+        TRACE("advance ", absl::FormatDuration(d), " -> ", ran, " timers ran");
         break;
       }
     }
@@ -398,7 +428,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int,
                                      const std::string&) {});
   // The registry logs every refused request and restore; a fuzzer wants only its findings.
-  prewarm::SetMinLogLevel(prewarm::LogLevel::kError);
+  prewarm::trace = std::getenv("PREWARM_FUZZ_TRACE") != nullptr;
+  prewarm::SetMinLogLevel(prewarm::trace ? prewarm::LogLevel::kDebug : prewarm::LogLevel::kError);
   return 0;
 }
 
