@@ -72,6 +72,7 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
     }
     o.store_sync_full = sync == "full";
   }
+  if (c.store_accept_empty()) o.store_accept_empty = true;
   if (!c.log_level().empty()) {
     absl::StatusOr<LogLevel> level = ParseLogLevel(c.log_level());
     if (!level.ok()) {

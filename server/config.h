@@ -20,6 +20,8 @@ struct ServerOptions {
   std::string metrics_address = "127.0.0.1:9464";
   std::string store_path = "./prewarm.db";
   bool store_sync_full = false;
+  // StoreOptions::accept_empty.
+  bool store_accept_empty = false;
   // Registered at start.
   std::vector<v1::Service> services;
   std::vector<std::string> allowlist = {"loopback", "*.svc.cluster.local"};

@@ -40,8 +40,13 @@ struct StoreOptions {
   // possible). Fewer, larger commits under light load, at the cost of that much latency.
   absl::Duration max_batch_delay = absl::Milliseconds(2);
   // PRAGMA synchronous=FULL: every commit survives power loss. NORMAL (WAL): commits survive a
-  // process crash; the last ones may be lost on power loss.
+  // process crash; the last ones may be lost on power loss. See docs/store.md.
   bool synchronous_full = false;
+  // An existing file at `path` that holds no store (0 bytes, or an SQLite database without a
+  // single table) is refused with DATA_LOSS, since a store was expected there (a truncated or
+  // replaced file would otherwise start as an empty store and forget every service and active
+  // run). True: initialise a store in it, with a warning in the log.
+  bool accept_empty = false;
 };
 
 struct StoreStats {
@@ -73,11 +78,14 @@ using CommitCallback = std::function<void(absl::Status)>;
 class HistoryStore {
  public:
   // Opens (creating if needed) the SQLite file `options.path` in WAL mode, migrates its schema and
-  // starts the writer thread. Errors name the path: INVALID_ARGUMENT for bad options,
-  // FAILED_PRECONDITION for a schema newer than this binary or an SQLite file that is not a
-  // prewarm store, DATA_LOSS for a file that is not an SQLite database, UNAVAILABLE when the file
-  // cannot be opened. The store must be the file's only writer (one prewarmd per file); other
-  // processes may read it.
+  // starts the writer thread. An existing file is checked first, before anything writes to it:
+  // its WAL must not hold committed transactions after a damaged frame (SQLite would drop them
+  // silently), `PRAGMA quick_check` must pass, and it must be a store (see accept_empty).
+  // Errors name the path: INVALID_ARGUMENT for bad options, FAILED_PRECONDITION for a schema
+  // newer than this binary or an SQLite file that is not a prewarm store, DATA_LOSS for a file
+  // that is not an SQLite database, is damaged, holds no store, or whose WAL lost commits (or
+  // exists without its database), UNAVAILABLE when the file cannot be opened. The store must be
+  // the file's only writer (one prewarmd per file); other processes may read it.
   static absl::StatusOr<std::unique_ptr<HistoryStore>> OpenSqlite(StoreOptions options);
 
   // Flushes and closes, like Close().

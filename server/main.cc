@@ -20,6 +20,11 @@ ABSL_FLAG(std::string, config, "", "JSON configuration file (prewarm.config.v1.S
 ABSL_FLAG(std::string, grpc_address, "", "gRPC listen address [127.0.0.1:50051]");
 ABSL_FLAG(std::string, metrics_address, "", "Prometheus /metrics listen address [127.0.0.1:9464]");
 ABSL_FLAG(std::string, store, "", "SQLite store file [./prewarm.db]");
+ABSL_FLAG(std::string, store_sync, "",
+          "store durability: normal (survives a process crash) or full (also power loss) [normal]");
+ABSL_FLAG(bool, store_accept_empty, false,
+          "initialise a new store in an existing store file that is empty (0 bytes or no tables) "
+          "instead of refusing to start");
 ABSL_FLAG(std::string, allowlist, "",
           "comma-separated outbound allowlist for warm-up URLs [loopback,*.svc.cluster.local]");
 ABSL_FLAG(double, delay_cost_ratio, 0,
@@ -42,6 +47,8 @@ absl::Status ApplyFlags(prewarm::ServerOptions& o) {
   c.set_grpc_address(absl::GetFlag(FLAGS_grpc_address));
   c.set_metrics_address(absl::GetFlag(FLAGS_metrics_address));
   c.set_store_path(absl::GetFlag(FLAGS_store));
+  c.set_store_sync(absl::GetFlag(FLAGS_store_sync));
+  c.set_store_accept_empty(absl::GetFlag(FLAGS_store_accept_empty));
   for (absl::string_view rule : absl::StrSplit(absl::GetFlag(FLAGS_allowlist), ',',
                                                absl::SkipWhitespace())) {
     c.add_allowlist(std::string(rule));

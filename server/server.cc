@@ -70,7 +70,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(
       {.path = options.store_path,
        .max_observations_per_key = options.registry.history.window_size,
-       .synchronous_full = options.store_sync_full});
+       .synchronous_full = options.store_sync_full,
+       .accept_empty = options.store_accept_empty});
   if (!store.ok()) return store.status();
   s->store_ = *std::move(store);
 

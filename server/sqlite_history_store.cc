@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <iterator>
 #include <limits>
@@ -20,17 +21,28 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "predictor/check.h"
 #include "server/history_store.h"
+#include "server/log.h"
+#include "server/sqlite_wal_scan.h"
 
 namespace prewarm {
 namespace {
 
 constexpr int kSchemaVersion = 1;
+
+// PRAGMA application_id of a prewarm store ("prwm"), written when the store is created (and into
+// stores created before it existed): `file` and other tools can tell the file apart, and an
+// SQLite file of another application is refused at once.
+constexpr int64_t kApplicationId = 0x7072776d;
+
+// Lines of PRAGMA quick_check output kept for the error; the check stops after as many problems.
+constexpr int kQuickCheckMaxErrors = 10;
 
 // kMigrations[v] takes a store from schema version v to v + 1, inside one transaction. Append new
 // versions; never edit a released one.
@@ -207,6 +219,14 @@ absl::Status Migrate(sqlite3* db, const std::string& path) {
           Exec(db, kMigrations[v], path, absl::StrCat("migrating to schema version ", v + 1));
       if (!migrated.ok()) return migrated;
     }
+    absl::StatusOr<int64_t> application_id = QueryInt(db, "PRAGMA application_id", path);
+    if (!application_id.ok()) return application_id.status();
+    if (*application_id != kApplicationId) {
+      absl::Status marked =
+          Exec(db, absl::StrCat("PRAGMA application_id = ", kApplicationId).c_str(), path,
+               "recording the application id");
+      if (!marked.ok()) return marked;
+    }
     if (version == kSchemaVersion) return absl::OkStatus();
     return Exec(db, absl::StrCat("UPDATE schema_version SET version = ", kSchemaVersion).c_str(),
                 path, "recording the schema version");
@@ -216,6 +236,97 @@ absl::Status Migrate(sqlite3* db, const std::string& path) {
     return status;
   }
   return Exec(db, "COMMIT", path, "committing the migration");
+}
+
+// Checks an existing store file before anything writes to it (SQLite's recovery would make a
+// damaged WAL's loss permanent at the first checkpoint). Reads only: the WAL with our own scan,
+// the database through a read-only connection, which never checkpoints.
+absl::Status CheckExistingFile(const StoreOptions& options) {
+  namespace fs = std::filesystem;
+  const std::string& path = options.path;
+  const std::string wal_path = path + "-wal";
+  std::error_code error;
+  if (!fs::exists(path, error)) {
+    // SQLite would rebuild pages of the missing file from the WAL into a new, partial one.
+    const uintmax_t wal_bytes = fs::file_size(wal_path, error);
+    if (!error && wal_bytes > 0) {
+      return absl::DataLossError(absl::StrCat(
+          "prewarm store ", path, " does not exist but its WAL ", wal_path, " does (", wal_bytes,
+          " bytes): the database file was removed or renamed; restore it, or remove the WAL to "
+          "start with an empty store"));
+    }
+    return absl::OkStatus();  // A new store.
+  }
+  const uintmax_t bytes = fs::file_size(path, error);
+
+  absl::StatusOr<WalScan> wal = ScanSqliteWal(wal_path);
+  if (!wal.ok()) {
+    return absl::Status(wal.status().code(),
+                        absl::StrCat("prewarm store ", path, ": ", wal.status().message()));
+  }
+  if (wal->lost_commits > 0) {
+    return absl::DataLossError(absl::StrCat(
+        "prewarm store ", path, ": its WAL ", wal_path,
+        wal->header_valid ? absl::StrCat(" has a damaged frame (", wal->first_bad_frame, " of ",
+                                         wal->frames, ")")
+                          : std::string(" has a damaged header"),
+        " followed by ", wal->lost_commits, " intact committed transaction(s) (",
+        wal->lost_frames, " frames) that SQLite would silently drop; keep a copy of both files, "
+        "then restore from a backup, or accept the loss of those transactions by checkpointing "
+        "what precedes the damage: sqlite3 '", path, "' 'PRAGMA wal_checkpoint(TRUNCATE)' "
+        "(see docs/store.md)"));
+  }
+
+  absl::StatusOr<DbPtr> db = OpenConnection(path, SQLITE_OPEN_READONLY);
+  if (!db.ok()) return db.status();
+  // The first read parses the header: a file that is not a database fails here with DATA_LOSS.
+  absl::StatusOr<int64_t> application_id = QueryInt(db->get(), "PRAGMA application_id", path);
+  if (!application_id.ok()) return application_id.status();
+
+  {
+    absl::StatusOr<StmtPtr> check = Prepare(
+        db->get(), absl::StrCat("PRAGMA quick_check(", kQuickCheckMaxErrors, ")"),
+        /*persistent=*/false, path);
+    if (!check.ok()) return check.status();
+    std::vector<std::string> problems;
+    int rc;
+    while ((rc = sqlite3_step(check->get())) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(check->get(), 0);
+      std::string line = text == nullptr ? "" : reinterpret_cast<const char*>(text);
+      if (line != "ok") problems.push_back(std::move(line));
+    }
+    if (rc != SQLITE_DONE) return SqliteError(db->get(), rc, path, "PRAGMA quick_check");
+    if (!problems.empty()) {
+      return absl::DataLossError(absl::StrCat(
+          "prewarm store ", path, " is damaged (PRAGMA quick_check: ",
+          absl::StrJoin(problems, "; "),
+          "); keep a copy of the file, then restore it from a backup or move it aside to start "
+          "with an empty store (see docs/store.md)"));
+    }
+  }
+
+  if (*application_id != 0 && *application_id != kApplicationId) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "prewarm store ", path, ": an SQLite database of another application (application_id ",
+        *application_id, "), not a prewarm store"));
+  }
+  absl::StatusOr<int64_t> objects = QueryInt(db->get(), "SELECT count(*) FROM sqlite_master", path);
+  if (!objects.ok()) return objects.status();
+  if (*objects > 0) return absl::OkStatus();  // Migrate() tells a store from someone else's.
+  const std::string what =
+      bytes == 0 ? std::string("is empty (0 bytes)") : "is an SQLite database without any table";
+  if (!options.accept_empty) {
+    return absl::DataLossError(absl::StrCat(
+        "prewarm store ", path, " exists but ", what,
+        ": a store was expected (was it truncated or replaced?). Refusing to start with an empty "
+        "store, which would forget every service and active run. Restore it from a backup, or "
+        "start with --store_accept_empty (config store_accept_empty) to initialise a new store "
+        "in it"));
+  }
+  PREWARM_LOG(WARNING) << "prewarm store " << path << " exists but " << what
+                       << "; initialising a NEW EMPTY STORE in it because store_accept_empty is "
+                          "set: no services, history or active runs are restored";
+  return absl::OkStatus();
 }
 
 // The writer's statements, prepared once.
@@ -753,6 +864,8 @@ absl::StatusOr<std::unique_ptr<HistoryStore>> HistoryStore::OpenSqlite(StoreOpti
         "prewarm store ", path, ": max_observations_per_key and max_batch must be >= 1 and ",
         "max_batch_delay >= 0"));
   }
+
+  if (absl::Status checked = CheckExistingFile(options); !checked.ok()) return checked;
 
   absl::StatusOr<DbPtr> db = OpenConnection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (!db.ok()) return db.status();

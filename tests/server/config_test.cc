@@ -47,6 +47,7 @@ TEST_F(ConfigTest, DefaultsStartWithNoArguments) {
   EXPECT_EQ(options_.grpc_address, "127.0.0.1:50051");
   EXPECT_EQ(options_.metrics_address, "127.0.0.1:9464");
   EXPECT_EQ(options_.store_path, "./prewarm.db");
+  EXPECT_FALSE(options_.store_accept_empty);
   EXPECT_TRUE(options_.bearer_token.empty());
   EXPECT_TRUE(options_.services.empty());
 }
@@ -58,6 +59,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
     "metricsAddress": "127.0.0.1:6001",
     "store_path": "/var/lib/prewarm/prewarm.db",
     "store_sync": "FULL",
+    "store_accept_empty": true,
     "log_level": "warning",
     "allowlist": ["loopback", "10.0.0.0/8"],
     "services": [
@@ -77,6 +79,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
   EXPECT_EQ(options_.metrics_address, "127.0.0.1:6001");
   EXPECT_EQ(options_.store_path, "/var/lib/prewarm/prewarm.db");
   EXPECT_TRUE(options_.store_sync_full);
+  EXPECT_TRUE(options_.store_accept_empty);
   EXPECT_EQ(options_.log_level, LogLevel::kWarning);
   EXPECT_EQ(options_.allowlist, (std::vector<std::string>{"loopback", "10.0.0.0/8"}));
   ASSERT_EQ(options_.services.size(), 2u);

@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/history_store.h"
+#include "server/log.h"
 #include "tests/fakes/in_memory_history_store.h"
 
 namespace prewarm {
@@ -721,6 +723,170 @@ TEST_F(SqliteHistoryStoreTest, ASmallerBoundAtReopenLoadsAndKeepsOnlyTheNewest) 
   ASSERT_TRUE(IsOk((*store)->Close()));
   EXPECT_EQ(RawQueryInt("SELECT count(*) FROM observations WHERE key = 'a'"), 3);
   EXPECT_EQ(RawQueryInt("SELECT count(*) FROM observations WHERE key = 'b'"), 8);  // Not written.
+}
+
+// --- Issue 11, defect 2: a damaged or emptied store is refused, not served as empty. ---
+
+class DamagedStoreTest : public SqliteHistoryStoreTest {
+ protected:
+  // A closed store holding one service and `observations` observations.
+  void WriteStore(int observations = 10) {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+    ASSERT_TRUE(IsOk(store.status()));
+    (*store)->PutService("svc", "registration", nullptr);
+    for (int i = 0; i < observations; ++i) {
+      (*store)->AppendObservation(Obs(Kind::kTaskDuration, absl::StrCat("key-", i), i), nullptr);
+    }
+    ASSERT_TRUE(IsOk((*store)->Close()));
+  }
+
+  static void Poke(const std::string& path, int64_t offset, const std::string& bytes) {
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(offset);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ASSERT_TRUE(f.good()) << path;
+  }
+
+  // Runs `fn` with the server log going to a file; returns what was logged.
+  static std::string Logged(const std::function<void()>& fn) {
+    char name[] = "/tmp/store_log_XXXXXX";
+    const int fd = mkstemp(name);
+    EXPECT_GE(fd, 0);
+    SetLogFd(fd);
+    fn();
+    SetLogFd(2);
+    std::ifstream in(name);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    close(fd);
+    unlink(name);
+    return text;
+  }
+};
+
+TEST_F(DamagedStoreTest, AStoreTruncatedToZeroBytesIsRefused) {
+  WriteStore();
+  std::filesystem::resize_file(path_, 0);
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss) << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr(path_));
+  EXPECT_THAT(store.status().message(), HasSubstr("empty (0 bytes)"));
+  EXPECT_THAT(store.status().message(), HasSubstr("--store_accept_empty"));
+  EXPECT_EQ(std::filesystem::file_size(path_), 0u) << "refusing must not write to the file";
+}
+
+TEST_F(DamagedStoreTest, AnSqliteFileWithoutATableIsRefused) {
+  RawExec("CREATE TABLE x (a); DROP TABLE x;");
+  ASSERT_GT(std::filesystem::file_size(path_), 0u);
+  absl::Status status = HistoryStore::OpenSqlite(Options()).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_THAT(status.message(), HasSubstr("without any table"));
+}
+
+TEST_F(DamagedStoreTest, AcceptingAnEmptyFileInitialisesItWithAWarning) {
+  WriteStore();
+  std::filesystem::resize_file(path_, 0);
+  StoreOptions options = Options();
+  options.accept_empty = true;
+  std::string log = Logged([&] {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+    ASSERT_TRUE(IsOk(store.status()));
+    EXPECT_THAT(LoadServices(**store), ::testing::IsEmpty());
+    (*store)->PutService("svc", "again", nullptr);
+  });
+  EXPECT_THAT(log, HasSubstr("WARNING"));
+  EXPECT_THAT(log, HasSubstr(path_));
+  EXPECT_THAT(log, HasSubstr("NEW EMPTY STORE"));
+  // It is a store now: it opens without the flag.
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_TRUE(IsOk(store.status()));
+  EXPECT_THAT(LoadServices(**store), ElementsAre(Pair("svc", "again")));
+}
+
+TEST_F(DamagedStoreTest, ANewStoreIsMarkedWithTheApplicationId) {
+  WriteStore();
+  EXPECT_EQ(RawQueryInt("PRAGMA application_id"), 0x7072776d);  // "prwm"
+}
+
+TEST_F(DamagedStoreTest, AnotherApplicationsDatabaseIsRefused) {
+  RawExec("PRAGMA application_id = 42; CREATE TABLE t (a);");
+  absl::Status status = HistoryStore::OpenSqlite(Options()).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("application_id 42"));
+}
+
+TEST_F(DamagedStoreTest, ADamagedPageIsRefusedByQuickCheck) {
+  WriteStore(2000);  // Several pages of observations and their index.
+  const uintmax_t bytes = std::filesystem::file_size(path_);
+  const int64_t page_size = RawQueryInt("PRAGMA page_size");
+  ASSERT_GE(bytes / page_size, 6u);
+  // Garbage over a page in the middle of the file.
+  Poke(path_, (bytes / page_size / 2) * page_size, std::string(page_size, '\x5a'));
+  absl::Status status = HistoryStore::OpenSqlite(Options()).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_THAT(status.message(), HasSubstr(path_));
+  EXPECT_THAT(status.message(), HasSubstr("quick_check"));
+}
+
+// What a crash leaves: the store open, its recent commits in the WAL, not checkpointed. Copies
+// the files as they are on disk to `copy` (+ "-wal") and returns the WAL's frame count.
+class CrashedStoreTest : public DamagedStoreTest {
+ protected:
+  void CrashCopy(const std::string& copy, int commits) {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store =
+        HistoryStore::OpenSqlite({.path = path_, .max_batch_delay = {}});
+    ASSERT_TRUE(IsOk(store.status()));
+    for (int i = 0; i < commits; ++i) {
+      (*store)->AppendObservation(Obs(Kind::kColdStart, "svc", i), nullptr);
+      ASSERT_TRUE(IsOk((*store)->Flush()));  // One transaction each.
+    }
+    std::filesystem::copy_file(path_, copy);
+    std::filesystem::copy_file(path_ + "-wal", copy + "-wal");
+  }
+  static int64_t Frames(const std::string& wal) {
+    return (static_cast<int64_t>(std::filesystem::file_size(wal)) - 32) / (24 + 4096);
+  }
+};
+
+TEST_F(CrashedStoreTest, AnIntactWalIsReplayed) {
+  const std::string copy = dir_ + "/copy.db";
+  CrashCopy(copy, 6);
+  path_ = copy;
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_TRUE(IsOk(store.status()));
+  EXPECT_EQ(LoadRows(**store).size(), 6u);
+}
+
+TEST_F(CrashedStoreTest, AWalWithCommitsAfterADamagedFrameIsRefused) {
+  const std::string copy = dir_ + "/copy.db";
+  CrashCopy(copy, 6);
+  const std::string wal = copy + "-wal";
+  const int64_t frames = Frames(wal);
+  ASSERT_GE(frames, 6);
+  // One byte of a page in the middle: SQLite would stop there and drop every later commit.
+  Poke(wal, 32 + (frames / 2) * (24 + 4096) + 24 + 2000, "\x01");
+  path_ = copy;
+  absl::Status status = HistoryStore::OpenSqlite(Options()).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_THAT(status.message(), HasSubstr(wal));
+  EXPECT_THAT(status.message(), HasSubstr("damaged frame"));
+  EXPECT_THAT(status.message(), HasSubstr("committed transaction"));
+
+  // The documented way to accept the loss: checkpoint what precedes the damage.
+  RawExec("PRAGMA wal_checkpoint(TRUNCATE)");
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_TRUE(IsOk(store.status()));
+  EXPECT_LT(LoadRows(**store).size(), 6u);
+}
+
+TEST_F(CrashedStoreTest, AWalWithoutItsDatabaseIsRefused) {
+  const std::string copy = dir_ + "/copy.db";
+  CrashCopy(copy, 3);
+  std::filesystem::remove(copy);
+  path_ = copy;
+  absl::Status status = HistoryStore::OpenSqlite(Options()).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_THAT(status.message(), HasSubstr("does not exist but its WAL"));
 }
 
 TEST(InMemoryHistoryStoreTest, InjectedWriteErrorsReachCallbacksAndFlush) {
