@@ -1,5 +1,12 @@
 #include "server/metrics.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
 #include <cstddef>
 #include <exception>
 #include <initializer_list>
@@ -148,6 +155,7 @@ absl::Status CheckListenAddress(absl::string_view address) {
 class PrometheusMetrics final : public Metrics {
  public:
   explicit PrometheusMetrics(const MetricsOptions& options);
+  ~PrometheusMetrics() override { StopServing(); }
 
   // Starts serving /metrics on `address`. Unavailable when it cannot bind.
   absl::Status Listen(const std::string& address);
@@ -275,9 +283,47 @@ class PrometheusMetrics final : public Metrics {
   CappedLabel<MethodSeries> methods_ ABSL_GUARDED_BY(mu_);
   CappedLabel<KindSeries> kinds_ ABSL_GUARDED_BY(mu_);
 
+  // Stops the exposer without waiting out civetweb's accept loop, which polls its listening
+  // socket in 2 s rounds and checks for the stop only between them (up to 2 s per shutdown).
+  void StopServing();
+
+  std::string listen_host_;  // Of the address Listen() was given.
   // Last: stops serving before the metrics it reads go away.
   std::unique_ptr<prometheus::Exposer> exposer_;
 };
+
+void PrometheusMetrics::StopServing() {
+  if (exposer_ == nullptr) return;
+  const int port = this->port();
+  // Connections wake the accept loop, which then sees the stop flag; until the exposer is gone,
+  // since one that arrives just before the flag is set is served as a request.
+  std::string host = listen_host_;
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  std::atomic<bool> stopped = false;
+  std::thread waker([&] {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* addresses = nullptr;
+    if (port == 0 ||
+        getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses) != 0) {
+      return;  // Then the exposer stops at the end of its round, as before.
+    }
+    while (!stopped.load()) {
+      const int fd = socket(addresses->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd >= 0) {
+        (void)connect(fd, addresses->ai_addr, addresses->ai_addrlen);
+        close(fd);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    freeaddrinfo(addresses);
+  });
+  exposer_.reset();
+  stopped = true;
+  waker.join();
+}
 
 PrometheusMetrics::PrometheusMetrics(const MetricsOptions& options)
     : registry_(std::make_shared<prometheus::Registry>()),
@@ -390,6 +436,10 @@ PrometheusMetrics::PrometheusMetrics(const MetricsOptions& options)
 
 absl::Status PrometheusMetrics::Listen(const std::string& address) {
   if (absl::Status status = CheckListenAddress(address); !status.ok()) return status;
+  listen_host_ = address.substr(0, address.rfind(':'));
+  if (listen_host_.size() >= 2 && listen_host_.front() == '[') {
+    listen_host_ = listen_host_.substr(1, listen_host_.size() - 2);
+  }
   try {
     // Two threads: Prometheus scrapes rarely; a second keeps one slow client from blocking it.
     exposer_ = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/2);

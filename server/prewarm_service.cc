@@ -48,16 +48,58 @@ absl::Status PrewarmService::Authorize(grpc::CallbackServerContext* context) con
   return absl::OkStatus();
 }
 
+namespace {
+
+// A unary call's reactor that says when the call is over (its status sent, or the call
+// cancelled), so that shutdown can wait for exactly the calls in flight.
+class CountedReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit CountedReactor(std::function<void()> on_done) : on_done_(std::move(on_done)) {}
+  void OnDone() override {
+    on_done_();
+    delete this;
+  }
+
+ private:
+  std::function<void()> on_done_;
+};
+
+}  // namespace
+
+void PrewarmService::Drain() {
+  absl::MutexLock lock(&calls_mu_);
+  draining_ = true;
+}
+
+bool PrewarmService::WaitUntilIdle(absl::Duration timeout) {
+  absl::MutexLock lock(&calls_mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) { return calls_in_flight_ == 0; };
+  return calls_mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+}
+
 grpc::ServerUnaryReactor* PrewarmService::Start(
     grpc::CallbackServerContext* context, const char* method,
     std::function<void(std::function<void(absl::Status)>)> body) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  bool draining;
+  {
+    absl::MutexLock lock(&calls_mu_);
+    ++calls_in_flight_;
+    draining = draining_;
+  }
+  grpc::ServerUnaryReactor* reactor = new CountedReactor([this] {
+    absl::MutexLock lock(&calls_mu_);
+    --calls_in_flight_;
+  });
   const absl::Duration started = clock_.MonotonicNow();
   auto finish = [this, reactor, method, started](absl::Status status) {
     metrics_.RpcHandled(method, absl::StatusCodeToString(status.code()),
                         clock_.MonotonicNow() - started);
     reactor->Finish(ToGrpcStatus(status));
   };
+  if (draining) {
+    finish(absl::UnavailableError("prewarmd is shutting down"));
+    return reactor;
+  }
   if (absl::Status auth = Authorize(context); !auth.ok()) {
     finish(auth);
     return reactor;

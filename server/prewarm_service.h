@@ -1,7 +1,11 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "predictor/clock.h"
 #include "prewarm/v1/prewarm.grpc.pb.h"
 #include "server/delegated_warmups.h"
@@ -48,6 +52,14 @@ class PrewarmService final : public v1::PrewarmService::CallbackService {
                                             const v1::GetServiceStatsRequest* request,
                                             v1::GetServiceStatsResponse* response) override;
 
+  // For shutdown: from now on every new call is answered UNAVAILABLE at once ("shutting down";
+  // clients retry elsewhere or later). Calls already running carry on.
+  void Drain() ABSL_LOCKS_EXCLUDED(calls_mu_);
+  // Waits until no unary call is in flight (started and not yet done, its answer sent), or
+  // `timeout` passed; returns whether none is. WatchWarmups streams do not count: they end only
+  // when the client or the server ends them.
+  bool WaitUntilIdle(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(calls_mu_);
+
  private:
   // A unary reactor that records the RPC's metrics when it finishes.
   grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* context, const char* method,
@@ -60,6 +72,10 @@ class PrewarmService final : public v1::PrewarmService::CallbackService {
   Metrics& metrics_;
   Clock& clock_;
   const std::string bearer_token_;
+
+  absl::Mutex calls_mu_;
+  int64_t calls_in_flight_ ABSL_GUARDED_BY(calls_mu_) = 0;
+  bool draining_ ABSL_GUARDED_BY(calls_mu_) = false;
 };
 
 // absl::Status -> grpc::Status, keeping the code and message.

@@ -39,8 +39,11 @@ class Server {
   DelegatedWarmups& delegated() { return *delegated_; }
   Metrics& metrics() { return *metrics_; }
 
-  // Stops accepting calls, lets running ones finish (at most `grace`), stops firing warm-ups and
-  // flushes the store. Returns the store's last error. Idempotent.
+  // Stops taking calls (new ones get UNAVAILABLE), lets running ones finish (at most `grace`),
+  // then closes every connection and stream at once, stops firing warm-ups and flushes the
+  // store. Returns as soon as the running calls are done: idle client connections and
+  // WatchWarmups streams do not hold it for the grace period. Returns the store's last error.
+  // Idempotent.
   absl::Status Shutdown(absl::Duration grace = absl::Seconds(5));
 
  private:

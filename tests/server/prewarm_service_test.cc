@@ -48,8 +48,8 @@ class PrewarmServiceTest : public ::testing::Test {
     target_ = FakeHttpTarget::Start();
     target_->SetRoute("/warmup", {});
     options_.grpc_address = "127.0.0.1:0";
-    // No /metrics listener by default: stopping one takes prometheus-cpp about 2 s. The
-    // lifecycle test serves one on port 0; Scrape() works either way.
+    // No /metrics listener by default (fewer threads and ports); the lifecycle test serves one on
+    // port 0. Scrape() works either way.
     options_.metrics_address = "";
     options_.store_path = dir_ + "/prewarm.db";
     options_.log_level = LogLevel::kWarning;
