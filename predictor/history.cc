@@ -1,6 +1,7 @@
 #include "predictor/history.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -32,57 +33,108 @@ std::string History::TaskKey(absl::string_view workflow, absl::string_view task)
   return absl::StrCat(workflow, "\x1f", task);
 }
 
-void History::AddTo(Windows& windows, absl::string_view key, double seconds) {
-  auto it = windows.find(key);
-  if (it == windows.end()) {
-    it = windows.emplace(std::string(key), SampleWindow(options_.window_size)).first;
+History::Windows* History::WindowsOf(HistoryWindow kind) {
+  switch (kind) {
+    case HistoryWindow::kTaskDuration:
+      return &task_durations_;
+    case HistoryWindow::kServiceDuration:
+      return &service_durations_;
+    case HistoryWindow::kColdStart:
+      return &cold_starts_;
+    case HistoryWindow::kWarmLatency:
+      return &warm_latencies_;
+    case HistoryWindow::kDispatchGap:
+      return &dispatch_gaps_;
+    case HistoryWindow::kTaskRun:
+      return nullptr;
   }
+  return nullptr;
+}
+
+void History::AddTo(Windows& windows, HistoryWindow kind, absl::string_view key, double seconds) {
   // NaN and negative spans (clock skew between reporters) count as zero.
-  it->second.Add(seconds > 0 ? seconds : 0.0);
+  seconds = seconds > 0 ? seconds : 0.0;
+  auto it = windows.find(key);
+  if (it != windows.end()) {
+    recency_.splice(recency_.end(), recency_, it->second.recency);
+    it->second.samples.Add(seconds);
+    return;
+  }
+  recency_.emplace_back(kind, std::string(key));
+  it = windows.emplace(std::string(key), Window{SampleWindow(options_.window_size),
+                                                std::prev(recency_.end())})
+           .first;
+  it->second.samples.Add(seconds);
+  EvictOverCap();  // Never the new key: it is the most recent.
+}
+
+void History::EvictOverCap() {
+  if (options_.max_keys <= 0) return;
+  while (recency_.size() > static_cast<size_t>(options_.max_keys)) {
+    auto& [kind, key] = recency_.front();
+    if (Windows* windows = WindowsOf(kind)) {
+      windows->erase(key);
+    } else {
+      task_runs_.erase(key);
+    }
+    evicted_.emplace_back(kind, std::move(key));
+    recency_.pop_front();
+    ++evictions_;
+  }
+}
+
+std::vector<std::pair<HistoryWindow, std::string>> History::TakeEvicted() {
+  return std::exchange(evicted_, {});
+}
+
+void History::Touch(HistoryWindow window, absl::string_view key) {
+  if (Windows* windows = WindowsOf(window)) {
+    if (auto it = windows->find(key); it != windows->end()) {
+      recency_.splice(recency_.end(), recency_, it->second.recency);
+    }
+  } else if (auto it = task_runs_.find(key); it != task_runs_.end()) {
+    recency_.splice(recency_.end(), recency_, it->second.recency);
+  }
 }
 
 void History::Add(HistoryWindow window, absl::string_view key, double value) {
-  switch (window) {
-    case HistoryWindow::kTaskDuration:
-      return AddTo(task_durations_, key, value);
-    case HistoryWindow::kServiceDuration:
-      return AddTo(service_durations_, key, value);
-    case HistoryWindow::kColdStart:
-      return AddTo(cold_starts_, key, value);
-    case HistoryWindow::kWarmLatency:
-      return AddTo(warm_latencies_, key, value);
-    case HistoryWindow::kDispatchGap:
-      return AddTo(dispatch_gaps_, key, value);
-    case HistoryWindow::kTaskRun: {
-      auto it = task_runs_.find(key);
-      if (it == task_runs_.end()) it = task_runs_.emplace(std::string(key), RunRecord()).first;
-      it->second.Add(value > 0.5);
-      return;
-    }
+  if (Windows* windows = WindowsOf(window)) return AddTo(*windows, window, key, value);
+  // kTaskRun.
+  auto it = task_runs_.find(key);
+  if (it != task_runs_.end()) {
+    recency_.splice(recency_.end(), recency_, it->second.recency);
+    it->second.record.Add(value > 0.5);
+    return;
   }
+  recency_.emplace_back(window, std::string(key));
+  it = task_runs_.emplace(std::string(key), Runs{RunRecord(), std::prev(recency_.end())}).first;
+  it->second.record.Add(value > 0.5);
+  EvictOverCap();
 }
 
 const SampleWindow* History::Lookup(const Windows& windows, absl::string_view key) {
   auto it = windows.find(key);
-  return it == windows.end() ? nullptr : &it->second;
+  return it == windows.end() ? nullptr : &it->second.samples;
 }
 
 void History::AddTaskDuration(absl::string_view workflow, absl::string_view task,
                               absl::string_view service, absl::Duration duration) {
-  AddTo(task_durations_, TaskKey(workflow, task), absl::ToDoubleSeconds(duration));
-  if (!service.empty()) AddTo(service_durations_, service, absl::ToDoubleSeconds(duration));
+  Add(HistoryWindow::kTaskDuration, TaskKey(workflow, task), absl::ToDoubleSeconds(duration));
+  if (!service.empty()) {
+    Add(HistoryWindow::kServiceDuration, service, absl::ToDoubleSeconds(duration));
+  }
 }
 
 void History::AddColdStart(absl::string_view service, absl::Duration cold_start) {
-  AddTo(cold_starts_, service, absl::ToDoubleSeconds(cold_start));
+  Add(HistoryWindow::kColdStart, service, absl::ToDoubleSeconds(cold_start));
 }
 
 void History::AddWarmLatency(absl::string_view service, absl::Duration latency) {
-  AddTo(warm_latencies_, service, absl::ToDoubleSeconds(latency));
+  Add(HistoryWindow::kWarmLatency, service, absl::ToDoubleSeconds(latency));
 }
 
 void History::AddDispatchGap(absl::string_view workflow, absl::Duration gap) {
-  AddTo(dispatch_gaps_, workflow, absl::ToDoubleSeconds(gap));
+  Add(HistoryWindow::kDispatchGap, workflow, absl::ToDoubleSeconds(gap));
 }
 
 void History::AddTaskRun(absl::string_view workflow, absl::string_view task, bool ran) {
@@ -137,12 +189,7 @@ Estimate History::DispatchGap(absl::string_view workflow) const {
 
 double History::RunProbability(absl::string_view workflow, absl::string_view task) const {
   auto it = task_runs_.find(TaskKey(workflow, task));
-  return it == task_runs_.end() ? 1.0 : it->second.RunProbability();
-}
-
-size_t History::key_count() const {
-  return task_durations_.size() + service_durations_.size() + cold_starts_.size() +
-         warm_latencies_.size() + dispatch_gaps_.size() + task_runs_.size();
+  return it == task_runs_.end() ? 1.0 : it->second.record.RunProbability();
 }
 
 }  // namespace prewarm

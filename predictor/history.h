@@ -1,8 +1,13 @@
 #pragma once
 
+#include <cstdint>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
@@ -25,6 +30,11 @@ struct HistoryOptions {
   // Estimates from a window with a clear linear trend are projected to its newest observation
   // (ProjectTrendToNewest): durations that drift are planned at today's level.
   bool follow_trends = true;
+  // Keys (windows and run records of every kind) held at most; adding a new key past it evicts
+  // the key whose last observation is the oldest, so that an endless stream of new names (dynamic
+  // DAG ids, mapped task ids, per-tenant services) cannot grow memory. 0: no cap. The default
+  // keeps History near 100 MB with 128-sample windows (docs/store.md, "Sizing").
+  int max_keys = 100'000;
 };
 
 // Where an estimate came from, from most to least specific: learned for the exact key (the task,
@@ -51,10 +61,16 @@ struct Estimate {
 // What prewarm has learned: bounded windows of task durations per (workflow, task) and per
 // service, cold-start costs and warm latencies per service, dispatch gaps per workflow, and how
 // often each task ran. Pure data, no I/O; the server persists observations and replays them here.
-// Not thread-safe: callers synchronise.
+// Bounded: at most options.max_keys keys, least recently observed evicted first (memory per key
+// is bounded by the window size). Not thread-safe: callers synchronise.
 class History {
  public:
   explicit History(HistoryOptions options = {});
+  // Movable, not copyable (the key index points into the recency list).
+  History(History&&) = default;
+  History& operator=(History&&) = default;
+  History(const History&) = delete;
+  History& operator=(const History&) = delete;
 
   // A task's warm run time; also counts for its service (when it has one).
   void AddTaskDuration(absl::string_view workflow, absl::string_view task, absl::string_view service,
@@ -91,20 +107,46 @@ class History {
 
   const HistoryOptions& options() const { return options_; }
   // Number of keys (windows and run records) held.
-  size_t key_count() const;
+  size_t key_count() const { return recency_.size(); }
+
+  // Keys evicted by max_keys since the previous call, oldest first, so that a store can delete
+  // them too. A caller that persists keys should take them after every Add.
+  std::vector<std::pair<HistoryWindow, std::string>> TakeEvicted();
+  // Keys evicted since construction.
+  int64_t evictions() const { return evictions_; }
+  // Makes `key` the most recently used, as if just observed, without adding a value (a restore
+  // replays keys in the order they were last observed). No-op for an absent key.
+  void Touch(HistoryWindow window, absl::string_view key);
 
  private:
-  using Windows = absl::flat_hash_map<std::string, SampleWindow>;
-  void AddTo(Windows& windows, absl::string_view key, double seconds);
+  // Every key, least recently observed first.
+  using Recency = std::list<std::pair<HistoryWindow, std::string>>;
+  struct Window {
+    SampleWindow samples;
+    Recency::iterator recency;
+  };
+  struct Runs {
+    RunRecord record;
+    Recency::iterator recency;
+  };
+  using Windows = absl::flat_hash_map<std::string, Window>;
+  void AddTo(Windows& windows, HistoryWindow kind, absl::string_view key, double seconds);
   static const SampleWindow* Lookup(const Windows& windows, absl::string_view key);
+  // The map holding keys of `kind` (nullptr for kTaskRun, which has its own).
+  Windows* WindowsOf(HistoryWindow kind);
+  // Evicts least recent keys while more than max_keys are held.
+  void EvictOverCap();
 
   HistoryOptions options_;
+  Recency recency_;
+  std::vector<std::pair<HistoryWindow, std::string>> evicted_;
+  int64_t evictions_ = 0;
   Windows task_durations_;
   Windows service_durations_;
   Windows cold_starts_;
   Windows warm_latencies_;
   Windows dispatch_gaps_;
-  absl::flat_hash_map<std::string, RunRecord> task_runs_;
+  absl::flat_hash_map<std::string, Runs> task_runs_;
   // Priors are shared by every plan that falls back to them.
   std::shared_ptr<const Distribution> duration_prior_;
   std::shared_ptr<const Distribution> cold_start_prior_;

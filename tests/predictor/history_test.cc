@@ -1,5 +1,11 @@
 #include "predictor/history.h"
 
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
 #include "gtest/gtest.h"
 
 namespace prewarm {
@@ -67,6 +73,87 @@ TEST(HistoryTest, NegativeDurationsAreClampedToZero) {
   History h;
   h.AddColdStart("svc", absl::Seconds(-1));
   EXPECT_DOUBLE_EQ(h.ColdStart("svc").distribution->Mean(), 0);
+}
+
+// --- Bounded keys (issue 11, defect 1). ---
+
+using Evicted = std::vector<std::pair<HistoryWindow, std::string>>;
+
+TEST(HistoryTest, TheLeastRecentlyObservedKeyIsEvictedFirst) {
+  History h({.max_keys = 3});
+  h.AddColdStart("a", absl::Seconds(1));
+  h.AddColdStart("b", absl::Seconds(1));
+  h.AddColdStart("c", absl::Seconds(1));
+  h.AddColdStart("a", absl::Seconds(2));  // a is now the most recent; b the least.
+  EXPECT_TRUE(h.TakeEvicted().empty());
+  h.AddWarmLatency("d", absl::Seconds(1));  // Any kind counts against the one cap.
+  EXPECT_EQ(h.key_count(), 3u);
+  EXPECT_EQ(h.TakeEvicted(), (Evicted{{HistoryWindow::kColdStart, "b"}}));
+  EXPECT_EQ(h.ColdStarts("b"), nullptr);
+  ASSERT_NE(h.ColdStarts("a"), nullptr);
+  EXPECT_EQ(h.ColdStarts("a")->size(), 2);  // A kept key keeps its samples.
+  h.AddTaskRun("wf", "t", true);
+  h.AddDispatchGap("wf", absl::Seconds(1));
+  EXPECT_EQ(h.TakeEvicted(),
+            (Evicted{{HistoryWindow::kColdStart, "c"}, {HistoryWindow::kColdStart, "a"}}));
+  EXPECT_TRUE(h.TakeEvicted().empty());  // Taken once.
+  EXPECT_EQ(h.evictions(), 3);
+}
+
+TEST(HistoryTest, AnEvictedKeyFallsBackAndCanBeLearnedAgain) {
+  History h({.duration_prior = absl::Seconds(10), .max_keys = 2});
+  h.AddTaskDuration("wf", "t", "svc", absl::Seconds(3));  // Two keys: the task's and the service's.
+  h.AddColdStart("other", absl::Seconds(1));             // Evicts the task's (the older).
+  EXPECT_EQ(h.TaskDuration("wf", "t", "svc").source, EstimateSource::kFallback);
+  h.AddColdStart("third", absl::Seconds(1));  // Evicts the service's.
+  EXPECT_EQ(h.TaskDuration("wf", "t", "svc").source, EstimateSource::kPrior);
+  h.AddTaskDuration("wf", "t", "", absl::Seconds(4));
+  EXPECT_EQ(h.TaskDuration("wf", "t", "svc").source, EstimateSource::kLearned);
+  EXPECT_DOUBLE_EQ(h.TaskDuration("wf", "t", "svc").distribution->Mean(), 4);  // Fresh window.
+}
+
+TEST(HistoryTest, TouchMakesAKeyTheMostRecent) {
+  History h({.max_keys = 2});
+  h.Add(HistoryWindow::kTaskRun, History::TaskKey("wf", "x"), 1);
+  h.Add(HistoryWindow::kTaskRun, History::TaskKey("wf", "y"), 1);
+  h.Touch(HistoryWindow::kTaskRun, History::TaskKey("wf", "x"));
+  h.Touch(HistoryWindow::kTaskRun, "absent");  // No-op.
+  h.Add(HistoryWindow::kTaskRun, History::TaskKey("wf", "z"), 0);
+  EXPECT_EQ(h.TakeEvicted(), (Evicted{{HistoryWindow::kTaskRun, History::TaskKey("wf", "y")}}));
+  EXPECT_DOUBLE_EQ(h.RunProbability("wf", "x"), 1);
+}
+
+TEST(HistoryTest, KeysStayAtTheCapUnderAnEndlessStreamOfNewNames) {
+  constexpr int kCap = 1000;
+  History h({.max_keys = kCap});
+  int64_t evicted = 0;
+  for (int i = 0; i < 20 * kCap; ++i) {
+    const std::string n = absl::StrCat("dyn-", i);
+    h.AddTaskDuration(n, "task", absl::StrCat("tenant-", i), absl::Seconds(1));
+    h.AddTaskRun(n, "task", true);
+    h.AddColdStart(absl::StrCat("tenant-", i), absl::Seconds(1));
+    ASSERT_LE(h.key_count(), static_cast<size_t>(kCap));
+    evicted += static_cast<int64_t>(h.TakeEvicted().size());
+  }
+  EXPECT_EQ(h.key_count(), static_cast<size_t>(kCap));
+  EXPECT_EQ(evicted, 20 * kCap * 4 - kCap);
+  EXPECT_EQ(h.evictions(), evicted);
+}
+
+TEST(HistoryTest, ZeroMaxKeysMeansNoCap) {
+  History h({.max_keys = 0});
+  for (int i = 0; i < 500; ++i) h.AddColdStart(absl::StrCat("s", i), absl::Seconds(1));
+  EXPECT_EQ(h.key_count(), 500u);
+  EXPECT_TRUE(h.TakeEvicted().empty());
+}
+
+TEST(HistoryTest, AMovedHistoryKeepsItsOrder) {
+  History a({.max_keys = 2});
+  a.AddColdStart("old", absl::Seconds(1));
+  a.AddColdStart("new", absl::Seconds(1));
+  History b = std::move(a);
+  b.AddColdStart("newest", absl::Seconds(1));
+  EXPECT_EQ(b.TakeEvicted(), (Evicted{{HistoryWindow::kColdStart, "old"}}));
 }
 
 }  // namespace
