@@ -17,6 +17,8 @@ packages=(
   # Python client, its tests and the proto lint (run with /usr/bin/python3); jsonschema for the
   # deployment manifests' conformance test (tests/deploy/test_deploy_conformance.py).
   python3 python3-grpcio python3-protobuf python3-pytest python3-yaml python3-jsonschema
+  # Airflow conformance tests: Airflow's own session, listener and secrets code runs on these.
+  python3-sqlalchemy python3-pluggy
   # Real peers used by the tests: a SQLite shell for inspection, Prometheus and promtool.
   sqlite3 prometheus curl
   # Plots of the policy comparison (bench/policy_sim/plot.py).

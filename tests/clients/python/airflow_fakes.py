@@ -14,8 +14,14 @@ Specs (checked against apache/airflow sources):
 - 3.x (airflow-core/src/airflow/listeners/spec + the task SDK's task_runner.py):
   on_task_instance_running(previous_state, task_instance) with a RuntimeTaskInstance,
   on_task_instance_success(previous_state, task_instance), on_task_instance_failed(previous_state,
-  task_instance, error), on_task_instance_skipped(previous_state, task_instance); dag runs as in 2.x;
-  before_stopping(component=TaskRunnerMarker()) at the end of the task process.
+  task_instance, error); dag runs as in 2.x; before_stopping(component=TaskRunnerMarker()) at the
+  end of the task process. on_task_instance_skipped(previous_state, task_instance) only from 3.2
+  (apache/airflow PR #59467; backported to 3.1.x in February 2026): "3.2" here. 3.1.0's
+  finalize() calls no listener hook for a skipped task (task_runner.py:1427-1428).
+
+This module checks the provider's *shape* against Airflow's objects. Airflow's *behaviour* (its
+real session and commit guard, listener manager, specs, timetables and hook order of every
+version) is in airflow_runtime.py, which loads Airflow's own source.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import datetime as dt
 import enum
 import json
 import logging
+import os
 import sys
 import types
 import uuid
@@ -32,7 +39,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import pluggy
 
-VERSIONS = ("2.7", "2.10", "3.1")
+VERSIONS = ("2.7", "2.10", "3.1", "3.2")
 
 
 class TaskInstanceState(str, enum.Enum):
@@ -397,13 +404,14 @@ def spec_modules(version: str) -> list[types.ModuleType]:
         @hookspec
         def on_task_instance_failed(previous_state, task_instance, error): ...
 
-        @hookspec
-        def on_task_instance_skipped(previous_state, task_instance): ...
-
         taskinstance = _module("taskinstance", on_task_instance_running=on_task_instance_running,
                                on_task_instance_success=on_task_instance_success,
-                               on_task_instance_failed=on_task_instance_failed,
-                               on_task_instance_skipped=on_task_instance_skipped)
+                               on_task_instance_failed=on_task_instance_failed)
+        if version != "3.1":
+            @hookspec
+            def on_task_instance_skipped(previous_state, task_instance): ...
+
+            taskinstance.on_task_instance_skipped = on_task_instance_skipped
     return [lifecycle, dagrun, taskinstance]
 
 
@@ -430,6 +438,24 @@ class Connection:
     def extra_dejson(self) -> dict[str, Any]:
         return json.loads(self.extra) if self.extra else {}
 
+    @classmethod
+    def get_connection_from_secrets(cls, conn_id: str) -> "Connection":
+        """models/connection.py get_connection_from_secrets: the environment variable, then the
+        metastore (here the fake's table), else AirflowNotFoundException (2.7.0 :448-477). The
+        real metastore path, with its session, is in airflow_runtime.py."""
+        if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
+            from prewarm_client.airflow._compat import connection_from_env  # noqa: PLC0415
+            return connection_from_env(conn_id)
+        fake = installed()
+        if fake is not None and conn_id in fake.connections:
+            return fake.connections[conn_id]
+        raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined")
+
+
+class TaskCommandMarker:
+    """cli/commands/task_command.py TaskCommandMarker (2.x): on_starting's component in a task
+    process (task_command.py:400)."""
+
 
 class FakeAirflow:
     """The installed fake: its version, connections, config, and Airflow's listener calls."""
@@ -440,6 +466,7 @@ class FakeAirflow:
         self.connections: dict[str, Connection] = {}
         self.config: dict[tuple[str, str], str] = {}
         self.plugins: list[Any] = []
+        self.dag_runs: dict[tuple[str, str], DagRun] = {}
         self._pm: Optional[pluggy.PluginManager] = None
 
     # Airflow's configuration and connections ----------------------------------------------
@@ -448,6 +475,19 @@ class FakeAirflow:
         conn = Connection(conn_id, **fields)
         self.connections[conn_id] = conn
         return conn
+
+    def task_states(self, dag_id: str, run_id: str) -> list[Any]:
+        """What the listener's end-of-run read finds in the metadata DB: every task instance of
+        the run (those never created have state None)."""
+        from prewarm_client.airflow.listener import TaskStateRow  # noqa: PLC0415
+        run = self.dag_runs[(dag_id, run_id)]
+        rows = []
+        for task_id in run._full_dag.task_dict:
+            ti = run.task_instances.get(task_id)
+            rows.append(TaskStateRow(task_id, -1 if ti is None else (ti.map_index or -1),
+                                     "" if ti is None else str(ti.state or ""),
+                                     None if ti is None else ti.end_date))
+        return rows
 
     # The listener manager (airflow.listeners.listener.get_listener_manager) ------------------
 
@@ -464,6 +504,10 @@ class FakeAirflow:
                 if not pm.is_registered(listener):
                     pm.register(listener)
         self._pm = pm
+        # The listener's end-of-run read (a query on Airflow's metadata DB) reads this fake's
+        # runs instead; the real query runs against Airflow's session code in airflow_runtime.
+        from prewarm_client.airflow import listener as listener_module  # noqa: PLC0415
+        listener_module.read_task_states = self.task_states
         return pm
 
     @property
@@ -474,16 +518,19 @@ class FakeAirflow:
     # Airflow's calls, with each version's exact keyword arguments -----------------------------
 
     def dag_run_running(self, dag_run: DagRun) -> None:
+        self.dag_runs[(dag_run.dag_id, dag_run.run_id)] = dag_run
         dag_run.state = DagRunState.RUNNING
         dag_run.start_date = dag_run.start_date or utcnow()
         self.hook.on_dag_run_running(dag_run=dag_run, msg="started")
 
     def dag_run_success(self, dag_run: DagRun) -> None:
+        self.dag_runs[(dag_run.dag_id, dag_run.run_id)] = dag_run
         dag_run.state = DagRunState.SUCCESS
         dag_run.end_date = utcnow()
         self.hook.on_dag_run_success(dag_run=dag_run, msg="success")
 
     def dag_run_failed(self, dag_run: DagRun) -> None:
+        self.dag_runs[(dag_run.dag_id, dag_run.run_id)] = dag_run
         dag_run.state = DagRunState.FAILED
         dag_run.end_date = utcnow()
         self.hook.on_dag_run_failed(dag_run=dag_run, msg="task_failure")
@@ -500,6 +547,8 @@ class FakeAirflow:
         ti.state = TaskInstanceState.RUNNING
         ti.start_date = utcnow()
         if self.major == 2:
+            # task_command.task_run: on_starting(TaskCommandMarker()) before the task runs.
+            self.hook.on_starting(component=TaskCommandMarker())
             self.hook.on_task_instance_running(previous_state=TaskInstanceState.QUEUED,
                                                task_instance=ti, session=Session())
         else:
@@ -532,11 +581,11 @@ class FakeAirflow:
             self.hook.before_stopping(component=TaskRunnerMarker())
 
     def task_skipped(self, ti: Any) -> None:
-        """A task that skips itself (AirflowSkipException): 3.x calls on_task_instance_skipped;
-        2.x calls no task-instance hook (the DAG run's end reports it)."""
+        """A task that skips itself (AirflowSkipException): 3.2+ calls on_task_instance_skipped;
+        2.x and 3.1.0 call no task-instance hook (the DAG run's end reports it)."""
         ti.state = TaskInstanceState.SKIPPED
         ti.end_date = utcnow()
-        if self.major >= 3:
+        if self.version != "3.1" and self.major >= 3:
             self.hook.on_task_instance_skipped(previous_state=TaskInstanceState.RUNNING,
                                                task_instance=ti)
 

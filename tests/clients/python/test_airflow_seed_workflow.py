@@ -170,6 +170,6 @@ def test_seed_workflow_downstream_services_warm_through_the_listener(
         assert stats.duration.sample_count == TRAINING_RUNS + 1
         assert stats.cold_start.sample_count >= 1
     assert server.metric("prewarm_task_starts_total", outcome="hit") >= 1
-    reporter = listener.get_listener().reporter(listener.get_listener().settings())
+    reporter = listener.get_listener().reporter()
     assert reporter.failed == 0 and reporter.dropped == 0
     admin.close()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 log = logging.getLogger("prewarm_client.airflow")
@@ -173,30 +173,90 @@ def conf_get(section: str, key: str, fallback: Optional[str] = None) -> Optional
     return os.environ.get(f"AIRFLOW__{section.upper()}__{key.upper()}", fallback)
 
 
-def generate_scheduled_run_id(logical_date: Any, run_after: Any) -> Optional[str]:
-    """The run id Airflow gives the scheduled run of `logical_date` (DagRun.generate_run_id, whose
-    signature differs between 2.x and 3.x), or None when Airflow is not importable."""
-    dag_run_cls = _try_import("airflow.models.dagrun", "DagRun")
-    run_type_cls = _try_import("airflow.utils.types", "DagRunType")
-    if dag_run_cls is None or run_type_cls is None:
+def is_runtime_task_instance(ti: Any) -> bool:
+    """A 3.x task SDK RuntimeTaskInstance (task-sdk execution_time/task_runner.py): only a task
+    process has one."""
+    return any(c.__name__ == "RuntimeTaskInstance" for c in type(ti).__mro__)
+
+
+def read_connection(conn_id: str, sdk: bool = False) -> Any:
+    """The connection `conn_id`, for the listener. Never call it on a thread that holds an
+    Airflow session (the scheduler's loop, a 2.x task's run): the metastore lookup uses the
+    thread's scoped session, expunges everything in it and commits it.
+
+    AIRFLOW_CONN_<ID> first (no Airflow call at all); then with `sdk` (a 3.x task process) the task
+    SDK's BaseHook, which asks the supervisor; else Airflow's secrets backends in order
+    (Connection.get_connection_from_secrets: env, custom, metastore); else 2.x BaseHook."""
+    if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
+        return connection_from_env(conn_id)
+    if sdk:
+        sdk_hook = _try_import("airflow.sdk", "BaseHook")
+        if sdk_hook is not None:
+            return sdk_hook.get_connection(conn_id)
+    connection_cls = _try_import("airflow.models.connection", "Connection")
+    from_secrets = getattr(connection_cls, "get_connection_from_secrets", None)
+    if callable(from_secrets):
+        return from_secrets(conn_id)
+    base_hook = _try_import("airflow.hooks.base", "BaseHook")
+    if base_hook is not None:
+        return base_hook.get_connection(conn_id)
+    return connection_from_env(conn_id)
+
+
+def task_instance_states(dag_id: str, run_id: str) -> list[tuple[Any, Any, Any, Any]]:
+    """(task_id, map_index, state, end_date) of a DAG run's task instances, read in a session of
+    the calling thread (airflow.utils.session.create_session: Airflow's scoped session is per
+    thread, so on the reporter's thread this is never the scheduler's). Raises when Airflow's ORM
+    is not importable."""
+    from sqlalchemy import select  # noqa: PLC0415 - Airflow brings SQLAlchemy
+    ti = __import__("airflow.models.taskinstance", fromlist=["TaskInstance"]).TaskInstance
+    create_session = __import__("airflow.utils.session", fromlist=["create_session"]).create_session
+    query = select(ti.task_id, ti.map_index, ti.state, ti.end_date).where(
+        ti.dag_id == dag_id, ti.run_id == run_id)
+    with create_session() as session:
+        return [tuple(row) for row in session.execute(query)]
+
+
+class _Interval(NamedTuple):
+    start: Any
+    end: Any
+
+
+class _Restriction(NamedTuple):
+    earliest: Any
+    latest: Any
+    catchup: bool
+
+
+def data_interval(start: Any, end: Any) -> Any:
+    """airflow.timetables.base.DataInterval(start, end)."""
+    cls = _try_import("airflow.timetables.base", "DataInterval") or _Interval
+    return cls(start, end)
+
+
+def time_restriction(dag: Any) -> Any:
+    """The DAG's scheduling restriction: DAG._time_restriction where the DAG has it (2.x), else
+    TimeRestriction(start_date, end_date, catchup) as the DAG builds it."""
+    restriction = getattr(dag, "_time_restriction", None)
+    if restriction is not None:
+        return restriction
+    cls = _try_import("airflow.timetables.base", "TimeRestriction") or _Restriction
+    return cls(getattr(dag, "start_date", None), getattr(dag, "end_date", None),
+               bool(getattr(dag, "catchup", False)))
+
+
+def scheduled_run_id(timetable: Any, info: Any) -> Optional[str]:
+    """The id the scheduler gives the scheduled run `info` (a DagRunInfo): the timetable's own
+    generate_run_id, 2.x with logical_date, 3.x with run_after (timetables/base.py)."""
+    run_type = _try_import("airflow.utils.types", "DagRunType")
+    if run_type is None:
         return None
     import inspect  # noqa: PLC0415
-    try:
-        params = inspect.signature(dag_run_cls.generate_run_id).parameters
-        if "run_after" in params:  # 3.x: keyword-only run_type, logical_date, run_after
-            return dag_run_cls.generate_run_id(run_type=run_type_cls.SCHEDULED,
-                                               logical_date=logical_date, run_after=run_after)
-        return dag_run_cls.generate_run_id(run_type_cls.SCHEDULED, logical_date)
-    except Exception:
-        return None
-
-
-def get_dag_model(dag_id: str) -> Any:
-    """DagModel.get_dagmodel(dag_id) when Airflow's metadata database is reachable, else None."""
-    dag_model_cls = _try_import("airflow.models.dag", "DagModel")
-    if dag_model_cls is None:
-        return None
-    try:
-        return dag_model_cls.get_dagmodel(dag_id)
-    except Exception:
-        return None
+    params = inspect.signature(timetable.generate_run_id).parameters
+    if "run_after" in params:
+        return str(timetable.generate_run_id(run_type=run_type.SCHEDULED,
+                                             run_after=info.run_after,
+                                             data_interval=info.data_interval))
+    return str(timetable.generate_run_id(run_type=run_type.SCHEDULED,
+                                         logical_date=info.logical_date,
+                                         data_interval=info.data_interval))

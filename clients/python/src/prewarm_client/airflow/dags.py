@@ -1,9 +1,11 @@
 """From Airflow objects to prewarm's: run ids, DAG structure, the service of each task, next runs.
 
 Works on Airflow 2.7+ and 3.x objects alike by reading only attributes both have:
-DagRun (dag_id, run_id, start_date, logical_date, dag / get_dag(), dag_model), DAG (dag_id,
-task_dict), operators (task_id, upstream_task_ids, params), TaskInstance / RuntimeTaskInstance
-(dag_id, run_id, task_id, map_index, state, start_date, end_date, task).
+DagRun (dag_id, run_id, run_type, start_date, data_interval_start / _end, dag), DAG (dag_id,
+task_dict, timetable, start_date, end_date, catchup), operators (task_id, upstream_task_ids,
+params), TaskInstance / RuntimeTaskInstance (dag_id, run_id, task_id, map_index, state,
+start_date, end_date, task). Everything here is read from objects in memory: no query, no lazy
+load, no session (the scheduler calls the listener inside its guarded session).
 
 Service of a task, first match wins:
 1. the task's params["prewarm_service"] (survives DAG serialization, so the scheduler sees it);
@@ -64,6 +66,15 @@ def _param_value(params: Any, key: str) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskShape:
+    """A task as the DAG declares it, copied out of Airflow's objects."""
+
+    task_id: str
+    upstream: tuple[str, ...]
+    declared_service: str = ""   # params["prewarm_service"] or the operator's attribute
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskNode:
     task_id: str
     upstream: tuple[str, ...]
@@ -71,12 +82,18 @@ class TaskNode:
     candidate: str = ""    # from the naming rule, subject to pattern_requires_registered
 
 
-def explicit_service(dag_id: str, task: Any, settings: PrewarmSettings) -> str:
-    task_id = str(task.task_id)
+def declared_service(task: Any) -> str:
     for value in (_param_value(getattr(task, "params", None), PARAM_KEY),
-                  getattr(task, ATTRIBUTE, None),
-                  settings.service_map.get(f"{dag_id}.{task_id}"),
-                  settings.service_map.get(task_id)):
+                  getattr(task, ATTRIBUTE, None)):
+        if value:
+            return str(value)
+    return ""
+
+
+def explicit_service(dag_id: str, task: TaskShape, settings: PrewarmSettings) -> str:
+    for value in (task.declared_service,
+                  settings.service_map.get(f"{dag_id}.{task.task_id}"),
+                  settings.service_map.get(task.task_id)):
         if value:
             return str(value)
     return ""
@@ -98,19 +115,32 @@ def dag_tasks(dag: Any) -> list[Any]:
     return list(getattr(dag, "tasks", ()) or ())
 
 
-def dag_structure(dag_id: str, dag: Any, settings: PrewarmSettings) -> list[TaskNode]:
-    """Every task of the DAG with its upstream ids and service (explicit or candidate)."""
+def dag_shape(dag: Any) -> list[TaskShape]:
+    """Every task of the DAG with its upstream ids and declared service (no settings needed, so
+    a hook can copy it and leave the rest to the reporter's thread)."""
     tasks = dag_tasks(dag)
     ids = {str(t.task_id) for t in tasks}
+    return [TaskShape(str(task.task_id),
+                      tuple(sorted(str(u) for u in (getattr(task, "upstream_task_ids", ()) or ())
+                                   if str(u) in ids)),
+                      declared_service(task))
+            for task in tasks]
+
+
+def nodes_of(dag_id: str, tasks: Iterable[TaskShape], settings: PrewarmSettings
+             ) -> list[TaskNode]:
+    """The tasks with their services: explicit (declared or mapped) or a naming-rule candidate."""
     nodes = []
     for task in tasks:
-        task_id = str(task.task_id)
-        upstream = tuple(sorted(str(u) for u in (getattr(task, "upstream_task_ids", ()) or ())
-                                if str(u) in ids))
         service = explicit_service(dag_id, task, settings)
-        nodes.append(TaskNode(task_id, upstream, service,
-                              "" if service else pattern_service(dag_id, task_id, settings)))
+        nodes.append(TaskNode(task.task_id, task.upstream, service,
+                              "" if service else pattern_service(dag_id, task.task_id, settings)))
     return nodes
+
+
+def dag_structure(dag_id: str, dag: Any, settings: PrewarmSettings) -> list[TaskNode]:
+    """Every task of the DAG with its upstream ids and service (explicit or candidate)."""
+    return nodes_of(dag_id, dag_shape(dag), settings)
 
 
 def resolve(nodes: Iterable[TaskNode], settings: PrewarmSettings,
@@ -127,20 +157,6 @@ def resolve(nodes: Iterable[TaskNode], settings: PrewarmSettings,
     return out
 
 
-def dag_of(dag_run: Any) -> Any:
-    """The DAG of a DagRun (the scheduler sets `dag_run.dag`); None when it is not loaded."""
-    dag = getattr(dag_run, "dag", None)
-    if dag is not None:
-        return dag
-    get_dag = getattr(dag_run, "get_dag", None)
-    if callable(get_dag):
-        try:
-            return get_dag()
-        except Exception:
-            return None
-    return None
-
-
 def aware(when: Any) -> Optional[dt.datetime]:
     if not isinstance(when, dt.datetime):
         return None
@@ -151,33 +167,28 @@ def aware(when: Any) -> Optional[dt.datetime]:
 class NextRun:
     run_id: str             # the Airflow run id the scheduler will give it
     start: dt.datetime      # when the scheduler will create (and start) it
-    logical_date: Optional[dt.datetime]
 
 
-def predicted_run_id(logical_date: Optional[dt.datetime], run_after: dt.datetime) -> str:
-    """Airflow's id of a scheduled run: "scheduled__<logical date ISO 8601>" (DagRun.generate_run_id
-    when Airflow is importable)."""
-    generated = _compat.generate_scheduled_run_id(logical_date, run_after)
-    if generated:
-        return generated
-    return f"scheduled__{(logical_date or run_after).isoformat()}"
-
-
-def next_scheduled_run(dag_run: Any) -> Optional[NextRun]:
-    """The DAG's next scheduled run, from the scheduler's own bookkeeping: DagModel.next_dagrun
-    (its logical date) and next_dagrun_create_after (when the scheduler creates it). The
-    scheduler advances them when it creates a run, so while a scheduled run is running they
-    describe the one after it. None for DAGs without a time-based schedule."""
-    dag_model = getattr(dag_run, "dag_model", None)
-    if dag_model is None:
-        dag_model = _compat.get_dag_model(str(dag_run.dag_id))
-    if dag_model is None:
+def next_scheduled_run(dag: Any, dag_run: Any) -> Optional[NextRun]:
+    """The scheduled run after `dag_run`, as the scheduler will create it: the DAG's timetable
+    asked for the run after this run's data interval (timetable.next_dagrun_info, as the
+    scheduler's DagModel.calculate_dagrun_date_fields does), named by the timetable
+    (timetable.generate_run_id: 2.x with the logical date, 3.x with run_after). Independent of
+    max_active_runs, which only delays the creation. None for runs that are not scheduled
+    (manual, backfill, asset-triggered), DAGs without a time-based schedule, and the last run."""
+    if state_name(getattr(dag_run, "run_type", None)) != "scheduled":
         return None
-    start = aware(getattr(dag_model, "next_dagrun_create_after", None))
-    if start is None:
+    timetable = getattr(dag, "timetable", None)
+    start, end = (aware(getattr(dag_run, "data_interval_start", None)),
+                  aware(getattr(dag_run, "data_interval_end", None)))
+    if timetable is None or start is None or end is None:
         return None
-    logical = aware(getattr(dag_model, "next_dagrun", None))
-    run_id = predicted_run_id(logical, start)
-    if run_id == getattr(dag_run, "run_id", None):
+    info = timetable.next_dagrun_info(last_automated_data_interval=_compat.data_interval(start, end),
+                                      restriction=_compat.time_restriction(dag))
+    if info is None:
         return None
-    return NextRun(run_id, start, logical)
+    run_id = _compat.scheduled_run_id(timetable, info)
+    after = aware(info.run_after)
+    if run_id is None or after is None or run_id == getattr(dag_run, "run_id", None):
+        return None
+    return NextRun(run_id, after)

@@ -14,7 +14,7 @@ Connection (type `prewarm`, default id `prewarm_default`):
 | extra `delay_cost_ratio` | alpha/beta sent with every run (default: the server's) |
 | extra `warm_next_run` | announce each DAG's next scheduled run ahead of its start (default true) |
 | extra `enabled` | false turns the listener off |
-| extra `queue_size`, `flush_timeout`, `cancel_grace` | background queue bound; how long a task's last hook waits for its reports; how long after a DAG run ends its leftovers are cancelled |
+| extra `queue_size`, `flush_timeout`, `cancel_grace` | background queue bound; how long a task's last hook waits for its reports (also the time budget of one report with all its calls; default 4 × timeout + 1 s, at most 15 s: Airflow 3 kills a task process 20 s after it succeeded); how long after a DAG run ends its leftovers are cancelled |
 
 Airflow config section [prewarm] (or AIRFLOW__PREWARM__<KEY>): `conn_id`, `enabled`,
 `service_map` (JSON), `service_pattern`; the connection's extra wins where both are set.
@@ -31,6 +31,13 @@ from prewarm_client.airflow._compat import conf_get
 DEFAULT_CONN_ID = "prewarm_default"
 DEFAULT_PORT = 50051
 DEFAULT_TIMEOUT_SECONDS = 2.0
+# A report's longest chain is four calls (report, list_services, Prewarm, report again); Airflow 3
+# kills a task process still alive 20 s after success (supervisor), so stay well below that.
+MAX_DEFAULT_FLUSH_SECONDS = 15.0
+
+
+def default_flush_timeout(timeout: float) -> float:
+    return min(4 * timeout + 1.0, MAX_DEFAULT_FLUSH_SECONDS)
 
 
 def as_bool(value: Any, default: bool) -> bool:
@@ -79,7 +86,7 @@ class PrewarmSettings:
     warm_next_run: bool = True
     enabled: bool = True
     queue_size: int = 1000
-    flush_timeout: float = 3.0
+    flush_timeout: float = default_flush_timeout(DEFAULT_TIMEOUT_SECONDS)
     cancel_grace: float = 60.0
 
     def client_kwargs(self) -> dict[str, Any]:
@@ -126,7 +133,8 @@ class PrewarmSettings:
             warm_next_run=as_bool(extra.get("warm_next_run"), True),
             enabled=enabled,
             queue_size=int(extra.get("queue_size") or 1000),
-            flush_timeout=as_float(extra.get("flush_timeout"), timeout + 1.0) or 0.0,
+            flush_timeout=as_float(extra.get("flush_timeout"), default_flush_timeout(timeout))
+            or 0.0,
             cancel_grace=as_float(extra.get("cancel_grace"), 60.0) or 0.0,
         )
 

@@ -1,0 +1,315 @@
+"""The listener inside Airflow's own code, every version from 2.7.0 to main (airflow_runtime.py):
+the scheduler's guarded session, the metastore connection lookup, each version's hook order and
+task-instance attributes, the timetable's run ids, and task processes that end with os._exit
+against a real prewarmd."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+import support
+
+support.need_stubs()
+
+import airflow_runtime as ar  # noqa: E402
+from airflow_fakes import RecordingClient  # noqa: E402
+from prewarm_client import PrewarmClient, pb2  # noqa: E402
+from support import harness  # noqa: E402
+
+if ar.source_root() is None:
+    pytest.skip(ar.missing_reason(), allow_module_level=True)
+
+ALL = pytest.mark.parametrize("version", ar.VERSIONS)
+V2 = [v for v in ar.VERSIONS if v.startswith("2.")]
+CONN_EXTRA = {"service_map": {"c": "svc-c"}, "flush_timeout": 10, "cancel_grace": 0.2}
+
+
+@pytest.fixture
+def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ar.Runtime]:
+    """Airflow `version`'s real code installed, with the provider imported against it."""
+    for key in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
+        os.environ.pop(key)
+    _forget_provider()
+    rt = ar.install(request.param, tmp_path / "airflow.db")
+    try:
+        yield rt
+    finally:
+        _forget_provider()
+        ar.uninstall()
+        os.environ.pop("AIRFLOW_CONN_PREWARM_DEFAULT", None)
+
+
+def _forget_provider() -> None:
+    import sys  # noqa: PLC0415
+    try:
+        from prewarm_client.airflow import listener, reporter  # noqa: PLC0415
+        listener.set_listener(None)
+        reporter.close_all()
+    except Exception:
+        pass
+    for name in [n for n in sys.modules if n.startswith("prewarm_client.airflow")]:
+        del sys.modules[name]
+
+
+def provider(rt: ar.Runtime, client: Any, **listener_kwargs: Any) -> Any:
+    """Imports the provider against the runtime, registers its plugin with Airflow's real
+    ListenerManager, and makes the listener send to `client`."""
+    listener = importlib.import_module("prewarm_client.airflow.listener")
+    plugin = importlib.import_module("prewarm_client.airflow.plugin")
+    rt.listener_manager([plugin.PrewarmPlugin])
+    listener.set_listener(listener.PrewarmListener(
+        conn_id="prewarm_default", client_factory=lambda s: client, **listener_kwargs))
+    return listener
+
+
+def store_connection(rt: ar.Runtime, where: str, port: int = 50051) -> None:
+    if where == "metastore":
+        rt.add_connection("prewarm_default", host="127.0.0.1", port=port, extra=CONN_EXTRA)
+    elif where == "env":
+        import json  # noqa: PLC0415
+        os.environ["AIRFLOW_CONN_PREWARM_DEFAULT"] = json.dumps(
+            {"conn_type": "prewarm", "host": "127.0.0.1", "port": port, "extra": CONN_EXTRA})
+    else:  # the 3.x task SDK's supervisor
+        from prewarm_client.airflow._compat import Connection  # noqa: PLC0415
+        rt.supervisor_connections["prewarm_default"] = Connection(
+            "prewarm_default", "prewarm", host="127.0.0.1", port=port, extra=CONN_EXTRA)
+
+
+def chain_dag(**kwargs: Any) -> ar.Dag:
+    return ar.Dag("etl", [ar.Operator("a", service="svc-a"),
+                          ar.Operator("b", ["a"], service="svc-b", retries=kwargs.pop("retries", 0)),
+                          ar.Operator("c", ["b"])], **kwargs)
+
+
+def reports(client: RecordingClient) -> list[tuple[str, str]]:
+    return [(c[2], c[3]) for c in client.of("report")]
+
+
+# The scheduler ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", ar.VERSIONS, indirect=True)
+def test_plugin_registers_with_airflows_listener_manager(runtime: ar.Runtime) -> None:
+    provider(runtime, RecordingClient())
+    hook = runtime.hook
+    for name in ("on_starting", "before_stopping", "on_dag_run_running", "on_dag_run_success",
+                 "on_dag_run_failed", "on_task_instance_running", "on_task_instance_success",
+                 "on_task_instance_failed"):
+        assert getattr(hook, name).get_hookimpls(), name
+    # Airflow's spec decides whether the skipped hook exists (3.2+, backported to 3.1.x).
+    assert runtime.has_skipped_hook == (runtime.version == "main-2026-spec")
+
+
+@pytest.mark.parametrize("where", ["metastore", "env"])
+@pytest.mark.parametrize("runtime", ar.VERSIONS, indirect=True)
+def test_scheduler_survives_dag_runs_and_commits_their_states(runtime: ar.Runtime,
+                                                              where: str) -> None:
+    """The DAG-run hooks run inside the scheduler's guarded session: they must leave it attached
+    and uncommitted, and the scheduler then commits the run's state. The connection is read on
+    the reporter's thread (a metastore read on the scheduler's thread commits its session)."""
+    client = RecordingClient()
+    listener = provider(runtime, client)
+    store_connection(runtime, where)
+    dag = chain_dag()
+    runtime.add_run(dag, "manual__1")
+    scheduler = ar.Scheduler(runtime)
+    scheduler.start_run(dag, "manual__1")
+    assert runtime.run_row("etl", "manual__1").state == "running"
+    for task_id in ("a", "b"):
+        runtime.set_ti_state("etl", "manual__1", task_id, "success")
+    scheduler.end_run(dag, "manual__1", ar.DagRunState.SUCCESS,
+                      last_pass_states={"c": "upstream_failed"})
+    row = runtime.run_row("etl", "manual__1")
+    assert row.state == "success" and row.end_date is not None
+    assert listener.get_listener().flush(timeout=10, run_delayed=True)
+    (announce,) = client.of("prewarm")
+    assert announce[1] == "etl/manual__1"
+    # The connection's service map reached the announcement: it was read, from `where`.
+    assert {t["task_id"]: t["service"] for t in announce[3]} == {
+        "a": "svc-a", "b": "svc-b", "c": "svc-c"}
+    # The last pass's states were committed before the reporter read them.
+    assert reports(client) == [("c", "skipped")]
+    assert client.of("cancel_run") == [("cancel_run", "etl/manual__1")]
+
+
+@pytest.mark.parametrize("runtime", ar.VERSIONS, indirect=True)
+def test_failure_reported_by_the_executor_neither_blocks_nor_commits(runtime: ar.Runtime) -> None:
+    """on_task_instance_failed also fires in the scheduler (executor events): no flush there."""
+    release = threading.Event()
+
+    class SlowClient(RecordingClient):
+        def report(self, *args: Any, **kwargs: Any) -> Any:
+            release.wait(30)
+            return super().report(*args, **kwargs)
+
+    client = SlowClient()
+    listener = provider(runtime, client)
+    store_connection(runtime, "metastore")
+    dag = chain_dag()
+    runtime.add_run(dag, "manual__1")
+    started = time.monotonic()
+    ar.Scheduler(runtime).executor_reports_failure(dag, "manual__1", "a")
+    assert time.monotonic() - started < 5.0  # flush_timeout is 10 s: nothing waited for it
+    release.set()
+    assert listener.get_listener().flush(timeout=10)
+    assert reports(client) == [("a", "failed")]
+
+
+# Task processes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", ar.VERSIONS, indirect=True)
+def test_a_retried_attempt_is_not_reported_as_failed(runtime: ar.Runtime) -> None:
+    """b has one retry: its first failed attempt is followed by a second one; only the second's
+    failure is final (2.7-2.9: the hook runs while the state is still running; 3.0.0: no state
+    at all, the server's should_retry flag decides)."""
+    client = RecordingClient()
+    provider(runtime, client)
+    store_connection(runtime, "metastore" if runtime.major == 2 else "supervisor")
+    dag = chain_dag(retries=1)
+    runtime.add_run(dag, "manual__1")
+    for attempt in (1, 2):
+        if runtime.major == 2:
+            ar.task_process_2x(runtime, dag, "manual__1", "b", "failed")
+        else:
+            ar.task_process_3x(runtime, dag, "manual__1", "b", "failed", try_number=attempt)
+    assert reports(client) == [("b", "started"), ("b", "started"), ("b", "failed")]
+    if runtime.major >= 3:
+        assert runtime.sdk_connection_reads >= 1  # through the supervisor, not a database
+
+
+@pytest.mark.parametrize("runtime", ar.VERSIONS, indirect=True)
+def test_task_process_hooks_report_and_flush(runtime: ar.Runtime) -> None:
+    client = RecordingClient()
+    provider(runtime, client)
+    store_connection(runtime, "metastore" if runtime.major == 2 else "supervisor")
+    dag = chain_dag()
+    runtime.add_run(dag, "manual__1")
+    sent_at_exit: list[list[tuple[str, str]]] = []
+    after = lambda: sent_at_exit.append(reports(client))  # noqa: E731 - where os._exit is
+    if runtime.major == 2:
+        ar.task_process_2x(runtime, dag, "manual__1", "a", "success", after=after)
+    else:
+        ar.task_process_3x(runtime, dag, "manual__1", "a", "success", after=after)
+        ar.task_process_3x(runtime, dag, "manual__1", "b", "skipped", after=after)
+    expected = [("a", "started"), ("a", "finished")]
+    assert sent_at_exit[0] == expected  # sent before the process would end
+    if runtime.has_skipped_hook:
+        assert sent_at_exit[1] == expected + [("b", "started"), ("b", "skipped")]
+
+
+@pytest.mark.parametrize("runtime", [v for v in ar.VERSIONS if not v.startswith("2.")],
+                         indirect=True)
+def test_api_server_marking_does_not_block(runtime: ar.Runtime) -> None:
+    """3.x API server: marking a task succeeds / fails calls the task hooks with the ORM
+    TaskInstance (core_api/services/public/task_instances.py:126-128): no flush in a request."""
+    release = threading.Event()
+
+    class SlowClient(RecordingClient):
+        def report(self, *args: Any, **kwargs: Any) -> Any:
+            release.wait(30)
+            return super().report(*args, **kwargs)
+
+    client = SlowClient()
+    listener = provider(runtime, client)
+    store_connection(runtime, "metastore")
+    dag = chain_dag()
+    runtime.add_run(dag, "manual__1", states={"a": "success"})
+    with runtime.session_module.create_session() as session:
+        ti = session.query(ar.TaskInstance).filter_by(task_id="a").one()
+        started = time.monotonic()
+        runtime.hook.on_task_instance_success(previous_state=None, task_instance=ti)
+        assert time.monotonic() - started < 5.0
+    release.set()
+    assert listener.get_listener().flush(timeout=10)
+    assert reports(client) == [("a", "finished")]
+
+
+# The next scheduled run ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", ar.VERSIONS, indirect=True)
+def test_next_run_is_announced_with_the_schedulers_run_id(runtime: ar.Runtime) -> None:
+    """max_active_runs=1 (next_dagrun_create_after is None while a run is active) and a
+    timedelta schedule (a data-interval timetable): the next run is asked of the timetable and
+    named by it. 2.x names a scheduled run by its logical date (the interval's start:
+    utils/types.py DagRunType.generate_run_id); 3.x by run_after (the interval's end:
+    timetables/base.py Timetable.generate_run_id)."""
+    client = RecordingClient()
+    listener = provider(runtime, client)
+    store_connection(runtime, "env")
+    hour = dt.timedelta(hours=1)
+    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - hour / 2
+    dag = chain_dag(timetable=ar.delta_timetable(runtime, hour), start_date=start,
+                    max_active_runs=1)
+    this_run = runtime.DagRunType.SCHEDULED
+    run_id = "scheduled__" + ((start - hour if runtime.major == 2 else start).isoformat())
+    runtime.add_run(dag, run_id, run_type=str(this_run), interval=(start - hour, start))
+    ar.Scheduler(runtime).start_run(dag, run_id)
+    assert listener.get_listener().flush(timeout=10)
+    next_id = "scheduled__" + ((start if runtime.major == 2 else start + hour).isoformat())
+    announced = [c[1] for c in client.of("prewarm")]
+    assert announced == [f"etl/{run_id}", f"etl/{next_id}"]
+    next_start = client.of("prewarm")[1][4]["start_time"]
+    assert next_start == start + hour  # run_after: when the scheduler creates it
+
+
+# Process exit, against a real prewarmd ------------------------------------------------------
+
+
+def _fork_task(runtime: ar.Runtime, dag: ar.Dag, run_id: str, task_id: str,
+               port: int) -> int:
+    """Runs one task attempt in a forked child that ends with os._exit right after the task's
+    last hook, as Airflow's task runners do (2.x StandardTaskRunner._start_by_fork; 3.x
+    supervisor _fork_main). Returns the child's exit status."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            listener = importlib.import_module("prewarm_client.airflow.listener")
+            listener.set_listener(listener.PrewarmListener(conn_id="prewarm_default"))
+            if runtime.major == 2:
+                ar.task_process_2x(runtime, dag, run_id, task_id, "success")
+            else:
+                ar.task_process_3x(runtime, dag, run_id, task_id, "success")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["announced", "not-announced"])
+@pytest.mark.parametrize("runtime", ["2.7.0", "3.1"], indirect=True)
+def test_reports_survive_os_exit(runtime: ar.Runtime, announced: bool,
+                                 shared_prewarmd: harness.Prewarmd) -> None:
+    """A task process ends with os._exit right after on_task_instance_success: prewarmd has its
+    FINISHED. Not announced: the report meets NotFound and the task announces the run itself
+    (report, Prewarm, report again: the longest chain) before the process ends."""
+    port = shared_prewarmd.grpc_port
+    listener = provider(runtime, RecordingClient())
+    listener.set_listener(None)
+    store_connection(runtime, "metastore" if runtime.major == 2 else "supervisor", port)
+    dag = chain_dag()
+    run_id = f"manual__{runtime.version}-{announced}"
+    runtime.add_run(dag, run_id)
+    prewarm_run = f"etl/{run_id}"
+    if announced:
+        with PrewarmClient(f"127.0.0.1:{port}", timeout=5) as client:
+            client.prewarm(prewarm_run, "etl", [{"task_id": "a"}, {"task_id": "b",
+                                                                   "upstream": ["a"]}])
+    # gRPC's rule: no channel open in a process that forks (see reporter.py); the client above
+    # is closed, and the provider's own reporters close theirs at the fork.
+    assert _fork_task(runtime, dag, run_id, "a", port) == 0
+    with PrewarmClient(f"127.0.0.1:{port}", timeout=5) as client:
+        plan = client.get_plan(prewarm_run)
+    states = {t.task_id: t.task_state for t in plan.tasks}
+    assert states["a"] == pb2.TASK_STATE_SUCCEEDED, plan
