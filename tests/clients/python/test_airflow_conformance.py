@@ -313,3 +313,71 @@ def test_reports_survive_os_exit(runtime: ar.Runtime, announced: bool,
         plan = client.get_plan(prewarm_run)
     states = {t.task_id: t.task_state for t in plan.tasks}
     assert states["a"] == pb2.TASK_STATE_SUCCEEDED, plan
+
+
+@pytest.mark.parametrize("runtime", ["2.9.3", "3.0"], indirect=True)
+def test_a_slow_announce_chain_fits_the_default_flush(runtime: ar.Runtime) -> None:
+    """The longest chain (report → NotFound → list_services → Prewarm → report) at 0.6 s a call
+    with a 1 s deadline: 2.4 s, longer than the old flush (timeout + 1 = 2 s), within the default
+    one (4 × timeout + 1 = 5 s). Sent before the process ends."""
+    from prewarm_client.errors import NotFoundError  # noqa: PLC0415
+
+    class SlowServer(RecordingClient):
+        announced = False
+
+        def _record(self, method: str, *args: Any) -> None:
+            time.sleep(0.6)
+            super()._record(method, *args)
+            if method == "prewarm":
+                self.announced = True
+            elif method == "report" and not self.announced:
+                raise NotFoundError("run 'etl/manual__1' is not active")
+
+    client = SlowServer()
+    provider(runtime, client)
+    extra = {"timeout": 1, "service_pattern": "{task_id}"}
+    if runtime.major == 2:
+        runtime.add_connection("prewarm_default", host="127.0.0.1", port=1, extra=extra)
+    else:
+        from prewarm_client.airflow._compat import Connection  # noqa: PLC0415
+        runtime.supervisor_connections["prewarm_default"] = Connection(
+            "prewarm_default", "prewarm", host="127.0.0.1", port=1, extra=extra)
+    dag = chain_dag()
+    runtime.add_run(dag, "manual__1")
+    at_exit: list[list[str]] = []
+    after = lambda: at_exit.append([c[0] for c in client.calls])  # noqa: E731
+    run = ar.task_process_2x if runtime.major == 2 else ar.task_process_3x
+    run(runtime, dag, "manual__1", "a", "success", after=after)
+    assert at_exit[0] == ["report", "list_services", "prewarm", "report", "report"]
+
+
+def test_reporter_survives_a_fork_after_using_grpc(shared_prewarmd: harness.Prewarmd) -> None:
+    """gRPC's C core does not survive a fork with a channel open (Airflow 3's LocalExecutor
+    forks its workers from the scheduler, whose listener has sent already). The reporter closes
+    its channel around the fork: the parent goes on, and the child reports on its own."""
+    _forget_provider()
+    reporter_module = importlib.import_module("prewarm_client.airflow.reporter")
+    target = f"127.0.0.1:{shared_prewarmd.grpc_port}"
+    reporter = reporter_module.Reporter(lambda: PrewarmClient(target, timeout=5))
+    seen: list[int] = []
+    reporter.submit(lambda c: seen.append(len(c.list_services())), "list")
+    assert reporter.flush(10) and seen
+    sent, failed = reporter.sent, reporter.failed
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        ok = reporter.submit(lambda c: c.list_services(), "child list") and reporter.flush(10)
+        os._exit(0 if ok and reporter.sent == sent + 1 and reporter.failed == failed else 3)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on gRPC")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    reporter.submit(lambda c: seen.append(len(c.list_services())), "list again")
+    assert reporter.flush(10) and len(seen) == 2 and reporter.failed == 0
+    reporter.close()
