@@ -14,7 +14,7 @@ Registered by the `prewarm` plugin (plugin.py) as a module, like every Airflow l
 | on_task_instance_skipped | 3.2+ (and 3.1.x with the backport) task process | SKIPPED |
 | before_stopping | every component | flushes pending reports, bounded |
 
-The rule, per process (docs/airflow.md §7):
+The rule, per process (docs/airflow.md §5):
 - A hook never touches the caller's database session and never blocks outside a task process. It
   copies what it needs from the Airflow objects in memory (ids, dates, the DAG's structure) and
   queues a job; the reporter's own thread reads the `prewarm` connection and, at the end of a DAG
