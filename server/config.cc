@@ -96,8 +96,20 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
                          limit(l.max_services(), "limits.max_services",
                                &o.service_defaults.max_services),
                          limit(l.max_message_bytes(), "limits.max_message_bytes",
-                               &o.max_message_bytes)}) {
+                               &o.max_message_bytes),
+                         limit(l.max_unregistered_service_counters(),
+                               "limits.max_unregistered_service_counters",
+                               &o.registry.max_unregistered_service_counters)}) {
     if (!s.ok()) return s;
+  }
+  if (l.max_history_keys() != 0) {
+    // Fewer keys than a few runs' worth would evict what the next plan needs.
+    if (l.max_history_keys() < 100) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "limits.max_history_keys must be at least 100 (or 0 for the default 100000), got ",
+          l.max_history_keys()));
+    }
+    o.registry.history.max_keys = l.max_history_keys();
   }
 
   const config::v1::Planning& p = c.planning();

@@ -97,6 +97,9 @@ class HistoryStore {
   // write_errors). A write that is refused outright runs `done` at once, on the caller's thread:
   // FAILED_PRECONDITION after Close(), INVALID_ARGUMENT when the key and bytes exceed 256 MiB.
   virtual void AppendObservation(Observation obs, CommitCallback done) = 0;
+  // Deletes every observation of (kind, key): the key was evicted from the history, so that a
+  // restart does not load it again.
+  virtual void DeleteObservations(Observation::Kind kind, std::string key, CommitCallback done) = 0;
   // Upsert of a service's registration; `serialized` is opaque (a serialized proto).
   virtual void PutService(std::string name, std::string serialized, CommitCallback done) = 0;
   virtual void DeleteService(std::string name, CommitCallback done) = 0;

@@ -32,6 +32,8 @@ ABSL_FLAG(double, delay_cost_ratio, 0,
 ABSL_FLAG(int, max_active_runs, 0, "active runs at most [10000]");
 ABSL_FLAG(int, max_tasks_per_dag, 0, "tasks per DAG at most [10000]");
 ABSL_FLAG(int, max_services, 0, "registered services at most [1000]");
+ABSL_FLAG(int, max_history_keys, 0,
+          "learned history keys at most, least recently observed evicted; >= 100 [100000]");
 ABSL_FLAG(std::string, log_level, "", "debug, info, warning or error [info]");
 ABSL_FLAG(std::string, tls_cert, "", "TLS certificate chain (PEM); plaintext when unset");
 ABSL_FLAG(std::string, tls_key, "", "TLS private key (PEM)");
@@ -57,6 +59,7 @@ absl::Status ApplyFlags(prewarm::ServerOptions& o) {
   c.mutable_limits()->set_max_active_runs(absl::GetFlag(FLAGS_max_active_runs));
   c.mutable_limits()->set_max_tasks_per_dag(absl::GetFlag(FLAGS_max_tasks_per_dag));
   c.mutable_limits()->set_max_services(absl::GetFlag(FLAGS_max_services));
+  c.mutable_limits()->set_max_history_keys(absl::GetFlag(FLAGS_max_history_keys));
   c.set_log_level(absl::GetFlag(FLAGS_log_level));
   if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty()) {
     c.mutable_tls()->set_cert_file(absl::GetFlag(FLAGS_tls_cert));

@@ -46,10 +46,13 @@
 //     prewarm_observations_total{kind}
 //     prewarm_runs_started_total
 //     prewarm_runs_finished_total{outcome}
+//     prewarm_history_keys_evicted_total
+//     prewarm_service_counters_evicted_total
 //   gauges
 //     prewarm_active_runs
 //     prewarm_pending_warmups
 //     prewarm_registered_services
+//     prewarm_history_keys
 //     prewarm_build_info{version,git_commit}             always 1
 //   histograms
 //     prewarm_rpc_duration_seconds{method}
@@ -175,6 +178,13 @@ class PrometheusMetrics final : public Metrics {
   void PredictionError(absl::Duration signed_error) override;
   void SetActiveRuns(int64_t n) override { active_runs_.Set(static_cast<double>(n)); }
   void SetPendingWarmups(int64_t n) override { pending_warmups_.Set(static_cast<double>(n)); }
+  void SetHistoryKeys(int64_t n) override { history_keys_.Set(static_cast<double>(n)); }
+  void HistoryKeysEvicted(int64_t n) override {
+    history_keys_evicted_.Increment(static_cast<double>(n));
+  }
+  void ServiceCountersEvicted(int64_t n) override {
+    service_counters_evicted_.Increment(static_cast<double>(n));
+  }
   void SetRegisteredServices(int64_t n) override {
     registered_services_.Set(static_cast<double>(n));
   }
@@ -266,6 +276,9 @@ class PrometheusMetrics final : public Metrics {
   Gauge& active_runs_;
   Gauge& pending_warmups_;
   Gauge& registered_services_;
+  Gauge& history_keys_;
+  Counter& history_keys_evicted_;
+  Counter& service_counters_evicted_;
   Family<Histogram>& rpc_duration_;
   Family<Histogram>& warmup_latency_;
   Family<Histogram>& cold_start_;
@@ -388,6 +401,25 @@ PrometheusMetrics::PrometheusMetrics(const MetricsOptions& options)
                                .Help("Services registered as warm-up targets.")
                                .Register(*registry_)
                                .Add({})),
+      history_keys_(prometheus::BuildGauge()
+                        .Name("prewarm_history_keys")
+                        .Help("Keys (windows of one task, service or workflow) held by the "
+                              "learned history; at most limits.max_history_keys.")
+                        .Register(*registry_)
+                        .Add({})),
+      history_keys_evicted_(prometheus::BuildCounter()
+                                .Name("prewarm_history_keys_evicted_total")
+                                .Help("History keys evicted, least recently observed first, to "
+                                      "stay within limits.max_history_keys.")
+                                .Register(*registry_)
+                                .Add({})),
+      service_counters_evicted_(
+          prometheus::BuildCounter()
+              .Name("prewarm_service_counters_evicted_total")
+              .Help("Hit/miss counters of unregistered services evicted to stay within "
+                    "limits.max_unregistered_service_counters.")
+              .Register(*registry_)
+              .Add({})),
       rpc_duration_(prometheus::BuildHistogram()
                         .Name("prewarm_rpc_duration_seconds")
                         .Help("Time to handle a gRPC request, by method.")

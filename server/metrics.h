@@ -106,6 +106,12 @@ class Metrics {
   virtual void SetActiveRuns(int64_t n) = 0;
   virtual void SetPendingWarmups(int64_t n) = 0;
   virtual void SetRegisteredServices(int64_t n) = 0;
+  // Keys held by the learned history (bounded by its max_keys), and keys evicted from it.
+  virtual void SetHistoryKeys(int64_t n) = 0;
+  virtual void HistoryKeysEvicted(int64_t n) = 0;
+  // Hit/miss counters of unregistered services evicted (bounded by
+  // max_unregistered_service_counters).
+  virtual void ServiceCountersEvicted(int64_t n) = 0;
 
   // One commit of the history store (a group of writes).
   virtual void StoreWrite(bool ok, absl::Duration commit_latency) = 0;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "predictor/names.h"
@@ -36,6 +37,24 @@ HistoryWindow WindowOf(Observation::Kind kind) {
       return HistoryWindow::kTaskRun;
   }
   return HistoryWindow::kTaskDuration;
+}
+
+Observation::Kind KindOf(HistoryWindow window) {
+  switch (window) {
+    case HistoryWindow::kTaskDuration:
+      return Observation::Kind::kTaskDuration;
+    case HistoryWindow::kServiceDuration:
+      return Observation::Kind::kServiceDuration;
+    case HistoryWindow::kColdStart:
+      return Observation::Kind::kColdStart;
+    case HistoryWindow::kWarmLatency:
+      return Observation::Kind::kWarmLatency;
+    case HistoryWindow::kDispatchGap:
+      return Observation::Kind::kDispatchGap;
+    case HistoryWindow::kTaskRun:
+      return Observation::Kind::kTaskRun;
+  }
+  return Observation::Kind::kTaskDuration;
 }
 
 const char* KindName(Observation::Kind kind) {
@@ -178,6 +197,32 @@ CommitCallback RunRegistry::Tracked(CommitCallback fn) {
   };
 }
 
+RunRegistry::ServiceCounters& RunRegistry::CountersOf(absl::string_view service) {
+  if (auto it = counters_.find(service); it != counters_.end()) {
+    counters_recency_.splice(counters_recency_.end(), counters_recency_, it->second.recency);
+    return it->second;
+  }
+  counters_recency_.emplace_back(service);
+  ServiceCounters& counters = counters_[service];
+  counters.recency = std::prev(counters_recency_.end());
+  // Registered services are few (max_services); the scan skips them.
+  const size_t cap = deps_.services->size() +
+                     static_cast<size_t>(std::max(0, options_.max_unregistered_service_counters));
+  int64_t evicted = 0;
+  for (auto it = counters_recency_.begin();
+       counters_.size() > cap && it != std::prev(counters_recency_.end());) {
+    if (deps_.services->Find(*it, nullptr)) {
+      ++it;
+      continue;
+    }
+    counters_.erase(*it);
+    it = counters_recency_.erase(it);
+    ++evicted;
+  }
+  if (evicted > 0) deps_.metrics->ServiceCountersEvicted(evicted);
+  return counters;
+}
+
 void RunRegistry::Learn(Observation observation, std::vector<Observation>* learned) {
   history_.Add(WindowOf(observation.kind), observation.key, observation.value);
   deps_.metrics->ObservationRecorded(KindName(observation.kind));
@@ -193,6 +238,18 @@ std::function<void()> RunRegistry::Persist(std::vector<Observation> observations
     absl::Status first_error;
     std::function<void(absl::Status)> done;
   };
+  // Keys the history evicted (adding these observations, or replaying events at restore) leave
+  // the store too, queued before the new observations. Those cannot be of an evicted key: a batch
+  // adds a few keys and eviction takes the least recent of many (the config requires at least
+  // 100).
+  std::vector<std::pair<HistoryWindow, std::string>> evicted = history_.TakeEvicted();
+  if (!evicted.empty()) {
+    deps_.metrics->HistoryKeysEvicted(static_cast<int64_t>(evicted.size()));
+    for (auto& [window, key] : evicted) {
+      deps_.store->DeleteObservations(KindOf(window), std::move(key), Tracked(nullptr));
+    }
+  }
+  deps_.metrics->SetHistoryKeys(static_cast<int64_t>(history_.key_count()));
   const int writes = static_cast<int>(observations.size()) +
                      (run_write.kind == RunWrite::Kind::kNone ? 0 : 1);
   if (writes == 0) {
@@ -637,7 +694,7 @@ void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_co
   }
   rt.outcome = outcome;
   rt.outcome_counted = true;
-  ServiceCounters& counters = counters_[service];
+  ServiceCounters& counters = CountersOf(service);
   switch (outcome) {
     case v1::TASK_OUTCOME_HIT:
       ++counters.hits;
@@ -742,7 +799,7 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
     run.planner->SetTaskWarmUntil(
         v, now + plan.expected_cold_start + deps_.services->Info(name).keep_alive);
     rt.warmup_id = next_warmup_id_++;
-    ++counters_[name].fired;
+    ++CountersOf(name).fired;
     deps_.metrics->WarmupResult(name, "fired");
     deps_.metrics->WarmupLateness(lateness);
     // Remember the firing, so that a restart does not fire it again (no one waits for this
@@ -952,7 +1009,7 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
       }
     } else {
       deps_.metrics->WarmupResult(flight.service, "failed");
-      ++counters_[flight.service].failed;
+      ++CountersOf(flight.service).failed;
       if (rt != nullptr && rt->warmup == v1::WARMUP_STATE_FIRED) {
         rt->warmup = v1::WARMUP_STATE_FAILED;
       }
@@ -1177,12 +1234,52 @@ absl::Status RunRegistry::Restore() {
   if (!status.ok()) return status;
   deps_.metrics->SetRegisteredServices(static_cast<int64_t>(deps_.services->size()));
   absl::MutexLock lock(&mu_);
+  // Two passes, so that memory stays within the key cap even when the store holds more keys
+  // (written by a server with a larger cap, or before there was one): the first finds each key's
+  // newest observation, the second loads only the newest max_keys keys; the others leave the
+  // store. Then the keys are touched oldest first, so that eviction order survives the restart.
+  using KindKey = std::pair<int, std::string>;
+  absl::flat_hash_map<KindKey, absl::Time> newest;
+  status = deps_.store->LoadObservations([&](const Observation& o) {
+    absl::Time& t = newest.try_emplace(KindKey(static_cast<int>(o.kind), o.key),
+                                       absl::InfinitePast())
+                        .first->second;
+    t = std::max(t, o.time);
+  });
+  if (!status.ok()) return status;
+  std::vector<std::pair<absl::Time, KindKey>> by_age;
+  by_age.reserve(newest.size());
+  for (auto& [kind_key, time] : newest) by_age.emplace_back(time, kind_key);
+  newest.clear();
+  std::sort(by_age.begin(), by_age.end());  // Oldest first; ties by (kind, key).
+  const size_t cap = options_.history.max_keys > 0 ? static_cast<size_t>(options_.history.max_keys)
+                                                   : by_age.size();
+  const size_t dropped = by_age.size() > cap ? by_age.size() - cap : 0;
+  absl::flat_hash_set<KindKey> keep;
+  for (size_t i = dropped; i < by_age.size(); ++i) keep.insert(by_age[i].second);
   int64_t observations = 0;
   status = deps_.store->LoadObservations([&](const Observation& o) {
+    if (dropped > 0 && !keep.contains(KindKey(static_cast<int>(o.kind), o.key))) return;
     history_.Add(WindowOf(o.kind), o.key, o.value);
     ++observations;
   });
   if (!status.ok()) return status;
+  for (size_t i = dropped; i < by_age.size(); ++i) {
+    history_.Touch(WindowOf(static_cast<Observation::Kind>(by_age[i].second.first)),
+                   by_age[i].second.second);
+  }
+  for (size_t i = 0; i < dropped; ++i) {
+    auto& [kind, key] = by_age[i].second;
+    deps_.store->DeleteObservations(static_cast<Observation::Kind>(kind), std::move(key),
+                                    Tracked(nullptr));
+  }
+  if (dropped > 0) {
+    PREWARM_LOG(WARNING) << "the store held " << by_age.size() << " history keys, more than "
+                         << "max_history_keys " << cap << ": dropped the " << dropped
+                         << " least recently observed";
+    deps_.metrics->HistoryKeysEvicted(static_cast<int64_t>(dropped));
+  }
+  deps_.metrics->SetHistoryKeys(static_cast<int64_t>(history_.key_count()));
   const absl::Time now = deps_.clock->Now();
   int restored = 0;
   std::vector<std::string> unreadable;

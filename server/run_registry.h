@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,10 @@ struct RunRegistryOptions {
   // would reclaim the container, at most this many times (0: never, and plans then obey the
   // keep-alive cliff). Bounds what a stalled run costs: about this many keep-alives of idle.
   int max_warmup_refreshes = 60;
+  // Hit/miss counters (GetServiceStats) are kept for at most (registered services + this many)
+  // services, since task reports may name any service; past it the least recently updated
+  // counters of an unregistered service go. Registered services' counters are never evicted.
+  int max_unregistered_service_counters = 10'000;
 };
 
 // Everything the registry works with. Not owned; all must outlive the registry. The store may
@@ -150,6 +155,7 @@ class RunRegistry {
   };
   struct ServiceCounters {
     int64_t hits = 0, misses = 0, lates = 0, fired = 0, failed = 0;
+    std::list<std::string>::iterator recency;  // In counters_recency_.
   };
   struct InFlight {
     std::string run_id;
@@ -208,6 +214,9 @@ class RunRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Learn(Observation observation, std::vector<Observation>* learned)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The service's counters, made the most recently used; evicts unregistered services' counters
+  // past max_unregistered_service_counters.
+  ServiceCounters& CountersOf(absl::string_view service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::RunPlan PlanProto(const Run& run) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TaskPlanProto(const Run& run, int task, v1::TaskPlan* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -252,6 +261,7 @@ class RunRegistry {
   std::deque<std::string> retired_order_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ServiceCounters> counters_ ABSL_GUARDED_BY(mu_);
+  std::list<std::string> counters_recency_ ABSL_GUARDED_BY(mu_);  // Least recent first.
   uint64_t next_warmup_id_ ABSL_GUARDED_BY(mu_) = 1;
   int pending_warmups_ ABSL_GUARDED_BY(mu_) = 0;
   TimerQueue::TimerId expiry_timer_ = 0;

@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -337,6 +338,7 @@ struct Statements {
   StmtPtr insert_observation;
   StmtPtr count_observations;
   StmtPtr prune_observations;
+  StmtPtr delete_observations;
   StmtPtr put_service;
   StmtPtr delete_service;
   StmtPtr put_run;
@@ -360,6 +362,7 @@ absl::StatusOr<Statements> PrepareStatements(sqlite3* db, absl::string_view path
        "DELETE FROM observations WHERE kind = ?1 AND key = ?2 AND seq <= ("
        "SELECT seq FROM observations WHERE kind = ?1 AND key = ?2 "
        "ORDER BY seq LIMIT 1 OFFSET ?3)"},
+      {&s.delete_observations, "DELETE FROM observations WHERE kind = ?1 AND key = ?2"},
       {&s.put_service,
        "INSERT INTO services (name, serialized) VALUES (?1, ?2) "
        "ON CONFLICT (name) DO UPDATE SET serialized = excluded.serialized"},
@@ -436,6 +439,12 @@ class SqliteHistoryStore final : public HistoryStore {
                   .bytes = std::move(serialized),
                   .done = std::move(done)});
   }
+  void DeleteObservations(Observation::Kind kind, std::string key, CommitCallback done) override {
+    Enqueue(Write{.op = Op::kDeleteObservations,
+                  .key = std::move(key),
+                  .kind = kind,
+                  .done = std::move(done)});
+  }
   void DeleteService(std::string name, CommitCallback done) override {
     Enqueue(Write{.op = Op::kDeleteService, .key = std::move(name), .done = std::move(done)});
   }
@@ -484,6 +493,7 @@ class SqliteHistoryStore final : public HistoryStore {
  private:
   enum class Op {
     kAppendObservation,
+    kDeleteObservations,
     kPutService,
     kDeleteService,
     kPutRun,
@@ -491,8 +501,8 @@ class SqliteHistoryStore final : public HistoryStore {
     kAppendRunEvent
   };
 
-  // One queued write. Observations use key, kind, value and time; the others key (the service
-  // name or run id) and, for puts, bytes.
+  // One queued write. Observations use key, kind, value and time (deletions key and kind); the
+  // others key (the service name or run id) and, for puts, bytes.
   struct Write {
     Op op = Op::kAppendObservation;
     std::string key = {};
@@ -517,6 +527,7 @@ class SqliteHistoryStore final : public HistoryStore {
   // Deletes the oldest rows of each key in `inserted` beyond max_observations_per_key.
   absl::Status Prune(
       const absl::flat_hash_map<std::pair<int, absl::string_view>, int64_t>& inserted,
+      const absl::flat_hash_set<std::pair<int, absl::string_view>>& deleted,
       std::vector<KeyRows>* key_rows);
   absl::Status Apply(const Write& write);
   absl::Status LoadBlobs(absl::string_view sql,
@@ -633,16 +644,24 @@ absl::Status SqliteHistoryStore::CommitBatch(absl::Span<const Write> batch) {
   absl::Status status;
   // Observations per key in this batch, for pruning each key once after all inserts.
   absl::flat_hash_map<std::pair<int, absl::string_view>, int64_t> inserted;
+  // Keys whose observations this batch deleted: rows_per_key_ no longer knows their count.
+  absl::flat_hash_set<std::pair<int, absl::string_view>> deleted;
   for (const Write& write : batch) {
     status = Apply(write);
     if (!status.ok()) break;
-    if (write.op == Op::kAppendObservation) ++inserted[{static_cast<int>(write.kind), write.key}];
+    const std::pair<int, absl::string_view> kind_key = {static_cast<int>(write.kind), write.key};
+    if (write.op == Op::kAppendObservation) ++inserted[kind_key];
+    if (write.op == Op::kDeleteObservations) {
+      inserted.erase(kind_key);
+      deleted.insert(kind_key);
+    }
   }
   std::vector<KeyRows> key_rows;
-  if (status.ok()) status = Prune(inserted, &key_rows);
+  if (status.ok()) status = Prune(inserted, deleted, &key_rows);
   if (status.ok()) {
     rc = StepAndReset(statements_.commit.get());
     if (rc == SQLITE_DONE) {
+      for (const auto& [kind, key] : deleted) rows_per_key_[kind].erase(key);
       for (const KeyRows& k : key_rows) {
         absl::flat_hash_map<std::string, int64_t>& rows = rows_per_key_[k.kind];
         if (k.rows < 0) {
@@ -665,13 +684,14 @@ absl::Status SqliteHistoryStore::CommitBatch(absl::Span<const Write> batch) {
 
 absl::Status SqliteHistoryStore::Prune(
     const absl::flat_hash_map<std::pair<int, absl::string_view>, int64_t>& inserted,
+    const absl::flat_hash_set<std::pair<int, absl::string_view>>& deleted,
     std::vector<KeyRows>* key_rows) {
   const int64_t max = options_.max_observations_per_key;
   for (const auto& [kind_key, added] : inserted) {
     const auto& [kind, key] = kind_key;
     int64_t rows;
     const absl::flat_hash_map<std::string, int64_t>& known = rows_per_key_[kind];
-    if (auto it = known.find(key); it != known.end()) {
+    if (auto it = known.find(key); it != known.end() && !deleted.contains(kind_key)) {
       rows = it->second + added;
     } else {  // First sight of the key since Open: count once (at most the old bound + added).
       sqlite3_stmt* count = statements_.count_observations.get();
@@ -711,6 +731,11 @@ absl::Status SqliteHistoryStore::Apply(const Write& write) {
         sqlite3_bind_double(stmt, 3, write.value);
       }
       sqlite3_bind_int64(stmt, 4, absl::ToUnixNanos(write.time));
+      break;
+    case Op::kDeleteObservations:
+      stmt = statements_.delete_observations.get();
+      sqlite3_bind_int(stmt, 1, static_cast<int>(write.kind));
+      BindText(stmt, 2, write.key);
       break;
     case Op::kPutService:
       stmt = statements_.put_service.get();

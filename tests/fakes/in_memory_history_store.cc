@@ -67,6 +67,16 @@ void InMemoryHistoryStore::PutService(std::string name, std::string serialized,
       std::move(done));
 }
 
+void InMemoryHistoryStore::DeleteObservations(Observation::Kind kind, std::string key,
+                                              CommitCallback done) {
+  Write(
+      key.size(),
+      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        observations_.erase({static_cast<int>(kind), key});
+      },
+      std::move(done));
+}
+
 void InMemoryHistoryStore::DeleteService(std::string name, CommitCallback done) {
   Write(
       name.size(), [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { services_.erase(name); },

@@ -28,6 +28,8 @@ class InMemoryHistoryStore final : public HistoryStore {
   ~InMemoryHistoryStore() override { Close().IgnoreError(); }
 
   void AppendObservation(Observation obs, CommitCallback done) override ABSL_LOCKS_EXCLUDED(mu_);
+  void DeleteObservations(Observation::Kind kind, std::string key, CommitCallback done) override
+      ABSL_LOCKS_EXCLUDED(mu_);
   void PutService(std::string name, std::string serialized, CommitCallback done) override
       ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteService(std::string name, CommitCallback done) override ABSL_LOCKS_EXCLUDED(mu_);

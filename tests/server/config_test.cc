@@ -48,6 +48,7 @@ TEST_F(ConfigTest, DefaultsStartWithNoArguments) {
   EXPECT_EQ(options_.metrics_address, "127.0.0.1:9464");
   EXPECT_EQ(options_.store_path, "./prewarm.db");
   EXPECT_FALSE(options_.store_accept_empty);
+  EXPECT_EQ(options_.registry.history.max_keys, 100'000);
   EXPECT_TRUE(options_.bearer_token.empty());
   EXPECT_TRUE(options_.services.empty());
 }
@@ -67,7 +68,8 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
       {"name": "lambda", "mode": "WARMUP_MODE_DELEGATED"}
     ],
     "limits": {"max_active_runs": 7, "max_tasks_per_dag": 50, "max_edges_per_dag": 60,
-               "max_services": 5, "max_message_bytes": 65536},
+               "max_services": 5, "max_message_bytes": 65536, "max_history_keys": 5000,
+               "max_unregistered_service_counters": 50},
     "planning": {"delay_cost_ratio": 4.5, "sample_count": 256, "window_size": 64,
                  "max_warmup_refreshes": 3, "ignore_trends": true, "default_keep_alive": "75s", "cold_start_prior": "3s",
                  "duration_prior": "1.5s"},
@@ -80,6 +82,8 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
   EXPECT_EQ(options_.store_path, "/var/lib/prewarm/prewarm.db");
   EXPECT_TRUE(options_.store_sync_full);
   EXPECT_TRUE(options_.store_accept_empty);
+  EXPECT_EQ(options_.registry.history.max_keys, 5000);
+  EXPECT_EQ(options_.registry.max_unregistered_service_counters, 50);
   EXPECT_EQ(options_.log_level, LogLevel::kWarning);
   EXPECT_EQ(options_.allowlist, (std::vector<std::string>{"loopback", "10.0.0.0/8"}));
   ASSERT_EQ(options_.services.size(), 2u);
@@ -163,6 +167,10 @@ TEST_F(ConfigTest, BadValuesAreRefusedNamingTheField) {
       {R"({"limits": {"max_edges_per_dag": -1}})", "limits.max_edges_per_dag"},
       {R"({"limits": {"max_services": -1}})", "limits.max_services"},
       {R"({"limits": {"max_message_bytes": -1}})", "limits.max_message_bytes"},
+      {R"({"limits": {"max_history_keys": 99}})", "limits.max_history_keys must be at least 100"},
+      {R"({"limits": {"max_history_keys": -1}})", "limits.max_history_keys"},
+      {R"({"limits": {"max_unregistered_service_counters": -1}})",
+       "limits.max_unregistered_service_counters"},
       {R"({"store_sync": "sometimes"})", "store_sync"},
       {R"({"log_level": "loud"})", "log_level"},
       {R"({"planning": {"delay_cost_ratio": -1}})", "planning.delay_cost_ratio"},

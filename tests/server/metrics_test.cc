@@ -221,6 +221,9 @@ void ExerciseEverything(Metrics& metrics) {
   metrics.SetActiveRuns(4);
   metrics.SetPendingWarmups(7);
   metrics.SetRegisteredServices(2);
+  metrics.SetHistoryKeys(7);
+  metrics.HistoryKeysEvicted(3);
+  metrics.ServiceCountersEvicted(1);
   metrics.StoreWrite(true, absl::Milliseconds(4));
   metrics.StoreWrite(false, absl::Milliseconds(40));
   metrics.ObservationRecorded("task_duration");
@@ -409,11 +412,18 @@ TEST(MetricsTest, Gauges) {
   metrics->SetPendingWarmups(30);
   metrics->SetRegisteredServices(5);
   metrics->SetActiveRuns(11);
+  metrics->SetHistoryKeys(100);
+  metrics->HistoryKeysEvicted(4);
+  metrics->HistoryKeysEvicted(2);
+  metrics->ServiceCountersEvicted(3);
   const std::string text = metrics->Scrape();
 
   EXPECT_THAT(Value(text, "prewarm_active_runs"), Optional(11.0));
   EXPECT_THAT(Value(text, "prewarm_pending_warmups"), Optional(30.0));
   EXPECT_THAT(Value(text, "prewarm_registered_services"), Optional(5.0));
+  EXPECT_THAT(Value(text, "prewarm_history_keys"), Optional(100.0));
+  EXPECT_THAT(Value(text, "prewarm_history_keys_evicted_total"), Optional(6.0));
+  EXPECT_THAT(Value(text, "prewarm_service_counters_evicted_total"), Optional(3.0));
 }
 
 TEST(MetricsTest, StoreWrites) {
@@ -551,6 +561,9 @@ TEST(MetricsTest, EveryMetricHasHelpAndType) {
       {"prewarm_active_runs", "gauge"},
       {"prewarm_pending_warmups", "gauge"},
       {"prewarm_registered_services", "gauge"},
+      {"prewarm_history_keys", "gauge"},
+      {"prewarm_history_keys_evicted_total", "counter"},
+      {"prewarm_service_counters_evicted_total", "counter"},
       {"prewarm_build_info", "gauge"},
       {"prewarm_rpc_duration_seconds", "histogram"},
       {"prewarm_warmup_latency_seconds", "histogram"},

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -223,6 +224,34 @@ class RunRegistryTest : public ::testing::Test {
     if (e.cold.has_value()) r.set_cold(*e.cold);
     if (e.cold_start.has_value()) *r.mutable_cold_start() = ToProtoDuration(*e.cold_start);
     return Report(r);
+  }
+
+  // Run "run-<i>" of workflow "wf-<i>": one task on unregistered service "tenant-<i>", started
+  // and finished, so that it teaches new keys (dynamic DAG ids, per-tenant services).
+  void OneRunOfNewNames(int i) {
+    v1::PrewarmRequest request;
+    request.set_run_id(absl::StrCat("run-", i));
+    request.set_workflow_id(absl::StrCat("wf-", i));
+    v1::Task* x = request.add_tasks();
+    x->set_task_id("x");
+    x->set_service(absl::StrCat("tenant-", i));
+    *request.mutable_start_time() = ToProtoTimestamp(clock_.Now());
+    ASSERT_TRUE(Prewarm(request).ok());
+    ASSERT_TRUE(Report(request.run_id(), "x", v1::TASK_EVENT_TYPE_STARTED, {.cold = true}).ok());
+    clock_.AdvanceTo(clock_.Now() + absl::Seconds(1));
+    ASSERT_TRUE(Report(request.run_id(), "x", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  }
+
+  // Distinct (kind, key) in the store.
+  size_t StoredKeys() {
+    EXPECT_TRUE(store_->Flush().ok());
+    std::set<std::pair<int, std::string>> keys;
+    EXPECT_TRUE(store_
+                    ->LoadObservations([&](const Observation& o) {
+                      keys.emplace(static_cast<int>(o.kind), o.key);
+                    })
+                    .ok());
+    return keys.size();
   }
 
   v1::TaskPlan Task(const std::string& run, absl::string_view task) {
@@ -1135,6 +1164,9 @@ class HoldingStore final : public HistoryStore {
   void AppendObservation(Observation obs, CommitCallback done) override {
     inner_->AppendObservation(std::move(obs), std::move(done));
   }
+  void DeleteObservations(Observation::Kind kind, std::string key, CommitCallback done) override {
+    inner_->DeleteObservations(kind, std::move(key), std::move(done));
+  }
   void PutService(std::string name, std::string serialized, CommitCallback done) override {
     inner_->PutService(std::move(name), std::move(serialized), std::move(done));
   }
@@ -1249,6 +1281,9 @@ class DeferringStore final : public HistoryStore {
   void AppendObservation(Observation obs, CommitCallback done) override {
     inner_->AppendObservation(std::move(obs), Wrap(std::move(done)));
   }
+  void DeleteObservations(Observation::Kind kind, std::string key, CommitCallback done) override {
+    inner_->DeleteObservations(kind, std::move(key), Wrap(std::move(done)));
+  }
   void PutService(std::string name, std::string serialized, CommitCallback done) override {
     inner_->PutService(std::move(name), std::move(serialized), Wrap(std::move(done)));
   }
@@ -1353,6 +1388,40 @@ TEST_F(RunRegistryTest, DestroyingTheRegistryWaitsForItsStoreCallbacks) {
   destroyer.join();
   EXPECT_TRUE(destroyed.HasBeenNotified());
   EXPECT_THAT(Metric("prewarm_store_writes_total", {{"result", "ok"}}), Optional(::testing::Ge(1.0)));
+}
+
+// Issue 11, defect 1: memory stays flat under an endless stream of new names.
+TEST_F(RunRegistryTest, HistoryKeysAndCountersStayAtTheirCapsUnderNewNames) {
+  Halt();
+  constexpr int kCap = 100;
+  options_.history.max_keys = kCap;
+  options_.max_unregistered_service_counters = 10;
+  Boot(NewInMemoryHistoryStore());
+  RegisterManaged("svc-a");
+  constexpr int kRuns = 3 * kCap;  // Each teaches 3 new keys: 9 times the cap.
+  for (int i = 0; i < kRuns; ++i) {
+    OneRunOfNewNames(i);
+    if (i % 50 == 0) {
+      ASSERT_THAT(Metric("prewarm_history_keys"), Optional(::testing::Le(kCap))) << i;
+    }
+  }
+  EXPECT_THAT(Metric("prewarm_history_keys"), Optional(static_cast<double>(kCap)));
+  EXPECT_THAT(Metric("prewarm_history_keys_evicted_total"), Optional(::testing::Gt(kCap)));
+  EXPECT_EQ(StoredKeys(), static_cast<size_t>(kCap)) << "evictions are mirrored in the store";
+  // Counters are kept for registered services + 10 services; svc-a has none yet.
+  EXPECT_THAT(Metric("prewarm_service_counters_evicted_total"), Optional(kRuns - 11.0));
+
+  // The newest names are learned; the oldest are forgotten (not registered, no history left).
+  const v1::GetServiceStatsResponse newest = Stats(absl::StrCat("tenant-", kRuns - 1));
+  EXPECT_EQ(newest.duration().sample_count(), 1);
+  EXPECT_EQ(newest.miss_count(), 1);
+  EXPECT_EQ(registry_->GetServiceStats("tenant-0").status().code(), absl::StatusCode::kNotFound);
+  // Recent enough to keep its history, too old to keep its counters.
+  const v1::GetServiceStatsResponse older = Stats(absl::StrCat("tenant-", kRuns - 20));
+  EXPECT_EQ(older.duration().sample_count(), 1);
+  EXPECT_EQ(older.miss_count() + older.hit_count() + older.late_count(), 0);
+  // A registered service's counters are never evicted.
+  EXPECT_TRUE(registry_->GetServiceStats("svc-a").ok());
 }
 
 // --- Bad input: the right code and a message naming the field or task. ---
@@ -1635,6 +1704,34 @@ TEST_F(RunRegistryRestartTest, TheRegistryMayBeDestroyedBeforeTheStoreIsClosed) 
   warmer_->Shutdown();
   registry_.reset();  // Waits for the callbacks of both deletions.
   EXPECT_TRUE(store_->Close().ok());
+}
+
+// Issue 11, defect 1: the store holds the live keys only, a restart reloads them in their
+// recency order, and a restart with a smaller cap keeps the most recently observed.
+TEST_F(RunRegistryRestartTest, ARestartLoadsOnlyTheLiveKeysNewestFirst) {
+  Halt();
+  options_.history.max_keys = 100;
+  Restart();
+  ASSERT_TRUE(registry_->Restore().ok());
+  for (int i = 0; i < 60; ++i) OneRunOfNewNames(i);
+  EXPECT_EQ(StoredKeys(), 100u);
+
+  Restart();
+  ASSERT_TRUE(registry_->Restore().ok());
+  EXPECT_THAT(Metric("prewarm_history_keys"), Optional(100.0));
+  EXPECT_EQ(StoredKeys(), 100u);
+  // The order survived: the next new names evict the oldest keys, not the newest.
+  OneRunOfNewNames(60);
+  EXPECT_EQ(Stats("tenant-59").duration().sample_count(), 1);
+
+  options_.history.max_keys = 50;
+  Restart();
+  ASSERT_TRUE(registry_->Restore().ok());
+  EXPECT_THAT(Metric("prewarm_history_keys"), Optional(50.0));
+  EXPECT_EQ(StoredKeys(), 50u) << "keys past the new cap leave the store";
+  EXPECT_EQ(Stats("tenant-60").duration().sample_count(), 1);
+  EXPECT_EQ(Stats("tenant-59").duration().sample_count(), 1);
+  EXPECT_EQ(registry_->GetServiceStats("tenant-30").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(RunRegistryRestartTest, RetiredRunsAreNotRestored) {

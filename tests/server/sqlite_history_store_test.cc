@@ -267,6 +267,39 @@ TYPED_TEST(HistoryStoreTest, PruningKeepsExactlyTheNewestPerKeyInOrder) {
                           Pair("3/a", 207), Pair("3/a", 208), Pair("3/a", 209)));
 }
 
+// Issue 11, defect 1: a key evicted from the history is deleted from the store, so that a
+// restart loads only live keys; its next observations start a fresh window.
+TYPED_TEST(HistoryStoreTest, DeletingAKeysObservationsRemovesOnlyThatKey) {
+  HistoryStore& store = *this->store_;  // At most kMaxPerKey = 4 per (kind, key).
+  for (int i = 0; i < 6; ++i) {
+    store.AppendObservation(Obs(Kind::kTaskDuration, "gone", i), nullptr);
+    store.AppendObservation(Obs(Kind::kTaskDuration, "kept", 10 + i), nullptr);
+    store.AppendObservation(Obs(Kind::kColdStart, "gone", 20 + i), nullptr);  // Another kind.
+  }
+  ASSERT_TRUE(IsOk(store.Flush()));
+  Acks acks;
+  store.DeleteObservations(Kind::kTaskDuration, "gone", acks.Callback());
+  // Deleted and written again in one batch: the count behind pruning starts over.
+  store.DeleteObservations(Kind::kTaskDuration, "again", nullptr);
+  store.AppendObservation(Obs(Kind::kTaskDuration, "again", 30), nullptr);
+  ASSERT_TRUE(IsOk(store.Flush()));
+  EXPECT_EQ(acks.ok(), 1);
+  store.DeleteObservations(Kind::kTaskDuration, "again", nullptr);
+  for (int i = 0; i < 5; ++i) store.AppendObservation(Obs(Kind::kTaskDuration, "again", 40 + i), nullptr);
+  ASSERT_TRUE(IsOk(store.Flush()));
+  this->Reopen();
+
+  std::vector<std::pair<std::string, double>> rows;
+  for (const Row& row : LoadRows(*this->store_)) {
+    rows.emplace_back(absl::StrCat(static_cast<int>(std::get<0>(row)), "/", std::get<1>(row)),
+                      std::get<2>(row));
+  }
+  EXPECT_THAT(rows, ElementsAre(Pair("1/again", 41), Pair("1/again", 42), Pair("1/again", 43),
+                                Pair("1/again", 44), Pair("1/kept", 12), Pair("1/kept", 13),
+                                Pair("1/kept", 14), Pair("1/kept", 15), Pair("3/gone", 22),
+                                Pair("3/gone", 23), Pair("3/gone", 24), Pair("3/gone", 25)));
+}
+
 TYPED_TEST(HistoryStoreTest, FlushWaitsForEveryEarlierWriteAndItsCallback) {
   HistoryStore& store = *this->store_;
   EXPECT_TRUE(IsOk(store.Flush()));  // Nothing queued.
