@@ -1,8 +1,10 @@
 #include "server/url_allowlist.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 
 #include <algorithm>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -110,12 +112,31 @@ std::string NormalizedName(absl::string_view name) {
 
 bool IsSchemeChar(char c) { return absl::ascii_isalnum(c) || c == '+' || c == '-' || c == '.'; }
 
+struct CurlUrlDeleter {
+  void operator()(CURLU* url) const { curl_url_cleanup(url); }
+};
+
+// One part of a URL as libcurl reads it; nullopt when the URL has no such part.
+std::optional<std::string> CurlPart(CURLU* url, CURLUPart part) {
+  char* value = nullptr;
+  if (curl_url_get(url, part, &value, 0) != CURLUE_OK || value == nullptr) return std::nullopt;
+  std::string result(value);
+  curl_free(value);
+  return result;
+}
+
 struct ParsedUrl {
   std::string host;  // as written, lowercased: for messages
   std::string name;  // normalised host name; empty when the host is an IP literal
   std::optional<Ip> ip;
 };
 
+// libcurl's URL parser (curl_url) is the parse of record: the host and port checked here are the
+// ones libcurl gives, so they are where the warmer's transfer connects. What libcurl would mend or
+// quietly rewrite is refused on top, and for that the authority is looked at as written: libcurl
+// decodes "local%68ost" to "localhost", reads "2130706433" and "0x7f.1" as 127.0.0.1, takes
+// "http:/h" and "http:///h" for "http://h" and drops an empty port ("h:/"). A host as libcurl reads
+// it must equal the host as written.
 absl::StatusOr<ParsedUrl> ParseUrl(absl::string_view url, const std::vector<std::string>& schemes) {
   if (url.empty()) return absl::InvalidArgumentError("warmup_url is empty");
   if (url.size() > kMaxUrlLength) {
@@ -131,6 +152,7 @@ absl::StatusOr<ParsedUrl> ParseUrl(absl::string_view url, const std::vector<std:
     if (c == '\\') return Malformed(url, "it contains a backslash");
   }
 
+  // The scheme first, so that "javascript:x" is refused for its scheme, not its shape.
   size_t colon = url.find(':');
   if (colon == absl::string_view::npos || colon == 0 || !absl::ascii_isalpha(url[0]) ||
       !std::all_of(url.begin(), url.begin() + colon, IsSchemeChar)) {
@@ -147,58 +169,106 @@ absl::StatusOr<ParsedUrl> ParseUrl(absl::string_view url, const std::vector<std:
     return Malformed(url, "expected scheme://host[:port]/path");
   }
 
+  // The authority as written: host[:port] or [ipv6][:port], up to the path, query or fragment.
   absl::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
   if (absl::StrContains(authority, '@')) {
     return Malformed(url, "userinfo ('user@') is not allowed");
   }
-  if (authority.empty()) return Malformed(url, "the host is empty");
-
-  ParsedUrl parsed;
+  absl::string_view written_host = authority;
   absl::string_view port;
   bool has_port = false;
-  if (authority.front() == '[') {
+  const bool bracketed = absl::StartsWith(authority, "[");
+  std::optional<Ip> written_ip;  // when bracketed
+  if (bracketed) {
     size_t close = authority.find(']');
     if (close == absl::string_view::npos) return Malformed(url, "an IPv6 literal lacks its ']'");
+    written_host = authority.substr(0, close + 1);
     absl::string_view literal = authority.substr(1, close - 1);
-    parsed.host = absl::AsciiStrToLower(authority.substr(0, close + 1));
-    parsed.ip = ParseIpv6(literal);
-    if (!parsed.ip) {
-      return Malformed(
-          url, absl::StrFormat("host [%s] is not a valid IPv6 address", absl::CHexEscape(literal)));
+    if (absl::StrContains(literal, '%')) {
+      return Malformed(url, absl::StrFormat("host %s is not a valid IPv6 address: it has a zone id",
+                                            Shown(written_host)));
+    }
+    written_ip = ParseIpv6(literal);
+    if (!written_ip) {
+      return Malformed(url,
+                       absl::StrFormat("host %s is not a valid IPv6 address", Shown(written_host)));
     }
     absl::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (!absl::ConsumePrefix(&after, ":")) return Malformed(url, "junk after the IPv6 literal");
-      port = after;
-      has_port = true;
+    if (!after.empty() && !absl::ConsumePrefix(&after, ":")) {
+      return Malformed(url, "junk after the IPv6 literal");
     }
-  } else {
-    size_t port_colon = authority.find(':');
-    absl::string_view host = authority.substr(0, port_colon);
-    if (port_colon != absl::string_view::npos) {
-      port = authority.substr(port_colon + 1);
-      has_port = true;
-    }
-    if (host.empty()) return Malformed(url, "the host is empty");
-    parsed.host = absl::AsciiStrToLower(host);
-    std::string name = NormalizedName(host);
-    parsed.ip = ParseDottedQuad(name);
-    if (!parsed.ip) {
-      std::string problem = HostNameProblem(name);
-      if (!problem.empty()) {
-        return Malformed(
-            url, absl::StrFormat("host %s is not a valid host name: %s", Shown(host), problem));
-      }
-      parsed.name = std::move(name);
+    has_port = written_host.size() < authority.size();
+    port = after;
+  } else if (size_t port_colon = authority.find(':'); port_colon != absl::string_view::npos) {
+    written_host = authority.substr(0, port_colon);
+    port = authority.substr(port_colon + 1);
+    has_port = true;
+  }
+  if (written_host.empty()) return Malformed(url, "the host is empty");
+  auto bad_port = [&] {
+    return Malformed(url, absl::StrFormat("port %s is not a number in 1..65535", Shown(port)));
+  };
+  ParsedUrl parsed;
+  parsed.host = absl::AsciiStrToLower(written_host);
+  if (!bracketed && !ParseDottedQuad(NormalizedName(written_host))) {
+    std::string problem = HostNameProblem(NormalizedName(written_host));
+    if (!problem.empty()) {
+      return Malformed(url, absl::StrFormat("host %s is not a valid host name: %s",
+                                            Shown(written_host), problem));
     }
   }
 
+  std::unique_ptr<CURLU, CurlUrlDeleter> curl_url_handle(curl_url());
+  if (curl_url_handle == nullptr) return absl::ResourceExhaustedError("curl_url() failed");
+  CURLU* parser = curl_url_handle.get();
+  CURLUcode code =
+      curl_url_set(parser, CURLUPART_URL, std::string(url).c_str(), CURLU_DISALLOW_USER);
+  switch (code) {
+    case CURLUE_OK:
+      break;
+    case CURLUE_BAD_PORT_NUMBER:
+      return bad_port();
+    case CURLUE_BAD_IPV6:
+      return Malformed(url,
+                       absl::StrFormat("host %s is not a valid IPv6 address", Shown(written_host)));
+    case CURLUE_USER_NOT_ALLOWED:
+      return Malformed(url, "userinfo ('user@') is not allowed");
+    case CURLUE_OUT_OF_MEMORY:
+      return absl::ResourceExhaustedError("libcurl ran out of memory parsing a warmup_url");
+    default:
+      return Malformed(url,
+                       absl::StrFormat("libcurl cannot parse it: %s", curl_url_strerror(code)));
+  }
+
+  std::optional<std::string> host = CurlPart(parser, CURLUPART_HOST);
+  if (!host) return Malformed(url, "the host is empty");
+  std::string curl_host = absl::AsciiStrToLower(*host);
+  if (bracketed) {
+    // libcurl may rewrite the literal ("0:0:0:0:0:0:0:1" as "::1"): compare the addresses.
+    absl::string_view literal = curl_host;
+    absl::ConsumePrefix(&literal, "[");
+    absl::ConsumeSuffix(&literal, "]");
+    parsed.ip = ParseIpv6(literal);
+    if (!parsed.ip || *parsed.ip != *written_ip) {
+      return Malformed(url, absl::StrFormat("libcurl reads host %s as %s", Shown(written_host),
+                                            Shown(curl_host)));
+    }
+  } else {
+    if (curl_host != parsed.host) {
+      return Malformed(url, absl::StrFormat("libcurl reads host %s as %s", Shown(written_host),
+                                            Shown(curl_host)));
+    }
+    std::string name = NormalizedName(curl_host);
+    parsed.ip = ParseDottedQuad(name);
+    if (!parsed.ip) parsed.name = std::move(name);
+  }
+
+  // libcurl reads "host:" as the default port and accepts port 0: a written ':' needs 1..65535.
   if (has_port) {
+    std::optional<std::string> curl_port = CurlPart(parser, CURLUPART_PORT);
     int value = 0;
-    bool digits = !port.empty() && port.size() <= 5 &&
-                  std::all_of(port.begin(), port.end(), absl::ascii_isdigit);
-    if (!digits || !absl::SimpleAtoi(port, &value) || value < 1 || value > 65535) {
-      return Malformed(url, absl::StrFormat("port %s is not a number in 1..65535", Shown(port)));
+    if (!curl_port || !absl::SimpleAtoi(*curl_port, &value) || value < 1 || value > 65535) {
+      return bad_port();
     }
   }
   return parsed;

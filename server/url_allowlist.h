@@ -27,12 +27,14 @@ namespace prewarm {
 // apply to IP-literal hosts only and name rules to names only. An IPv4-mapped IPv6 literal
 // ("[::ffff:10.1.2.3]") is matched as the IPv4 address it reaches.
 //
-// URLs are parsed strictly, more strictly than libcurl, so that the host checked here is the host
-// libcurl connects to: scheme://host[:port][/path][?query][#fragment], printable ASCII only, no
-// userinfo ("user@"), no backslash, no percent-encoding in the host, port 1..65535. A host whose
-// last label is numeric must be a canonical dotted quad, so "http://2130706433/", "0x7f.1" and
-// "0177.0.0.1" cannot smuggle in an address. Host names are compared lowercased and without a
-// trailing dot.
+// URLs are parsed by libcurl's URL API (curl_url), the parser the warmer's transfers use, so the
+// host checked here is the host libcurl connects to. Stricter rules apply on top, and what libcurl
+// would mend or rewrite is refused rather than checked in its rewritten form:
+// scheme://host[:port][/path][?query][#fragment], printable ASCII only, no userinfo ("user@"), no
+// backslash, no percent-encoding in the host, no IPv6 zone id, port 1..65535 when a ':' is
+// written. A host whose last label is numeric must be a canonical dotted quad, so
+// "http://2130706433/", "0x7f.1" and "0177.0.0.1" cannot smuggle in an address. Host names are
+// compared lowercased and without a trailing dot.
 //
 // Immutable after creation, hence thread-safe.
 class UrlAllowlist {

@@ -168,6 +168,73 @@ TEST(UrlAllowlistTest, Ipv6Literals) {
   EXPECT_THAT(Refusal(allowlist, "http://::1/"), HasSubstr("the host is empty"));
 }
 
+// Where libcurl, which the warmer connects with, reads a URL more leniently than the allowlist:
+// libcurl mends or rewrites these, and the allowlist refuses them rather than check the rewrite.
+TEST(UrlAllowlistTest, RefusesWhatLibcurlWouldRewrite) {
+  UrlAllowlist allowlist = UrlAllowlist::Default();
+  // libcurl decodes a percent-encoded host: each of these reaches localhost.
+  for (const char* url : {"http://%6cocalhost/", "http://local%2Ehost/", "http://localhost%2e/"}) {
+    EXPECT_THAT(Refusal(allowlist, url), HasSubstr("contains '%'")) << url;
+  }
+  // libcurl reads "http:/h" and "http:///h" as "http://h".
+  EXPECT_THAT(Refusal(allowlist, "http:///localhost/"), HasSubstr("the host is empty"));
+  EXPECT_THAT(Refusal(allowlist, "https:/localhost/"), HasSubstr("expected scheme://host"));
+  EXPECT_THAT(Refusal(allowlist, "http:localhost"), HasSubstr("expected scheme://host"));
+  // libcurl reads these as 127.0.0.1.
+  for (const char* url : {"http://127.1/", "http://0x7f.1/", "http://017700000001/"}) {
+    EXPECT_THAT(Refusal(allowlist, url), HasSubstr("must be a dotted-quad")) << url;
+  }
+  // libcurl connects to the address and drops the zone id, so it reaches the loopback address
+  // through an interface of the caller's choosing; "%" unencoded is read the same way.
+  for (const char* url :
+       {"http://[::1%25lo]/", "http://[::1%lo]/", "http://[fe80::1%25eth0]:80/"}) {
+    EXPECT_THAT(Refusal(allowlist, url), HasSubstr("not a valid IPv6 address: it has a zone id"))
+        << url;
+  }
+  // Percent-encoding outside the host is the path's business.
+  EXPECT_TRUE(allowlist.Check("http://localhost/a%20b?c=%41#%42").ok());
+}
+
+TEST(UrlAllowlistTest, Ipv6LiteralsAreMatchedAsAddresses) {
+  UrlAllowlist allowlist = Make({"loopback", "fd00::/8"});
+  // libcurl rewrites these literals ("[::1]", "[fd00::1]"); the address decides either way.
+  EXPECT_TRUE(allowlist.Check("http://[0000:0000:0000:0000:0000:0000:0000:0001]/").ok());
+  EXPECT_TRUE(allowlist.Check("http://[FD00:0::1]:8080/").ok());
+  EXPECT_TRUE(allowlist.Check("http://[::ffff:7f00:1]/").ok());  // 127.0.0.1, IPv4-mapped
+  // IPv4-compatible (::a.b.c.d) is an IPv6 address, not the IPv4 one.
+  EXPECT_THAT(Refusal(allowlist, "http://[::127.0.0.1]/"), HasSubstr("host '[::127.0.0.1]'"));
+  EXPECT_THAT(Refusal(allowlist, "http://[::1]]/"), HasSubstr("junk after the IPv6 literal"));
+  EXPECT_THAT(Refusal(allowlist, "http://[[::1]]/"), HasSubstr("not a valid IPv6 address"));
+  EXPECT_THAT(Refusal(allowlist, "http://[v1.x]/"), HasSubstr("not a valid IPv6 address"));
+}
+
+TEST(UrlAllowlistTest, SchemeAndHostCase) {
+  UrlAllowlist allowlist = UrlAllowlist::Default();
+  EXPECT_TRUE(allowlist.Check("HTTPS://LOCALHOST/").ok());
+  EXPECT_TRUE(allowlist.Check("hTtP://Fn.Default.SVC.Cluster.Local/").ok());
+  EXPECT_EQ(Refusal(allowlist, "FTP://localhost/"),
+            "warmup_url scheme 'ftp' is not allowed (allowed: http, https)");
+  // One trailing dot is the root of the DNS; two are an empty label.
+  EXPECT_TRUE(allowlist.Check("http://localhost./").ok());
+  EXPECT_TRUE(allowlist.Check("http://127.0.0.1./").ok());
+  EXPECT_THAT(Refusal(allowlist, "http://localhost../"), HasSubstr("empty label"));
+  EXPECT_THAT(Refusal(allowlist, "http://10.0.0.1./"), HasSubstr("host '10.0.0.1.'"));
+}
+
+TEST(UrlAllowlistTest, PortsAreReadAsLibcurlReadsThem) {
+  UrlAllowlist allowlist = UrlAllowlist::Default();
+  // Leading zeros are decimal to libcurl: ports 80 and 780.
+  EXPECT_TRUE(allowlist.Check("http://localhost:00080/").ok());
+  EXPECT_TRUE(allowlist.Check("http://localhost:000780/").ok());
+  EXPECT_TRUE(allowlist.Check("http://[::1]:08080/").ok());
+  // libcurl takes port 0, and an empty port as the default; both are refused.
+  for (const char* url : {"http://localhost:0/", "http://localhost:00/", "http://localhost:",
+                          "http://[::1]:?x", "http://localhost:99999/", "http://localhost:1e3/",
+                          "http://localhost:0x50/", "http://localhost:8%30/"}) {
+    EXPECT_THAT(Refusal(allowlist, url), HasSubstr("not a number in 1..65535")) << url;
+  }
+}
+
 TEST(UrlAllowlistTest, ExactHostRule) {
   UrlAllowlist allowlist = Make({"API.Example.com."});
   EXPECT_THAT(allowlist.rules(), ElementsAre("api.example.com."));
