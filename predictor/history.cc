@@ -87,6 +87,11 @@ std::vector<std::pair<HistoryWindow, std::string>> History::TakeEvicted() {
   return std::exchange(evicted_, {});
 }
 
+void History::SetMaxKeys(int max_keys) {
+  options_.max_keys = max_keys;
+  EvictOverCap();
+}
+
 void History::Touch(HistoryWindow window, absl::string_view key) {
   if (Windows* windows = WindowsOf(window)) {
     if (auto it = windows->find(key); it != windows->end()) {

@@ -117,6 +117,8 @@ class History {
   // Makes `key` the most recently used, as if just observed, without adding a value (a restore
   // replays keys in the order they were last observed). No-op for an absent key.
   void Touch(HistoryWindow window, absl::string_view key);
+  // Changes options().max_keys (0: no cap), evicting at once down to a lower cap.
+  void SetMaxKeys(int max_keys);
 
  private:
   // Every key, least recently observed first.

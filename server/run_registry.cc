@@ -1234,13 +1234,18 @@ absl::Status RunRegistry::Restore() {
   if (!status.ok()) return status;
   deps_.metrics->SetRegisteredServices(static_cast<int64_t>(deps_.services->size()));
   absl::MutexLock lock(&mu_);
-  // Two passes, so that memory stays within the key cap even when the store holds more keys
-  // (written by a server with a larger cap, or before there was one): the first finds each key's
-  // newest observation, the second loads only the newest max_keys keys; the others leave the
-  // store. Then the keys are touched oldest first, so that eviction order survives the restart.
+  // The store loads keys in (kind, key) order, not in the order they were observed: load them
+  // all without a cap while noting each key's newest observation, touch them oldest first so that
+  // eviction order survives the restart, then evict down to the cap (those leave the store too).
+  // Memory exceeds the cap only while loading a store that holds more keys than it (written with
+  // a larger cap, or before there was one), and only once.
   using KindKey = std::pair<int, std::string>;
   absl::flat_hash_map<KindKey, absl::Time> newest;
+  history_.SetMaxKeys(0);
+  int64_t observations = 0;
   status = deps_.store->LoadObservations([&](const Observation& o) {
+    history_.Add(WindowOf(o.kind), o.key, o.value);
+    ++observations;
     absl::Time& t = newest.try_emplace(KindKey(static_cast<int>(o.kind), o.key),
                                        absl::InfinitePast())
                         .first->second;
@@ -1250,34 +1255,21 @@ absl::Status RunRegistry::Restore() {
   std::vector<std::pair<absl::Time, KindKey>> by_age;
   by_age.reserve(newest.size());
   for (auto& [kind_key, time] : newest) by_age.emplace_back(time, kind_key);
-  newest.clear();
+  newest = {};
   std::sort(by_age.begin(), by_age.end());  // Oldest first; ties by (kind, key).
-  const size_t cap = options_.history.max_keys > 0 ? static_cast<size_t>(options_.history.max_keys)
-                                                   : by_age.size();
-  const size_t dropped = by_age.size() > cap ? by_age.size() - cap : 0;
-  absl::flat_hash_set<KindKey> keep;
-  for (size_t i = dropped; i < by_age.size(); ++i) keep.insert(by_age[i].second);
-  int64_t observations = 0;
-  status = deps_.store->LoadObservations([&](const Observation& o) {
-    if (dropped > 0 && !keep.contains(KindKey(static_cast<int>(o.kind), o.key))) return;
-    history_.Add(WindowOf(o.kind), o.key, o.value);
-    ++observations;
-  });
-  if (!status.ok()) return status;
-  for (size_t i = dropped; i < by_age.size(); ++i) {
-    history_.Touch(WindowOf(static_cast<Observation::Kind>(by_age[i].second.first)),
-                   by_age[i].second.second);
+  for (const auto& [time, kind_key] : by_age) {
+    history_.Touch(WindowOf(static_cast<Observation::Kind>(kind_key.first)), kind_key.second);
   }
-  for (size_t i = 0; i < dropped; ++i) {
-    auto& [kind, key] = by_age[i].second;
-    deps_.store->DeleteObservations(static_cast<Observation::Kind>(kind), std::move(key),
-                                    Tracked(nullptr));
+  history_.SetMaxKeys(options_.history.max_keys);
+  std::vector<std::pair<HistoryWindow, std::string>> dropped = history_.TakeEvicted();
+  for (auto& [window, key] : dropped) {
+    deps_.store->DeleteObservations(KindOf(window), std::move(key), Tracked(nullptr));
   }
-  if (dropped > 0) {
+  if (!dropped.empty()) {
     PREWARM_LOG(WARNING) << "the store held " << by_age.size() << " history keys, more than "
-                         << "max_history_keys " << cap << ": dropped the " << dropped
-                         << " least recently observed";
-    deps_.metrics->HistoryKeysEvicted(static_cast<int64_t>(dropped));
+                         << "max_history_keys " << options_.history.max_keys << ": dropped the "
+                         << dropped.size() << " least recently observed";
+    deps_.metrics->HistoryKeysEvicted(static_cast<int64_t>(dropped.size()));
   }
   deps_.metrics->SetHistoryKeys(static_cast<int64_t>(history_.key_count()));
   const absl::Time now = deps_.clock->Now();

@@ -140,6 +140,16 @@ TEST(HistoryTest, KeysStayAtTheCapUnderAnEndlessStreamOfNewNames) {
   EXPECT_EQ(h.evictions(), evicted);
 }
 
+TEST(HistoryTest, LoweringTheCapEvictsTheLeastRecentAtOnce) {
+  History h({.max_keys = 0});
+  for (const char* s : {"a", "b", "c", "d"}) h.AddColdStart(s, absl::Seconds(1));
+  h.Touch(HistoryWindow::kColdStart, "a");
+  h.SetMaxKeys(2);
+  EXPECT_EQ(h.TakeEvicted(),
+            (Evicted{{HistoryWindow::kColdStart, "b"}, {HistoryWindow::kColdStart, "c"}}));
+  EXPECT_EQ(h.key_count(), 2u);
+}
+
 TEST(HistoryTest, ZeroMaxKeysMeansNoCap) {
   History h({.max_keys = 0});
   for (int i = 0; i < 500; ++i) h.AddColdStart(absl::StrCat("s", i), absl::Seconds(1));
