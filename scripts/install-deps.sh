@@ -14,6 +14,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libsqlite3-dev libcurl4-openssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # prewarmctl reads YAML files with yaml-cpp (clients/cpp/yaml_value.cc).
+  libyaml-cpp-dev
   # Python client, its tests and the proto lint (run with /usr/bin/python3); jsonschema for the
   # deployment manifests' conformance test (tests/deploy/test_deploy_conformance.py).
   python3 python3-grpcio python3-protobuf python3-pytest python3-yaml python3-jsonschema

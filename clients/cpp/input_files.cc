@@ -11,7 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "clients/cpp/yaml_subset.h"
+#include "clients/cpp/yaml_value.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/struct.pb.h"
@@ -82,7 +82,7 @@ absl::StatusOr<Value> ParseTree(absl::string_view text, FileFormat format, absl:
                                                                                : FileFormat::kYaml;
   }
   if (format == FileFormat::kYaml) {
-    absl::StatusOr<Value> v = ParseYamlSubset(text);
+    absl::StatusOr<Value> v = ParseYaml(text);
     if (!v.ok()) return Invalid(name, absl::StrCat("YAML: ", v.status().message()));
     return v;
   }

@@ -12,7 +12,7 @@ namespace prewarm::ctl {
 
 // The files prewarmctl reads: services to register and runs to submit. Both are the proto3 JSON
 // mapping of the API's messages (field names as in the .proto or lowerCamelCase), written as JSON
-// or in the YAML subset of yaml_subset.h. Two conveniences over the strict mapping: durations
+// or as YAML (read as yaml_value.h says). Two conveniences over the strict mapping: durations
 // may be written "1m30s", "1500ms" or a number of seconds besides "90s", and unknown fields are
 // errors (a typo is never silently ignored). Every error is INVALID_ARGUMENT naming the file and
 // the entry.

@@ -1,7 +1,7 @@
 // prewarmctl end to end: RunPrewarmctl driven with argument vectors and captured output against
 // a real prewarm::Server in process (loopback port 0, SQLite store in a temporary directory, fake
-// clock), the real binary exec'd for its exit codes, and the pieces (YAML subset, input files,
-// rendering) on their own.
+// clock), the real binary exec'd for its exit codes, and the pieces (input files, rendering) on
+// their own; YAML in yaml_value_test.cc.
 #include "clients/cpp/prewarmctl.h"
 
 #include <fcntl.h>
@@ -33,14 +33,14 @@
 #include "clients/cpp/connection.h"
 #include "clients/cpp/input_files.h"
 #include "clients/cpp/render.h"
-#include "clients/cpp/yaml_subset.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "predictor/fake_clock.h"
 #include "prewarm/v1/prewarm.pb.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_target.h"
 
 namespace prewarm::ctl {
@@ -965,72 +965,6 @@ TEST_F(PrewarmctlTest, TheBinaryExitsWithTheDocumentedCodes) {
 }
 
 // --- The pieces ----------------------------------------------------------------------------------
-
-// The parsed value as JSON with object keys sorted (google.protobuf.Struct keeps no order), or
-// the error message.
-std::string YamlAsJson(absl::string_view yaml) {
-  absl::StatusOr<google::protobuf::Value> v = ParseYamlSubset(yaml);
-  if (!v.ok()) return std::string(v.status().message());
-  std::function<std::string(const google::protobuf::Value&)> sorted =
-      [&](const google::protobuf::Value& value) -> std::string {
-    if (value.has_struct_value()) {
-      std::map<std::string, const google::protobuf::Value*> fields;
-      for (const auto& [k, f] : value.struct_value().fields()) fields[k] = &f;
-      std::vector<std::string> parts;
-      for (const auto& [k, f] : fields) parts.push_back(absl::StrCat("\"", k, "\":", sorted(*f)));
-      return absl::StrCat("{", absl::StrJoin(parts, ","), "}");
-    }
-    if (value.has_list_value()) {
-      std::vector<std::string> parts;
-      for (const auto& f : value.list_value().values()) parts.push_back(sorted(f));
-      return absl::StrCat("[", absl::StrJoin(parts, ","), "]");
-    }
-    std::string json;
-    EXPECT_TRUE(google::protobuf::util::MessageToJsonString(value, &json).ok());
-    return json;
-  };
-  return sorted(*v);
-}
-
-TEST(PrewarmctlYamlSubsetTest, BlockAndFlowCollectionsScalarsAndComments) {
-  EXPECT_EQ(YamlAsJson(R"(---
-# comment
-a: 1            # trailing comment
-b: "two # not a comment"
-c: 'it''s'
-d: [x, "y", 3, {e: f}]
-g:
-- h: http://host:8080/warmup
-  i: true
-- - nested
-  - ~
-j:
-  k: 1.5e3
-  l:
-  m: {}
-n: it's plain
-)"),
-            "{\"a\":1,\"b\":\"two # not a comment\",\"c\":\"it's\",\"d\":[\"x\",\"y\",3,{\"e\":\"f\"}],"
-            "\"g\":[{\"h\":\"http://host:8080/warmup\",\"i\":true},[\"nested\",null]],"
-            "\"j\":{\"k\":1500,\"l\":null,\"m\":{}},\"n\":\"it's plain\"}");
-  EXPECT_EQ(YamlAsJson("- a\n- \"\\u00e9\\n\"\n-\n  - b\n"), "[\"a\",\"é\\n\",[\"b\"]]");
-  EXPECT_EQ(YamlAsJson(""), "null");
-}
-
-TEST(PrewarmctlYamlSubsetTest, UnsupportedOrBrokenInputNamesTheLine) {
-  EXPECT_EQ(YamlAsJson("a: 1\na: 2\n"), "line 2: duplicate key 'a'");
-  EXPECT_EQ(YamlAsJson("a: &x 1\n"), "line 1: anchors and aliases (& and *) are not supported");
-  EXPECT_EQ(YamlAsJson("a: |\n  text\n"), "line 1: block scalars (| and >) are not supported");
-  EXPECT_EQ(YamlAsJson("a: 1\n   b: 2\n"),
-            "line 2: unexpected indentation (multi-line scalars are not supported)");
-  EXPECT_EQ(YamlAsJson("a: [1, 2\n"), "line 1: missing ']' (flow collections are one line)");
-  EXPECT_EQ(YamlAsJson("a: \"open\n"),
-            "line 1: unterminated quoted scalar (multi-line scalars are not supported)");
-  EXPECT_EQ(YamlAsJson("a: 1\n---\nb: 2\n"),
-            "line 2: several documents in one file are not supported");
-  EXPECT_EQ(YamlAsJson("a:\n  - x\n  y: 1\n"), "line 3: unexpected indentation");
-  EXPECT_EQ(YamlAsJson("- a\nb: 1\n"), "line 2: unexpected line (check indentation)");
-}
 
 TEST(PrewarmctlInputFilesTest, RunFilesAcceptFriendlyDurationsAndRejectUnknownFields) {
   absl::StatusOr<v1::PrewarmRequest> run = ParseRun(
