@@ -1,4 +1,4 @@
-// Fuzzes prewarmctl's file readers (clients/cpp/input_files.h over yaml_subset.h): the first byte
+// Fuzzes prewarmctl's file readers (clients/cpp/input_files.h over yaml_value.h): the first byte
 // picks the reader (run or services) and the format (detect, JSON, YAML), the rest is the file.
 // Refusals must be INVALID_ARGUMENT naming the file; what is accepted must read back the same
 // after printing it as proto3 JSON (what `prewarmctl --output json` prints can be read again).
@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "clients/cpp/input_files.h"
-#include "clients/cpp/yaml_subset.h"
+#include "clients/cpp/yaml_value.h"
 #include "google/protobuf/util/json_util.h"
 #include "prewarm/v1/prewarm.pb.h"
 
@@ -93,7 +93,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   // The YAML reader alone too, on the same text: it must never crash or hang.
-  absl::StatusOr<google::protobuf::Value> tree = ctl::ParseYamlSubset(text);
+  absl::StatusOr<google::protobuf::Value> tree = ctl::ParseYaml(text);
   FUZZ_CHECK(tree.ok() || tree.status().code() == absl::StatusCode::kInvalidArgument,
              tree.status().ToString());
   return 0;
