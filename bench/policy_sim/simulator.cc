@@ -16,7 +16,6 @@
 #include "absl/strings/str_split.h"
 #include "bench/policy_sim/platform.h"
 #include "predictor/check.h"
-#include "predictor/fake_clock.h"
 #include "predictor/random.h"
 #include "server/delegated_warmups.h"
 #include "server/history_store.h"
@@ -27,6 +26,7 @@
 #include "server/service_registry.h"
 #include "server/timer_queue.h"
 #include "server/url_allowlist.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/in_memory_history_store.h"
 
 namespace prewarm::sim {

@@ -9,7 +9,7 @@
 #include "bench/policy_sim/simulator.h"
 #include "bench/policy_sim/workloads.h"
 #include "gtest/gtest.h"
-#include "predictor/fake_clock.h"
+#include "tests/fakes/fake_clock.h"
 
 namespace prewarm::sim {
 namespace {

@@ -1,4 +1,4 @@
-#include "predictor/fake_clock.h"
+#include "tests/fakes/fake_clock.h"
 
 #include "gtest/gtest.h"
 

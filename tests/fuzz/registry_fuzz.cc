@@ -27,7 +27,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "predictor/fake_clock.h"
 #include "prewarm/v1/prewarm.pb.h"
 #include "server/delegated_warmups.h"
 #include "server/history_store.h"
@@ -39,6 +38,7 @@
 #include "server/service_registry.h"
 #include "server/timer_queue.h"
 #include "server/url_allowlist.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/in_memory_history_store.h"
 
 namespace prewarm {

@@ -9,8 +9,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "predictor/fake_clock.h"
 #include "predictor/random.h"
+#include "tests/fakes/fake_clock.h"
 
 namespace prewarm {
 namespace {

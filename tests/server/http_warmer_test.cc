@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "predictor/clock.h"
-#include "predictor/fake_clock.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_target.h"
 
 namespace prewarm {

@@ -19,11 +19,11 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "predictor/fake_clock.h"
 #include "prewarm/v1/prewarm.grpc.pb.h"
 #include "server/config.h"
 #include "server/proto_time.h"
 #include "server/server.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_target.h"
 
 namespace prewarm {

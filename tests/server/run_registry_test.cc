@@ -28,7 +28,6 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "predictor/fake_clock.h"
 #include "server/delegated_warmups.h"
 #include "server/history_store.h"
 #include "server/http_warmer.h"
@@ -37,6 +36,7 @@
 #include "server/service_registry.h"
 #include "server/timer_queue.h"
 #include "server/url_allowlist.h"
+#include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_target.h"
 #include "tests/fakes/in_memory_history_store.h"
 

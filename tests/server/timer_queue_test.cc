@@ -10,7 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "predictor/clock.h"
-#include "predictor/fake_clock.h"
+#include "tests/fakes/fake_clock.h"
 
 namespace prewarm {
 namespace {
