@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace prewarm::ctl {
@@ -221,20 +223,73 @@ bool TabIndented(absl::string_view text, int line) {
   return false;
 }
 
+// yaml-cpp 0.7 reads some short malformed inputs without end: for `"a", "b: "c` it emits nodes
+// until memory runs out (found by tests/fuzz/dag_file_fuzz.cc). A document has at most a few
+// parse events per byte (an alias is one event), so a first pass counts them and stops a runaway
+// before LoadAll builds anything.
+class EventBudget final : public YAML::EventHandler {
+ public:
+  struct Exceeded {
+    YAML::Mark mark;
+  };
+
+  explicit EventBudget(size_t budget) : budget_(budget) {}
+
+  void OnDocumentStart(const YAML::Mark& mark) override { Spend(mark); }
+  void OnDocumentEnd() override { Spend(last_); }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Spend(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Spend(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Spend(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Spend(mark);
+  }
+  void OnSequenceEnd() override { Spend(last_); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Spend(mark);
+  }
+  void OnMapEnd() override { Spend(last_); }
+
+ private:
+  void Spend(const YAML::Mark& mark) {
+    last_ = mark;
+    if (++events_ > budget_) throw Exceeded{mark};
+  }
+
+  const size_t budget_;
+  size_t events_ = 0;
+  YAML::Mark last_ = YAML::Mark::null_mark();
+};
+
+absl::Status ParseError(absl::string_view text, const YAML::Exception& e) {
+  if (e.mark.is_null()) return absl::InvalidArgumentError(e.msg);
+  if (TabIndented(text, e.mark.line))
+    return Error(e.mark, "tab in indentation (indent with spaces)");
+  return absl::InvalidArgumentError(
+      absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1, ": ", e.msg));
+}
+
 }  // namespace
 
 absl::StatusOr<google::protobuf::Value> ParseYaml(absl::string_view text,
                                                   const YamlLimits& limits) {
+  const std::string owned(text);
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    if (!e.mark.is_null() && TabIndented(text, e.mark.line)) {
-      return Error(e.mark, "tab in indentation (indent with spaces)");
+    std::istringstream in(owned);
+    YAML::Parser parser(in);
+    EventBudget budget(4 * owned.size() + 64);
+    while (parser.HandleNextDocument(budget)) {
     }
-    if (e.mark.is_null()) return absl::InvalidArgumentError(e.msg);
-    return absl::InvalidArgumentError(
-        absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1, ": ", e.msg));
+    documents = YAML::LoadAll(owned);
+  } catch (const EventBudget::Exceeded& e) {
+    return Error(e.mark, "yaml-cpp cannot read this text (it does not end); check the quotes");
+  } catch (const YAML::Exception& e) {
+    return ParseError(text, e);
   }
   if (documents.empty()) {
     Value null;

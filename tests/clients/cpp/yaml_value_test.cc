@@ -197,6 +197,16 @@ TEST(PrewarmctlYamlTest, BadYamlNamesTheLine) {
   EXPECT_EQ(YamlAsJson("x: 1\n? [a, b]\n: c\n"),
             "line 2: a key in the document is a collection; keys are scalars");
   EXPECT_EQ(YamlAsJson("m:\n  ~: 1\n"), "line 2: empty or null key in 'm' (quote it: \"null\")");
+  // yaml-cpp 0.7 alone would emit nodes from this until memory ran out (dag_file_fuzz found it).
+  EXPECT_EQ(YamlAsJson("\"a\", \"b: \"c"),
+            "line 1: yaml-cpp cannot read this text (it does not end); check the quotes");
+  // The budget that stops it leaves room for the densest documents.
+  std::vector<std::string> empties(1000, "[]");
+  EXPECT_EQ(YamlAsJson(absl::StrCat("[", absl::StrJoin(empties, ","), "]")),
+            absl::StrCat("[", absl::StrJoin(empties, ","), "]"));
+  std::vector<std::string> nulls(1000, "-");
+  EXPECT_EQ(YamlAsJson(absl::StrJoin(nulls, "\n")),
+            absl::StrCat("[", absl::StrJoin(std::vector<std::string>(1000, "null"), ","), "]"));
   EXPECT_EQ(YamlAsJson("a: !foo x\n"), "line 1: tag '!foo' at 'a' is not supported (only !!str)");
 }
 
