@@ -10,6 +10,8 @@ packages=(
   # runtimes. -fsanitize=fuzzer links libFuzzer from libclang-rt-14-dev (libclang_rt.fuzzer), so
   # the separate libfuzzer-14-dev (a libFuzzer.a for other compilers) is not needed.
   clang-14 libclang-rt-14-dev
+  # The style checks in the test command: clang-format, and clang's -Wthread-safety (clang-14).
+  clang-format-14
   # C++ libraries (DESIGN §1).
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libsqlite3-dev libcurl4-openssl-dev
