@@ -15,6 +15,41 @@ std::string Shown(absl::string_view s) {
   return absl::StrFormat("'%s...'", absl::CHexEscape(s.substr(0, kShown)));
 }
 
+// Whether `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past
+// U+10FFFF), what protobuf requires of proto3 strings when it parses them.
+bool IsUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int extra;
+    unsigned char lo = 0x80, hi = 0xbf;  // bounds of the second byte
+    if (c >= 0xc2 && c <= 0xdf) {
+      extra = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      extra = 2;
+      if (c == 0xe0) lo = 0xa0;  // overlong
+      if (c == 0xed) hi = 0x9f;  // surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      extra = 3;
+      if (c == 0xf0) lo = 0x90;  // overlong
+      if (c == 0xf4) hi = 0x8f;  // past U+10FFFF
+    } else {
+      return false;
+    }
+    if (s.size() - i <= static_cast<size_t>(extra)) return false;
+    for (int k = 1; k <= extra; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::Status ValidateId(absl::string_view id, absl::string_view what, size_t max_length) {
@@ -29,6 +64,10 @@ absl::Status ValidateId(absl::string_view id, absl::string_view what, size_t max
       return absl::InvalidArgumentError(
           absl::StrFormat("%s %s contains a control character", what, Shown(id)));
     }
+  }
+  // Stored runs are protobuf messages: a proto3 string that is not UTF-8 does not parse back.
+  if (!IsUtf8(id)) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s %s is not valid UTF-8", what, Shown(id)));
   }
   return absl::OkStatus();
 }

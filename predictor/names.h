@@ -11,7 +11,7 @@ inline constexpr size_t kMaxIdLength = 250;
 // Longest service name accepted.
 inline constexpr size_t kMaxServiceNameLength = 128;
 
-// Ids (task, run, workflow) are 1..max_length bytes with no control characters.
+// Ids (task, run, workflow) are 1..max_length bytes of valid UTF-8 with no control characters.
 // `what` names the field in the error, e.g. "run_id" or "task 'extract' upstream_task_ids[1]".
 absl::Status ValidateId(absl::string_view id, absl::string_view what,
                         size_t max_length = kMaxIdLength);

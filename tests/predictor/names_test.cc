@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -22,6 +23,24 @@ TEST(NamesTest, RejectsEmptyOversizeAndControlCharacters) {
   // The message does not echo the whole id back.
   EXPECT_LT(long_id.message().size(), 120u);
   EXPECT_THAT(ValidateId("a\nb", "workflow_id").message(), HasSubstr("control character"));
+}
+
+TEST(NamesTest, IdsMustBeUtf8) {
+  // Multi-byte characters of every length are ids like any other.
+  EXPECT_TRUE(ValidateId("caf\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x9a\x80", "run_id").ok());
+  for (const char* bad : {"\xff\xff\xff\xff\xff",  // never in UTF-8
+                          "ab\xc3",                // truncated sequence
+                          "\xc0\xaf",              // overlong '/'
+                          "\xe0\x80\xaf",          // overlong
+                          "\xed\xa0\x80",          // a surrogate
+                          "\xf4\x90\x80\x80",      // past U+10FFFF
+                          "a\x80"
+                          "b"}) {  // a lone continuation byte
+    absl::Status s = ValidateId(bad, "run_id");
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << absl::CHexEscape(bad);
+    EXPECT_THAT(s.message(), HasSubstr("run_id"));
+    EXPECT_THAT(s.message(), HasSubstr("not valid UTF-8"));
+  }
 }
 
 TEST(NamesTest, ServiceNamesAreRestricted) {
