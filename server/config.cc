@@ -99,7 +99,9 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
                                &o.max_message_bytes),
                          limit(l.max_unregistered_service_counters(),
                                "limits.max_unregistered_service_counters",
-                               &o.registry.max_unregistered_service_counters)}) {
+                               &o.registry.max_unregistered_service_counters),
+                         limit(l.max_events_per_run(), "limits.max_events_per_run",
+                               &o.registry.max_events_per_run)}) {
     if (!s.ok()) return s;
   }
   if (l.max_history_keys() != 0) {

@@ -159,11 +159,22 @@ bool AnyParentRan(const RunPlanner& planner, int v) {
 
 RunRegistry::RunRegistry(RunRegistryOptions options, RunRegistryDeps deps)
     : options_(std::move(options)), deps_(deps), history_(options_.history) {
-  expiry_timer_ = deps_.timers->Schedule(deps_.clock->Now() + kExpiryInterval,
-                                         [this](absl::Duration) { ExpireIdleRuns(); });
+  expiry_timer_ = ScheduleTimer(deps_.clock->Now() + kExpiryInterval,
+                                [this](absl::Duration) { ExpireIdleRuns(); });
 }
 
 RunRegistry::~RunRegistry() {
+  {
+    // First the timers: a running callback may still queue store writes. Not under mu_, which
+    // the callback may be waiting for.
+    TimerCallbacks* callbacks = timer_callbacks_.get();
+    absl::MutexLock lock(&callbacks->mu);
+    callbacks->closed = true;
+    auto idle = [callbacks]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(callbacks->mu) {
+      return callbacks->running == 0;
+    };
+    callbacks->mu.Await(absl::Condition(&idle));
+  }
   {
     // Before mu_: a callback may be waiting for mu_ (its `done` may call into the registry).
     StoreCallbacks* callbacks = store_callbacks_.get();
@@ -181,6 +192,20 @@ RunRegistry::~RunRegistry() {
       if (t.refresh_timer != 0) deps_.timers->Cancel(t.refresh_timer);
     }
   }
+}
+
+TimerQueue::TimerId RunRegistry::ScheduleTimer(absl::Time deadline, TimerQueue::Callback fn) {
+  return deps_.timers->Schedule(
+      deadline, [callbacks = timer_callbacks_, fn = std::move(fn)](absl::Duration lateness) {
+        {
+          absl::MutexLock lock(&callbacks->mu);
+          if (callbacks->closed) return;  // `fn` would use a destroyed registry.
+          ++callbacks->running;
+        }
+        fn(lateness);
+        absl::MutexLock lock(&callbacks->mu);
+        --callbacks->running;
+      });
 }
 
 CommitCallback RunRegistry::Tracked(CommitCallback fn) {
@@ -449,10 +474,27 @@ void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
     auto it = runs_.find(request.run_id());
     if (it == runs_.end()) {
       if (absl::Status s = ValidateId(request.run_id(), "run_id"); !s.ok()) return fail(s);
+      // A repeated last event of a run that it ended (delivery at least once).
+      if (auto r = retired_.find(request.run_id()); r != retired_.end()) {
+        const v1::TaskState ended =
+            request.event() == v1::TASK_EVENT_TYPE_FINISHED  ? v1::TASK_STATE_SUCCEEDED
+            : request.event() == v1::TASK_EVENT_TYPE_FAILED  ? v1::TASK_STATE_FAILED
+            : request.event() == v1::TASK_EVENT_TYPE_SKIPPED ? v1::TASK_STATE_SKIPPED
+                                                             : v1::TASK_STATE_UNSPECIFIED;
+        for (const v1::TaskPlan& t : r->second.tasks()) {
+          if (t.task_id() != request.task_id()) continue;
+          if (ended == v1::TASK_STATE_UNSPECIFIED || t.task_state() != ended) break;
+          response.set_replan_count(r->second.replan_count());
+          response.set_run_finished(true);
+          lock.Release();
+          return done(std::move(response));
+        }
+      }
       return fail(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' is not active")));
     }
     Run& run = *it->second;
     if (!run.dag->Find(request.task_id()).has_value()) {
+      if (absl::Status s = ValidateId(request.task_id(), "task_id"); !s.ok()) return fail(s);
       return fail(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' has no task '",
                                                    request.task_id().substr(0, 250), "'")));
     }
@@ -483,11 +525,23 @@ void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
                          absl::FormatDuration(kMaxColdStart), "]")));
       }
     }
+    if (IsRepeat(run, *run.dag->Find(request.task_id()), event)) {
+      run.last_event = now;
+      response.set_replan_count(run.replans);
+      lock.Release();
+      return done(std::move(response));
+    }
+    if (run.events >= options_.max_events_per_run) {
+      return fail(absl::ResourceExhaustedError(
+          absl::StrCat("run '", request.run_id(), "' has reached the limit of ",
+                       options_.max_events_per_run, " task events (max_events_per_run)")));
+    }
     std::vector<int> replanned;
     if (absl::Status s = ApplyEvent(run, event, now, &learned, &replanned); !s.ok()) {
       return fail(s);
     }
     run.last_event = now;
+    ++run.events;
     for (int v : replanned) TaskPlanProto(run, v, response.add_replanned_tasks());
     response.set_replan_count(run.replans);
     bool finished = true;
@@ -633,6 +687,7 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
       deps_.metrics->ColdStartObserved(spec.service, c);
     }
   }
+  rt.last_event = event.event();
   if (replanned != nullptr) *replanned = *touched;
   if (!touched->empty()) {
     ++run.replans;
@@ -665,6 +720,28 @@ std::optional<absl::Duration> RunRegistry::ContainerWait(const Run& run, int v,
         return *rt.found_warm ? std::optional<absl::Duration>(absl::ZeroDuration()) : std::nullopt;
       }
       return absl::ZeroDuration();  // Nothing known (a replay): as its history says.
+  }
+}
+
+bool RunRegistry::IsRepeat(const Run& run, int v, const v1::ReportTimingRequest& event) const {
+  const TaskRuntime& rt = run.tasks[v];
+  const TaskState state = run.planner->progress(v).state;
+  // What a repeat of a call's report may still teach.
+  const bool news = (event.has_cold() && !rt.outcome_counted) ||
+                    (event.has_cold_start() && !rt.reported_cold_start.has_value());
+  switch (event.event()) {
+    case v1::TASK_EVENT_TYPE_STARTED:
+      return state == TaskState::kRunning && !news;
+    case v1::TASK_EVENT_TYPE_SERVICE_INVOKED:
+      return rt.last_event == v1::TASK_EVENT_TYPE_SERVICE_INVOKED && !news;
+    case v1::TASK_EVENT_TYPE_FINISHED:
+      return state == TaskState::kSucceeded;
+    case v1::TASK_EVENT_TYPE_FAILED:
+      return state == TaskState::kFailed;
+    case v1::TASK_EVENT_TYPE_SKIPPED:
+      return state == TaskState::kSkipped;
+    default:
+      return false;
   }
 }
 
@@ -752,8 +829,8 @@ void RunRegistry::SyncWarmups(Run& run, const std::vector<int>& tasks) {
     rt.warmup = v1::WARMUP_STATE_PENDING;
     rt.scheduled_for = plan.warmup_time;
     const uint64_t generation = ++rt.generation;
-    rt.timer = deps_.timers->Schedule(
-        plan.warmup_time, [this, run_id, v, generation](absl::Duration lateness) {
+    rt.timer =
+        ScheduleTimer(plan.warmup_time, [this, run_id, v, generation](absl::Duration lateness) {
           Fire(run_id, v, generation, lateness);
         });
   }
@@ -872,7 +949,7 @@ void RunRegistry::ScheduleRefresh(Run& run, int v, absl::Time answered) {
   if (keep_alive <= absl::ZeroDuration()) return;  // Never reclaimed: nothing to refresh.
   // A tenth of the keep-alive early: the refresh must reach the container before it is reclaimed.
   const uint64_t id = rt.warmup_id;
-  rt.refresh_timer = deps_.timers->Schedule(
+  rt.refresh_timer = ScheduleTimer(
       answered + keep_alive * 0.9,
       [this, run_id = run.request.run_id(), v, id](absl::Duration) { Refresh(run_id, v, id); });
 }
@@ -1122,8 +1199,8 @@ void RunRegistry::ExpireIdleRuns() {
       persisted.push_back(Persist({}, {RunWrite::Kind::kDelete, std::move(id), ""}, nullptr));
     }
     UpdateGauges();
-    expiry_timer_ = deps_.timers->Schedule(now + kExpiryInterval,
-                                           [this](absl::Duration) { ExpireIdleRuns(); });
+    expiry_timer_ =
+        ScheduleTimer(now + kExpiryInterval, [this](absl::Duration) { ExpireIdleRuns(); });
   }
   for (auto& release : persisted) release();
   for (uint64_t id : unreported) {
@@ -1311,6 +1388,7 @@ absl::Status RunRegistry::Restore() {
       if (e.has_timing()) {
         const absl::Time at = FromProto(e.timing().event_time(), "").value_or(now);
         (void)ApplyEvent(run, e.timing(), at, nullptr);
+        ++run.events;
       } else if (auto v = run.dag->Find(e.fired_task_id())) {
         run.tasks[*v].warmup = v1::WARMUP_STATE_READY;
       }

@@ -55,6 +55,9 @@ struct RunRegistryOptions {
   // services, since task reports may name any service; past it the least recently updated
   // counters of an unregistered service go. Registered services' counters are never evicted.
   int max_unregistered_service_counters = 10'000;
+  // Task events a run may store (and replay at every restart); past it ReportTiming answers
+  // RESOURCE_EXHAUSTED. Repeats of an event already applied are acknowledged without counting.
+  int max_events_per_run = 100'000;
 };
 
 // Everything the registry works with. Not owned; all must outlive the registry. The store may
@@ -83,11 +86,14 @@ class RunRegistry {
   using PlanCallback = std::function<void(absl::StatusOr<v1::RunPlan>)>;
 
   RunRegistry(RunRegistryOptions options, RunRegistryDeps deps);
-  // Waits until the store has run the commit callback of every write the registry queued (they
-  // use the registry), so that destroying the registry before closing the store is safe: a
-  // store's writer always completes what it accepted, committed or failed. Timers and warm-ups
-  // still call in: stop the TimerQueue and shut the HttpWarmer down first.
-  // REQUIRES: not called from a store commit callback (it would wait for itself).
+  // Waits for a timer callback of the registry that is running (TimerQueue::Cancel cannot stop
+  // one), makes those still queued do nothing, then waits until the store has run the commit
+  // callback of every write the registry queued (they use the registry), so that destroying the
+  // registry before stopping the timers or closing the store is safe: a store's writer always
+  // completes what it accepted, committed or failed. Warm-up results still call in: shut the
+  // HttpWarmer down first.
+  // REQUIRES: not called from a store commit callback or a timer callback (it would wait for
+  // itself).
   ~RunRegistry();
 
   // Loads services, history and active runs from the store and schedules the runs' pending
@@ -104,8 +110,15 @@ class RunRegistry {
   void Prewarm(const v1::PrewarmRequest& request, PlanCallback done) ABSL_LOCKS_EXCLUDED(mu_);
 
   // ReportTiming: NOT_FOUND for an unknown run or task, INVALID_ARGUMENT for bad fields,
-  // FAILED_PRECONDITION for an event that contradicts the task's state. `done` runs once the
-  // observation and the run's new state are durable.
+  // FAILED_PRECONDITION for an event that contradicts the task's state, RESOURCE_EXHAUSTED once
+  // the run stored max_events_per_run events. `done` runs once the observation and the run's new
+  // state are durable.
+  //
+  // Delivery may be at least once: a repeat of what the task already did (STARTED while it runs,
+  // SERVICE_INVOKED after SERVICE_INVOKED, FINISHED / FAILED / SKIPPED of a task that ended so,
+  // also of a run that ended with it) is answered OK with no replanned tasks and changes, stores
+  // and re-plans nothing; the first report wins. A repeat that carries news (the call's coldness
+  // before the task's outcome is known, a first cold start) is applied.
   void ReportTiming(const v1::ReportTimingRequest& request,
                     std::function<void(absl::StatusOr<v1::ReportTimingResponse>)> done)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -135,6 +148,8 @@ class RunRegistry {
     TimerQueue::TimerId refresh_timer = 0;
     int refreshes = 0;
     v1::TaskOutcome outcome = v1::TASK_OUTCOME_UNSPECIFIED;
+    // The task's last applied event (what a repeat is compared with).
+    v1::TaskEventType last_event = v1::TASK_EVENT_TYPE_UNSPECIFIED;
     bool outcome_counted = false;
     absl::Time actual_start = absl::InfinitePast();
     // Whether a warm container took the task's (first) call, as far as the container pool
@@ -152,6 +167,7 @@ class RunRegistry {
     absl::Time plan_time;
     absl::Time last_event;
     int64_t replans = 0;
+    int64_t events = 0;  // Task events in the run's stored log (max_events_per_run).
   };
   struct ServiceCounters {
     int64_t hits = 0, misses = 0, lates = 0, fired = 0, failed = 0;
@@ -209,6 +225,9 @@ class RunRegistry {
                                               const v1::ReportTimingRequest& event,
                                               absl::Time at) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `event` repeats what task `v` already did and carries nothing new (see ReportTiming).
+  bool IsRepeat(const Run& run, int v, const v1::ReportTimingRequest& event) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Decides (once) whether the task found its service warm, and counts it.
   void SettleOutcome(Run& run, int task, std::optional<bool> reported_cold, absl::Time at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -251,9 +270,21 @@ class RunRegistry {
   // A commit callback that counts as outstanding from now until `fn` has returned.
   CommitCallback Tracked(CommitCallback fn);
 
+  // The timer callbacks of the registry that are running, and whether the registry is going
+  // (then a callback that starts does nothing). Shared with the callbacks, which the TimerQueue
+  // may keep (and even start) after ~RunRegistry.
+  struct TimerCallbacks {
+    absl::Mutex mu;
+    int running ABSL_GUARDED_BY(mu) = 0;
+    bool closed ABSL_GUARDED_BY(mu) = false;
+  };
+  // Schedules `fn` on the TimerQueue so that it never runs on a destroyed registry.
+  TimerQueue::TimerId ScheduleTimer(absl::Time deadline, TimerQueue::Callback fn);
+
   const RunRegistryOptions options_;
   const RunRegistryDeps deps_;
   const std::shared_ptr<StoreCallbacks> store_callbacks_ = std::make_shared<StoreCallbacks>();
+  const std::shared_ptr<TimerCallbacks> timer_callbacks_ = std::make_shared<TimerCallbacks>();
   mutable absl::Mutex mu_;
   History history_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Run>> runs_ ABSL_GUARDED_BY(mu_);

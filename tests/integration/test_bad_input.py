@@ -57,12 +57,12 @@ def _oversize(client: harness.Client) -> Any:
     return client.Prewarm(request, timeout=30)
 
 
-def _finish_twice(client: harness.Client) -> Any:
+def _skip_finished(client: harness.Client) -> Any:
     run_id = valid_run(client)
     pb = harness.pb2
     report(client, run_id, "a", pb.TASK_EVENT_TYPE_STARTED)
     report(client, run_id, "a", pb.TASK_EVENT_TYPE_FINISHED)
-    return report(client, run_id, "a", pb.TASK_EVENT_TYPE_FINISHED)
+    return report(client, run_id, "a", pb.TASK_EVENT_TYPE_SKIPPED)
 
 
 CASES = [
@@ -89,7 +89,8 @@ CASES = [
                 task(f"t{i}", f"t{i - 1}") for i in range(1, MAX_TASKS + 1)]),
             "bad-too-many"),
     BadCall("oversize message", "RESOURCE_EXHAUSTED", (), _oversize, "bad-oversize"),
-    BadCall("finishing a task twice", "FAILED_PRECONDITION", ("'a'", "already"), _finish_twice),
+    BadCall("skipping a finished task", "FAILED_PRECONDITION", ("'a'", "already"),
+            _skip_finished),
     # The classes the fuzzers explore (tests/fuzz/registry_fuzz.cc): oversized and deeply repeated
     # fields, unknown enum values, values out of range.
     BadCall("run_id one byte too long", "INVALID_ARGUMENT", ("run_id", "251", "250"),
@@ -229,9 +230,10 @@ def test_nothing_malformed_reached_the_store(
 
 def test_event_storm_for_one_task_gets_one_acceptance_and_named_refusals(
         shared_prewarmd: harness.Prewarmd) -> None:
-    """Eight threads send the same events for one task at once. A repeated STARTED is accepted (a
-    retried report is harmless); FINISHED is accepted once and every repeat is FAILED_PRECONDITION
-    naming the task; the run ends in the state of one of each."""
+    """Eight threads send the same events for one task at once, as a scheduler that delivers at
+    least once might. Every repeat is acknowledged (OK) without being applied again; the run ends
+    in the state of one of each; a contradicting event is still FAILED_PRECONDITION naming the
+    task."""
     pb = harness.pb2
     client = shared_prewarmd.client()
     run_id = valid_run(client)
@@ -255,20 +257,19 @@ def test_event_storm_for_one_task_gets_one_acceptance_and_named_refusals(
             t.start()
         for t in threads:
             t.join()
-        if event == pb.TASK_EVENT_TYPE_STARTED:
-            assert results == ["OK"] * len(results), sorted(set(results))
-            continue
-        assert results.count("OK") == 1, (pb.TaskEventType.Name(event), sorted(set(results)))
-        assert results.count("FAILED_PRECONDITION") == len(results) - 1, sorted(set(results))
+        assert results == ["OK"] * len(results), (pb.TaskEventType.Name(event),
+                                                   sorted(set(results)))
     plan = client.GetPlan(pb.GetPlanRequest(run_id=run_id)).plan
     states = {t.task_id: t.task_state for t in plan.tasks}
     assert states == {"a": pb.TASK_STATE_SUCCEEDED, "b": pb.TASK_STATE_PENDING}, states
+    assert plan.replan_count == 2, plan.replan_count  # one STARTED and one FINISHED applied
+    with pytest.raises(harness.grpc.RpcError) as raised:
+        report(client, run_id, "a", pb.TASK_EVENT_TYPE_FAILED)
+    assert raised.value.code() == harness.grpc.StatusCode.FAILED_PRECONDITION
+    assert "'a'" in (raised.value.details() or "")
 
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 follow-up: every repeated STARTED appends a run "
-                   "event to the store, so a storm grows the run's log (replayed at restart) "
-                   "without bound; remove this marker when repeats are no longer stored")
 def test_event_storm_does_not_grow_the_stored_run_log(
         start_prewarmd: Callable[..., harness.Prewarmd]) -> None:
     pb = harness.pb2
@@ -281,6 +282,33 @@ def test_event_storm_does_not_grow_the_stored_run_log(
     with sqlite3.connect(prewarmd.store) as db:
         events = db.execute("select count(*) from run_events").fetchone()[0]
     assert events <= 2, f"{events} stored events for one STARTED repeated 200 times"
+
+
+def test_events_past_max_events_per_run_are_refused_naming_the_run_and_limit(
+        workdir: Path, start_prewarmd: Callable[..., harness.Prewarmd]) -> None:
+    """A run alternating FAILED and STARTED (retries are real events) is stopped at the cap; its
+    stored log stays at the cap; repeats are still acknowledged and other runs are unaffected."""
+    pb = harness.pb2
+    config = workdir / "limits.json"
+    config.write_text('{"limits": {"maxEventsPerRun": 6}}')
+    prewarmd = start_prewarmd(args=(*PREWARMD_ARGS, f"--config={config}"))
+    client = prewarmd.client()
+    run_id = valid_run(client)
+    for i in range(6):
+        report(client, run_id, "a", pb.TASK_EVENT_TYPE_FAILED if i % 2 else
+               pb.TASK_EVENT_TYPE_STARTED)
+    with pytest.raises(harness.grpc.RpcError) as raised:
+        report(client, run_id, "a", pb.TASK_EVENT_TYPE_STARTED)
+    assert raised.value.code() == harness.grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert run_id in raised.value.details() and "6" in raised.value.details(), \
+        raised.value.details()
+    report(client, run_id, "a", pb.TASK_EVENT_TYPE_FAILED)  # a repeat: acknowledged
+    report(client, valid_run(client), "a", pb.TASK_EVENT_TYPE_STARTED)
+    assert prewarmd.stop() == 0
+    with sqlite3.connect(prewarmd.store) as db:
+        events = db.execute("select count(*) from run_events where run_id = ?",
+                            (run_id,)).fetchone()[0]
+    assert events == 6, events
 
 
 def test_runs_at_every_limit(start_prewarmd: Callable[..., harness.Prewarmd]) -> None:

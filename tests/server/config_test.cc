@@ -69,7 +69,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
     ],
     "limits": {"max_active_runs": 7, "max_tasks_per_dag": 50, "max_edges_per_dag": 60,
                "max_services": 5, "max_message_bytes": 65536, "max_history_keys": 5000,
-               "max_unregistered_service_counters": 50},
+               "max_unregistered_service_counters": 50, "max_events_per_run": 40},
     "planning": {"delay_cost_ratio": 4.5, "sample_count": 256, "window_size": 64,
                  "max_warmup_refreshes": 3, "ignore_trends": true, "default_keep_alive": "75s", "cold_start_prior": "3s",
                  "duration_prior": "1.5s"},
@@ -84,6 +84,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
   EXPECT_TRUE(options_.store_accept_empty);
   EXPECT_EQ(options_.registry.history.max_keys, 5000);
   EXPECT_EQ(options_.registry.max_unregistered_service_counters, 50);
+  EXPECT_EQ(options_.registry.max_events_per_run, 40);
   EXPECT_EQ(options_.log_level, LogLevel::kWarning);
   EXPECT_EQ(options_.allowlist, (std::vector<std::string>{"loopback", "10.0.0.0/8"}));
   ASSERT_EQ(options_.services.size(), 2u);
@@ -171,6 +172,7 @@ TEST_F(ConfigTest, BadValuesAreRefusedNamingTheField) {
       {R"({"limits": {"max_history_keys": -1}})", "limits.max_history_keys"},
       {R"({"limits": {"max_unregistered_service_counters": -1}})",
        "limits.max_unregistered_service_counters"},
+      {R"({"limits": {"max_events_per_run": -1}})", "limits.max_events_per_run"},
       {R"({"store_sync": "sometimes"})", "store_sync"},
       {R"({"log_level": "loud"})", "log_level"},
       {R"({"planning": {"delay_cost_ratio": -1}})", "planning.delay_cost_ratio"},

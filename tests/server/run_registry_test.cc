@@ -109,12 +109,13 @@ class RunRegistryTest : public ::testing::Test {
   void TearDown() override { Halt(); }
 
   // Builds a fresh process's worth of parts over `store`.
-  void Boot(std::unique_ptr<HistoryStore> store) {
+  // `warmer`: the real one (to FakeHttpTarget) when null.
+  void Boot(std::unique_ptr<HistoryStore> store, std::unique_ptr<HttpWarmer> warmer = nullptr) {
     store_ = std::move(store);
     services_ = std::make_unique<ServiceRegistry>(UrlAllowlist::Default(), ServiceDefaults{});
     timers_ = std::make_unique<TimerQueue>(clock_);
     delegated_ = std::make_unique<DelegatedWarmups>();
-    warmer_ = HttpWarmer::Create({}, clock_).value();
+    warmer_ = warmer != nullptr ? std::move(warmer) : HttpWarmer::Create({}, clock_).value();
     registry_ =
         std::make_unique<RunRegistry>(options_, RunRegistryDeps{.clock = &clock_,
                                                                 .services = services_.get(),
@@ -1582,7 +1583,8 @@ TEST_F(RunRegistryErrorTest, EventsThatContradictTheTaskStateAreFailedPreconditi
   ASSERT_TRUE(Report(MakeEvent("a", v1::TASK_EVENT_TYPE_STARTED)).ok());
   clock_.AdvanceTo(t0_ + absl::Seconds(70));
   ASSERT_TRUE(Report(MakeEvent("a", v1::TASK_EVENT_TYPE_FINISHED)).ok());
-  ExpectReportError(MakeEvent("a", v1::TASK_EVENT_TYPE_FINISHED),
+  // A repeated FINISHED is a redelivery, not a contradiction (see RepeatedEvents... below).
+  ExpectReportError(MakeEvent("a", v1::TASK_EVENT_TYPE_FAILED),
                     absl::StatusCode::kFailedPrecondition, "'a'");
   ExpectReportError(MakeEvent("a", v1::TASK_EVENT_TYPE_SKIPPED),
                     absl::StatusCode::kFailedPrecondition, "'a'");
@@ -1597,6 +1599,163 @@ TEST_F(RunRegistryErrorTest, EventsThatContradictTheTaskStateAreFailedPreconditi
                     absl::StatusCode::kFailedPrecondition, "'b'");
   // The refused events left no trace in the learned history.
   EXPECT_EQ(Stats("svc-a").duration().sample_count(), 1);
+}
+
+// Issue 11: a proto3 string must be UTF-8, or the stored run does not parse at the next start.
+TEST_F(RunRegistryErrorTest, IdsThatAreNotUtf8AreInvalid) {
+  const std::string bad = "\xff\xff\xff\xff\xff";
+  ExpectPrewarmError(Chain(bad), absl::StatusCode::kInvalidArgument, "run_id");
+  v1::PrewarmRequest p = Chain("run-2");
+  p.set_workflow_id(bad);
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "workflow_id");
+  p = Chain("run-2");
+  p.mutable_tasks(2)->set_task_id(bad);
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "tasks[2].task_id");
+  p = Chain("run-2");
+  p.mutable_tasks(2)->set_upstream_task_ids(0, "b\xc3");
+  ExpectPrewarmError(p, absl::StatusCode::kInvalidArgument, "upstream");
+  EXPECT_EQ(registry_->active_runs(), 1);
+
+  v1::ReportTimingRequest r = MakeEvent();
+  r.set_run_id(bad);
+  ExpectReportError(r, absl::StatusCode::kInvalidArgument, "run_id");
+  ExpectReportError(MakeEvent(bad), absl::StatusCode::kInvalidArgument, "task_id");
+  EXPECT_THAT(registry_->GetPlan(bad).status().message(), HasSubstr("not valid UTF-8"));
+  EXPECT_EQ(registry_->CancelRun(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  // Multi-byte characters are ids like any other.
+  ASSERT_TRUE(Prewarm(Chain("caf\xc3\xa9-\xf0\x9f\x9a\x80")).ok());
+}
+
+// Issue 11, event storms: a scheduler that delivers at least once may repeat any event. A repeat
+// is acknowledged, but neither stored (it would be replayed at every restart) nor re-planned.
+TEST_F(RunRegistryTest, RepeatedEventsAreAcknowledgedWithoutStoringOrReplanning) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  auto stored_events = [&] {
+    EXPECT_TRUE(store_->Flush().ok());
+    int n = 0;
+    EXPECT_TRUE(store_->LoadRunEvents([&](absl::string_view, absl::string_view) { ++n; }).ok());
+    return n;
+  };
+  clock_.AdvanceTo(t0_ + absl::Seconds(60));
+  absl::StatusOr<v1::ReportTimingResponse> first =
+      Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const int events = stored_events();
+  const v1::RunPlan before = registry_->GetPlan("run-1").value();
+  for (int i = 0; i < 500; ++i) {
+    clock_.AdvanceTo(clock_.Now() + absl::Milliseconds(10));
+    absl::StatusOr<v1::ReportTimingResponse> again =
+        Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->replanned_tasks_size(), 0);
+    EXPECT_EQ(again->replan_count(), first->replan_count());
+  }
+  EXPECT_EQ(stored_events(), events);
+  // The first start stands.
+  EXPECT_EQ(T(Task("run-1", "a").actual_start_time()), t0_ + absl::Seconds(60));
+  EXPECT_EQ(registry_->GetPlan("run-1")->replan_count(), before.replan_count());
+
+  // SERVICE_INVOKED and FINISHED repeat the same way; a repeat with news is applied.
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_SERVICE_INVOKED).ok());
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_SERVICE_INVOKED).ok());
+  EXPECT_EQ(stored_events(), events + 1);
+  clock_.AdvanceTo(t0_ + absl::Seconds(70));
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<v1::ReportTimingResponse> again =
+        Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_FALSE(again->run_finished());
+  }
+  EXPECT_EQ(stored_events(), events + 2);
+  EXPECT_EQ(Stats("svc-a").duration().sample_count(), 1) << "a repeat teaches nothing";
+  // What contradicts the task's state is still refused.
+  absl::StatusOr<v1::ReportTimingResponse> skipped =
+      Report("run-1", "a", v1::TASK_EVENT_TYPE_SKIPPED);
+  EXPECT_EQ(skipped.status().code(), absl::StatusCode::kFailedPrecondition);
+
+  // The last event of a run, repeated after the run ended: acknowledged as finished.
+  for (const char* task : {"b", "c"}) {
+    ASSERT_TRUE(Report("run-1", task, v1::TASK_EVENT_TYPE_STARTED).ok());
+    ASSERT_TRUE(Report("run-1", task, v1::TASK_EVENT_TYPE_FINISHED).ok());
+  }
+  EXPECT_EQ(registry_->active_runs(), 0);
+  absl::StatusOr<v1::ReportTimingResponse> late =
+      Report("run-1", "c", v1::TASK_EVENT_TYPE_FINISHED);
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_TRUE(late->run_finished());
+  EXPECT_EQ(Report("run-1", "c", v1::TASK_EVENT_TYPE_STARTED).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(Report("run-1", "c", v1::TASK_EVENT_TYPE_SKIPPED).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(RunRegistryTest, ARunStoresAtMostMaxEventsPerRun) {
+  Halt();
+  options_.max_events_per_run = 3;
+  Boot(NewInMemoryHistoryStore());
+  RegisterManaged("svc-a");
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_FAILED).ok());
+  ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());  // a retry
+  absl::StatusOr<v1::ReportTimingResponse> past = Report("run-1", "a", v1::TASK_EVENT_TYPE_FAILED);
+  EXPECT_EQ(past.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(past.status().message(), HasSubstr("'run-1'"));
+  EXPECT_THAT(past.status().message(), HasSubstr("3"));
+  EXPECT_EQ(Task("run-1", "a").task_state(), v1::TASK_STATE_RUNNING) << "nothing applied";
+  // Repeats are still acknowledged at the cap, and other runs have their own.
+  EXPECT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+  ASSERT_TRUE(Prewarm(Chain("run-2")).ok());
+  EXPECT_TRUE(Report("run-2", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
+}
+
+// An HttpWarmer whose Fire() blocks until the test lets it go, to hold a timer callback of the
+// registry in progress. After Shutdown() it fails requests at once, as the real one does.
+class BlockingWarmer final : public HttpWarmer {
+ public:
+  void Fire(WarmupRequest request, std::function<void(const WarmupResult&)> done) override {
+    entered_.Notify();
+    release_.WaitForNotification();
+    WarmupResult r;
+    r.id = request.id;
+    r.error = "shut down";
+    done(r);
+  }
+  int in_flight() const override { return 0; }
+  void Shutdown() override {}
+  absl::Notification entered_, release_;
+};
+
+// Issue 11: TimerQueue::Cancel cannot stop a callback that is already running, so the registry's
+// destructor waits for it (and queued ones find the registry gone and do nothing).
+TEST_F(RunRegistryTest, DestroyingTheRegistryWaitsForARunningTimerCallback) {
+  Halt();
+  auto owned = std::make_unique<BlockingWarmer>();
+  BlockingWarmer* warmer = owned.get();
+  Boot(NewInMemoryHistoryStore(), std::move(owned));
+  RegisterManaged("svc-a");
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  clock_.AdvanceTo(t0_ + absl::Seconds(59));
+  std::thread timer_thread([&] { timers_->RunDue(); });  // a's warm-up: Fire blocks in the warmer
+  warmer->entered_.WaitForNotification();
+
+  absl::Notification destroyed;
+  std::thread destroyer([&] {
+    registry_.reset();
+    destroyed.Notify();
+  });
+  // Correct code never returns here while the callback runs; a destructor that does not wait
+  // returns well within it.
+  EXPECT_FALSE(destroyed.WaitForNotificationWithTimeout(absl::Milliseconds(50)))
+      << "the registry was destroyed while its timer callback ran";
+  warmer->release_.Notify();  // The callback reports the failed warm-up to the registry.
+  timer_thread.join();
+  destroyer.join();
+  EXPECT_TRUE(destroyed.HasBeenNotified());
+  // The destructor cancelled the rest (b's and c's warm-ups, the expiry).
+  clock_.AdvanceTo(t0_ + absl::Hours(1));
+  EXPECT_EQ(timers_->RunDue(), 0);
 }
 
 // --- Durability: a restarted server resumes its runs. ---
