@@ -27,6 +27,8 @@ class Distribution {
   // Quantile q in [0, 1] by linear interpolation.
   double Quantile(double q) const;
   int size() const { return static_cast<int>(sorted_.size()); }
+  // The samples, ascending (FromSamples of them gives this distribution back).
+  const std::vector<float>& samples() const { return sorted_; }
 
  private:
   explicit Distribution(std::vector<float> sorted);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -153,6 +154,97 @@ bool AnyParentRan(const RunPlanner& planner, int v) {
     if (state != TaskState::kPending && state != TaskState::kSkipped) return true;
   }
   return false;
+}
+
+store::v1::EstimateSource ToProto(EstimateSource s) {
+  switch (s) {
+    case EstimateSource::kLearned:
+      return store::v1::ESTIMATE_SOURCE_LEARNED;
+    case EstimateSource::kFallback:
+      return store::v1::ESTIMATE_SOURCE_FALLBACK;
+    case EstimateSource::kPrior:
+      return store::v1::ESTIMATE_SOURCE_PRIOR;
+  }
+  return store::v1::ESTIMATE_SOURCE_UNSPECIFIED;
+}
+
+// The run's model as stored: distributions once each (tasks share their services' cold starts).
+store::v1::RunModel ModelToProto(const RunModel& model) {
+  store::v1::RunModel out;
+  absl::flat_hash_map<const Distribution*, int> index;
+  auto estimate = [&](const Estimate& e, store::v1::Estimate* to) {
+    to->set_source(ToProto(e.source));
+    if (e.distribution == nullptr) {
+      to->set_distribution(-1);
+      return;
+    }
+    auto [it, added] = index.try_emplace(e.distribution.get(), out.distributions_size());
+    if (added) {
+      auto* seconds = out.add_distributions()->mutable_seconds();
+      const std::vector<float>& samples = e.distribution->samples();
+      seconds->Add(samples.begin(), samples.end());
+    }
+    to->set_distribution(it->second);
+  };
+  for (const TaskModel& t : model.tasks) {
+    store::v1::TaskModel* m = out.add_tasks();
+    estimate(t.duration, m->mutable_duration());
+    estimate(t.cold_start, m->mutable_cold_start());
+    m->set_run_probability(t.run_probability);
+    m->set_warmable(t.service.warmable);
+    *m->mutable_keep_alive() = ToProtoDuration(t.service.keep_alive);
+    m->set_container_concurrency(t.service.container_concurrency);
+    if (t.service.cold_start_prior.has_value()) {
+      *m->mutable_cold_start_prior() = ToProtoDuration(*t.service.cold_start_prior);
+    }
+    if (t.service.warm_until != absl::InfinitePast()) {
+      *m->mutable_warm_until() = ToProtoTimestamp(t.service.warm_until);
+    }
+  }
+  estimate(model.dispatch_gap, out.mutable_dispatch_gap());
+  return out;
+}
+
+// The inverse of ModelToProto; nullopt when `stored` does not fit a DAG of `tasks` tasks.
+std::optional<RunModel> ModelFromProto(const store::v1::RunModel& stored, int tasks) {
+  if (stored.tasks_size() != tasks) return std::nullopt;
+  std::vector<std::shared_ptr<const Distribution>> distributions;
+  for (const store::v1::Samples& s : stored.distributions()) {
+    if (s.seconds().empty()) return std::nullopt;
+    distributions.push_back(std::make_shared<const Distribution>(
+        Distribution::FromSamples({s.seconds().begin(), s.seconds().end()})));
+  }
+  bool ok = true;
+  auto estimate = [&](const store::v1::Estimate& e) {
+    Estimate out;
+    out.source = e.source() == store::v1::ESTIMATE_SOURCE_LEARNED    ? EstimateSource::kLearned
+                 : e.source() == store::v1::ESTIMATE_SOURCE_FALLBACK ? EstimateSource::kFallback
+                                                                     : EstimateSource::kPrior;
+    if (e.distribution() >= static_cast<int>(distributions.size())) ok = false;
+    if (e.distribution() >= 0 && ok) out.distribution = distributions[e.distribution()];
+    return out;
+  };
+  RunModel model;
+  for (const store::v1::TaskModel& m : stored.tasks()) {
+    TaskModel t;
+    t.duration = estimate(m.duration());
+    t.cold_start = estimate(m.cold_start());
+    t.run_probability = m.run_probability();
+    t.service.warmable = m.warmable();
+    t.service.keep_alive = FromProto(m.keep_alive(), "").value_or(absl::Seconds(60));
+    t.service.container_concurrency = m.container_concurrency();
+    if (m.has_cold_start_prior()) {
+      t.service.cold_start_prior = FromProto(m.cold_start_prior(), "").value_or(absl::Seconds(2));
+    }
+    if (m.has_warm_until()) {
+      t.service.warm_until = FromProto(m.warm_until(), "").value_or(absl::InfinitePast());
+    }
+    if (t.duration.distribution == nullptr) ok = false;
+    model.tasks.push_back(std::move(t));
+  }
+  model.dispatch_gap = estimate(stored.dispatch_gap());
+  if (!ok || model.dispatch_gap.distribution == nullptr) return std::nullopt;
+  return model;
 }
 
 }  // namespace
@@ -346,7 +438,7 @@ void RunRegistry::RegisterService(
 }
 
 absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
-    const v1::PrewarmRequest& request, absl::Time now) {
+    const v1::PrewarmRequest& request, absl::Time now, const store::v1::RunModel* stored) {
   if (absl::Status s = ValidateId(request.run_id(), "run_id"); !s.ok()) return s;
   if (absl::Status s = ValidateId(request.workflow_id(), "workflow_id"); !s.ok()) return s;
   if (request.tasks_size() > options_.dag.max_tasks) {
@@ -394,16 +486,25 @@ absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
   absl::StatusOr<Dag> dag = Dag::Build(std::move(specs), options_.dag);
   if (!dag.ok()) return dag.status();
   run->dag = std::make_shared<const Dag>(*std::move(dag));
-  RunModel model = BuildRunModel(*run->dag, request.workflow_id(), history_,
-                                 [this, now](absl::string_view s) {
-                                   return deps_.services->Info(s, now);
-                                 });
+  std::optional<RunModel> restored;
+  if (stored != nullptr) {
+    restored = ModelFromProto(*stored, run->dag->size());
+    if (!restored.has_value())
+      return absl::DataLossError("the stored run model does not fit its DAG");
+  }
+  RunModel model = restored.has_value() ? *std::move(restored)
+                                        : BuildRunModel(*run->dag, request.workflow_id(), history_,
+                                                        [this, now](absl::string_view s) {
+                                                          return deps_.services->Info(s, now);
+                                                        });
+  if (stored == nullptr) run->model = ModelToProto(model);
   run->planner = std::make_unique<RunPlanner>(run->dag, std::move(model), start,
                                               SeedFromString(request.run_id()), planner_options);
   run->planner->PlanAll(now);
   run->tasks.resize(run->dag->size());
   run->plan_time = now;
   run->last_event = now;
+  run->submitted = now;
   return run;
 }
 
@@ -445,6 +546,7 @@ void RunRegistry::Prewarm(const v1::PrewarmRequest& request, PlanCallback done) 
     }
     v1::RunPlan plan = PlanProto(run);
     RunWrite write{RunWrite::Kind::kSnapshot, request.run_id(), Snapshot(run)};
+    run.model.Clear();  // Stored; not needed in memory.
     runs_[request.run_id()] = *std::move(built);
     deps_.metrics->RunStarted();
     UpdateGauges();
@@ -537,9 +639,17 @@ void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
                        options_.max_events_per_run, " task events (max_events_per_run)")));
     }
     std::vector<int> replanned;
+    const int v = *run.dag->Find(request.task_id());
+    const bool settled = run.tasks[v].outcome_counted;
     if (absl::Status s = ApplyEvent(run, event, now, &learned, &replanned); !s.ok()) {
       return fail(s);
     }
+    // What a restart needs to apply it again exactly: the time it was re-planned as of, and what
+    // the container pool decided.
+    store::v1::RunEvent record;
+    *record.mutable_applied_time() = ToProtoTimestamp(now);
+    if (!settled && run.tasks[v].outcome_counted) record.set_outcome(run.tasks[v].outcome);
+    if (run.tasks[v].found_warm.has_value()) record.set_found_warm(*run.tasks[v].found_warm);
     run.last_event = now;
     ++run.events;
     for (int v : replanned) TaskPlanProto(run, v, response.add_replanned_tasks());
@@ -553,7 +663,6 @@ void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
     if (finished) {
       Retire(request.run_id(), "finished");  // `run` is gone from here on.
     } else {
-      store::v1::RunEvent record;
       *record.mutable_timing() = std::move(event);
       write = {RunWrite::Kind::kEvent, request.run_id(), record.SerializeAsString()};
     }
@@ -839,7 +948,6 @@ void RunRegistry::SyncWarmups(Run& run, const std::vector<int>& tasks) {
 void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
                        absl::Duration lateness) {
   OutgoingWarmup warmup;
-  std::function<void()> persisted;
   {
     absl::MutexLock lock(&mu_);
     auto it = runs_.find(run_id);
@@ -864,7 +972,10 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
     if (deps_.services->HeldUntil(name, key, now) < now &&
         deps_.services->ClaimContainer(name, key, now, plan.expected_start)) {
       rt.warmup = v1::WARMUP_STATE_NONE;
-      run.planner->SetTaskWarmUntil(v, deps_.services->HeldUntil(name, key, now));
+      const absl::Time held = deps_.services->HeldUntil(name, key, now);
+      run.planner->SetTaskWarmUntil(v, held);
+      LogWarmup(run, v, store::v1::WarmupRecord::KIND_CLAIMED, now, held, false,
+                plan.expected_start);
       SyncWarmups(run, run.planner->Replan(v, now));  // Its descendants need not wait for C.
       deps_.metrics->WarmupResult(name, "skipped_warm");
       UpdateGauges();
@@ -873,21 +984,18 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
     rt.warmup = v1::WARMUP_STATE_FIRED;
     rt.fired_at = now;
     // Tell this run's planner: re-plans must not count the task's own cold start again.
-    run.planner->SetTaskWarmUntil(
-        v, now + plan.expected_cold_start + deps_.services->Info(name).keep_alive);
+    const absl::Time warm_until =
+        now + plan.expected_cold_start + deps_.services->Info(name).keep_alive;
+    run.planner->SetTaskWarmUntil(v, warm_until);
     rt.warmup_id = next_warmup_id_++;
     ++CountersOf(name).fired;
     deps_.metrics->WarmupResult(name, "fired");
     deps_.metrics->WarmupLateness(lateness);
-    // Remember the firing, so that a restart does not fire it again (no one waits for this
-    // write). Queued under mu_: see Persist.
-    store::v1::RunEvent record;
-    record.set_fired_task_id(run.dag->task(v).task_id);
-    persisted = Persist({}, {RunWrite::Kind::kEvent, run_id, record.SerializeAsString()}, nullptr);
+    // Remember the firing, so that a restart does not fire it again.
+    LogWarmup(run, v, store::v1::WarmupRecord::KIND_FIRED, now, warm_until);
     UpdateGauges();
     warmup = PrepareWarmup(run, v, service, rt.warmup_id, /*refresh=*/false);
   }
-  persisted();
   SendWarmup(std::move(warmup));
 }
 
@@ -934,7 +1042,8 @@ void RunRegistry::SendWarmup(OutgoingWarmup warmup) {
       PREWARM_LOG(WARNING) << "warm-up " << r.id << " failed after " << r.attempts
                            << " attempt(s): " << r.error;
     }
-    (void)OnWarmupResult(r.id, r.success, r.latency, std::nullopt);
+    (void)OnWarmupResult(r.id, r.success, r.latency, std::nullopt,
+                         /*shut_down=*/r.error == "shut down");
   });
 }
 
@@ -967,6 +1076,21 @@ void RunRegistry::AcquireContainer(Run& run, int v, absl::Time at) {
   if (!displaced.empty()) Rewarm(displaced);
 }
 
+void RunRegistry::LogWarmup(const Run& run, int v, store::v1::WarmupRecord::Kind kind,
+                            absl::Time at, absl::Time warm_until, bool cold, absl::Time needed) {
+  store::v1::RunEvent record;
+  store::v1::WarmupRecord* w = record.mutable_warmup();
+  w->set_task_id(run.dag->task(v).task_id);
+  w->set_kind(kind);
+  *w->mutable_time() = ToProtoTimestamp(at);
+  if (warm_until != absl::InfinitePast()) *w->mutable_warm_until() = ToProtoTimestamp(warm_until);
+  w->set_cold(cold);
+  if (needed != absl::InfinitePast()) *w->mutable_needed() = ToProtoTimestamp(needed);
+  *record.mutable_applied_time() = ToProtoTimestamp(at);
+  // Nothing runs after the commit but the bookkeeping of Tracked.
+  deps_.store->AppendRunEvent(run.request.run_id(), record.SerializeAsString(), Tracked(nullptr));
+}
+
 void RunRegistry::Rewarm(absl::string_view task_key) {
   const size_t hash = task_key.rfind('#');
   int v = -1;
@@ -984,7 +1108,9 @@ void RunRegistry::Rewarm(absl::string_view task_key) {
   // Plan it again as cold: a passed deadline fires at once.
   rt.warmup = v1::WARMUP_STATE_NONE;
   run.planner->SetTaskWarmUntil(v, absl::InfinitePast());
-  SyncWarmups(run, run.planner->Replan(v, deps_.clock->Now()));
+  const absl::Time now = deps_.clock->Now();
+  LogWarmup(run, v, store::v1::WarmupRecord::KIND_DISPLACED, now, absl::InfinitePast());
+  SyncWarmups(run, run.planner->Replan(v, now));
 }
 
 void RunRegistry::CancelRefresh(TaskRuntime& task) {
@@ -1010,6 +1136,8 @@ void RunRegistry::Refresh(const std::string& run_id, int v, uint64_t warmup_id) 
     v1::Service service;
     if (!deps_.services->Find(run.dag->task(v).service, &service)) return;
     ++rt.refreshes;
+    LogWarmup(run, v, store::v1::WarmupRecord::KIND_REFRESHED, deps_.clock->Now(),
+              absl::InfinitePast());
     deps_.metrics->WarmupResult(service.name(), "refreshed");
     warmup = PrepareWarmup(run, v, service, rt.warmup_id, /*refresh=*/true);
   }
@@ -1017,7 +1145,7 @@ void RunRegistry::Refresh(const std::string& run_id, int v, uint64_t warmup_id) 
 }
 
 absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl::Duration latency,
-                                         std::optional<bool> cold) {
+                                         std::optional<bool> cold, bool shut_down) {
   std::vector<Observation> learned;
   {
     absl::MutexLock lock(&mu_);
@@ -1050,12 +1178,21 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
     const bool was_cold = latency > deps_.services->WarmLatency(flight.service);
     if (success) {
       deps_.services->WarmupAnswered(flight.service, task_key, now, cold.value_or(was_cold));
+      absl::Time held = absl::InfinitePast();
       if (!holds) {
         deps_.services->ForgetTask(flight.service, task_key);
       } else {
-        run->planner->SetTaskWarmUntil(flight.task,
-                                       deps_.services->HeldUntil(flight.service, task_key, now));
+        held = deps_.services->HeldUntil(flight.service, task_key, now);
+        run->planner->SetTaskWarmUntil(flight.task, held);
       }
+      if (rt != nullptr) {
+        rt->answered = now;
+        LogWarmup(*run, flight.task, store::v1::WarmupRecord::KIND_READY, now, held,
+                  cold.value_or(was_cold));
+      }
+    } else if (rt != nullptr && !flight.refresh && rt->warmup == v1::WARMUP_STATE_FIRED &&
+               !shut_down) {
+      LogWarmup(*run, flight.task, store::v1::WarmupRecord::KIND_FAILED, now, absl::InfinitePast());
     }
     if (flight.refresh) {
       // Sent to a warm container: nothing to learn of its cold start.
@@ -1281,7 +1418,8 @@ void RunRegistry::TaskPlanProto(const Run& run, int v, v1::TaskPlan* t) const {
 std::string RunRegistry::Snapshot(const Run& run) const {
   store::v1::RunSnapshot snapshot;
   *snapshot.mutable_request() = run.request;
-  *snapshot.mutable_last_event_time() = ToProtoTimestamp(run.last_event);
+  *snapshot.mutable_last_event_time() = ToProtoTimestamp(run.submitted);
+  *snapshot.mutable_model() = run.model;
   return snapshot.SerializeAsString();
 }
 
@@ -1298,6 +1436,110 @@ int RunRegistry::active_runs() const {
 int RunRegistry::pending_warmups() const {
   absl::MutexLock lock(&mu_);
   return pending_warmups_;
+}
+
+void RunRegistry::Replay(Run& run, const store::v1::RunEvent& e, int64_t seq, absl::Time now,
+                         std::vector<PoolOp>* pool_ops) {
+  const std::string& run_id = run.request.run_id();
+  const absl::Time applied = FromProto(e.applied_time(), "").value_or(now);
+  auto pool = [&](PoolOp::Kind kind, int v, absl::Time at) -> PoolOp* {
+    const std::string& service = run.dag->task(v).service;
+    if (service.empty()) return nullptr;
+    pool_ops->push_back(PoolOp{applied, run_id, seq, kind, service, TaskKey(run, v), at});
+    return &pool_ops->back();
+  };
+  if (e.has_timing()) {
+    const v1::ReportTimingRequest& timing = e.timing();
+    const absl::Time at = FromProto(timing.event_time(), "").value_or(now);
+    // Records written before applied_time existed are re-planned as of their event time.
+    const absl::Time as_of = e.has_applied_time() ? applied : at;
+    std::optional<int> v = run.dag->Find(timing.task_id());
+    if (!v.has_value()) return;
+    TaskRuntime& rt = run.tasks[*v];
+    const TaskState before = run.planner->progress(*v).state;
+    if (e.has_found_warm() && !rt.found_warm.has_value()) rt.found_warm = e.found_warm();
+    if (!ApplyEvent(run, timing, as_of, nullptr).ok()) return;
+    ++run.events;
+    if (e.outcome() != v1::TASK_OUTCOME_UNSPECIFIED && !rt.outcome_counted) {
+      rt.outcome = e.outcome();
+      rt.outcome_counted = true;  // Counted before the restart.
+    }
+    switch (timing.event()) {
+      case v1::TASK_EVENT_TYPE_STARTED:
+        if (before != TaskState::kSucceeded && before != TaskState::kSkipped) {
+          pool(PoolOp::Kind::kAcquire, *v, at);
+        }
+        break;
+      case v1::TASK_EVENT_TYPE_SERVICE_INVOKED:
+        pool(PoolOp::Kind::kAcquire, *v, at);
+        break;
+      case v1::TASK_EVENT_TYPE_FINISHED:
+      case v1::TASK_EVENT_TYPE_FAILED:
+        pool(PoolOp::Kind::kRelease, *v, at);
+        break;
+      case v1::TASK_EVENT_TYPE_SKIPPED:
+        pool(PoolOp::Kind::kForget, *v, at);
+        break;
+      default:
+        break;
+    }
+    return;
+  }
+  if (!e.has_warmup()) {  // Written before WarmupRecord: the warm-up fired.
+    if (auto v = run.dag->Find(e.fired_task_id())) run.tasks[*v].warmup = v1::WARMUP_STATE_READY;
+    return;
+  }
+  const store::v1::WarmupRecord& w = e.warmup();
+  std::optional<int> found = run.dag->Find(w.task_id());
+  if (!found.has_value()) return;
+  const int v = *found;
+  TaskRuntime& rt = run.tasks[v];
+  const absl::Time at = FromProto(w.time(), "").value_or(now);
+  const absl::Time warm_until = w.has_warm_until()
+                                    ? FromProto(w.warm_until(), "").value_or(absl::InfinitePast())
+                                    : absl::InfinitePast();
+  switch (w.kind()) {
+    case store::v1::WarmupRecord::KIND_FIRED:
+      rt.warmup = v1::WARMUP_STATE_FIRED;
+      rt.fired_at = at;
+      run.planner->SetTaskWarmUntil(v, warm_until);
+      break;
+    case store::v1::WarmupRecord::KIND_READY: {
+      const bool holds = run.planner->progress(v).state == TaskState::kPending;
+      if (holds) run.planner->SetTaskWarmUntil(v, warm_until);
+      rt.answered = at;
+      if (rt.warmup == v1::WARMUP_STATE_FIRED) {
+        rt.warmup = v1::WARMUP_STATE_READY;
+        rt.ready_at = at;
+      }
+      if (PoolOp* op = pool(PoolOp::Kind::kAnswered, v, at)) {
+        op->cold = w.cold();
+        op->forget_after = !holds;
+      }
+      break;
+    }
+    case store::v1::WarmupRecord::KIND_FAILED:
+      if (rt.warmup == v1::WARMUP_STATE_FIRED) rt.warmup = v1::WARMUP_STATE_FAILED;
+      break;
+    case store::v1::WarmupRecord::KIND_REFRESHED:
+      ++rt.refreshes;
+      break;
+    case store::v1::WarmupRecord::KIND_CLAIMED:
+      rt.warmup = v1::WARMUP_STATE_NONE;
+      run.planner->SetTaskWarmUntil(v, warm_until);
+      run.planner->Replan(v, at);
+      if (PoolOp* op = pool(PoolOp::Kind::kClaim, v, at)) {
+        op->needed = FromProto(w.needed(), "").value_or(at);
+      }
+      break;
+    case store::v1::WarmupRecord::KIND_DISPLACED:
+      rt.warmup = v1::WARMUP_STATE_NONE;
+      run.planner->SetTaskWarmUntil(v, absl::InfinitePast());
+      run.planner->Replan(v, at);
+      break;
+    default:
+      break;
+  }
 }
 
 absl::Status RunRegistry::Restore() {
@@ -1375,32 +1617,79 @@ absl::Status RunRegistry::Restore() {
     // Events of a run retired while its last events were queued: clean them up.
     if (!snapshots.contains(run_id)) unreadable.push_back(run_id);
   }
+  std::vector<PoolOp> pool_ops;
   for (auto& [run_id, snapshot] : snapshots) {
     const absl::Time start = FromProto(snapshot.request().start_time(), "").value_or(now);
-    absl::StatusOr<std::unique_ptr<Run>> built = BuildRun(snapshot.request(), start);
+    // A run stored with its model is rebuilt exactly as it was planned: same estimates, same
+    // planning time, every re-plan as of the time it was first made. One stored before is
+    // planned again from today's history, as of now.
+    const bool exact = snapshot.has_model();
+    const absl::Time submitted =
+        exact ? FromProto(snapshot.last_event_time(), "").value_or(start) : start;
+    absl::StatusOr<std::unique_ptr<Run>> built =
+        BuildRun(snapshot.request(), submitted, exact ? &snapshot.model() : nullptr);
     if (!built.ok()) {
       PREWARM_LOG(WARNING) << "dropping stored run '" << run_id << "': " << built.status();
       unreadable.push_back(run_id);
       continue;
     }
     Run& run = **built;
-    for (const store::v1::RunEvent& e : logs[run_id]) {
-      if (e.has_timing()) {
-        const absl::Time at = FromProto(e.timing().event_time(), "").value_or(now);
-        (void)ApplyEvent(run, e.timing(), at, nullptr);
-        ++run.events;
-      } else if (auto v = run.dag->Find(e.fired_task_id())) {
-        run.tasks[*v].warmup = v1::WARMUP_STATE_READY;
+    int64_t seq = 0;
+    for (const store::v1::RunEvent& e : logs[run_id]) Replay(run, e, seq++, now, &pool_ops);
+    for (int v = 0; v < run.dag->size(); ++v) {
+      TaskRuntime& rt = run.tasks[v];
+      // Killed while its warm-up was in flight: the request left, so count it answered when it
+      // was expected to be.
+      if (rt.warmup == v1::WARMUP_STATE_FIRED) {
+        rt.warmup = v1::WARMUP_STATE_READY;
+        rt.ready_at = rt.fired_at + run.planner->plan(v).expected_cold_start;
+        rt.answered = rt.ready_at;
       }
+      if (rt.warmup == v1::WARMUP_STATE_READY) rt.warmup_id = next_warmup_id_++;
     }
     run.last_event = now;  // A restart gives the run a fresh idle timeout.
-    run.planner->PlanAll(now);  // As of now: passed deadlines fire at once.
-    run.plan_time = now;
+    if (!exact) {
+      run.planner->PlanAll(now);  // As of now: passed deadlines fire at once.
+      run.plan_time = now;
+    }
+    for (int v = 0; v < run.dag->size(); ++v) {
+      // Refreshes resume where they were (a passed one is sent at once).
+      if (exact && run.tasks[v].warmup == v1::WARMUP_STATE_READY &&
+          run.tasks[v].answered != absl::InfinitePast()) {
+        ScheduleRefresh(run, v, run.tasks[v].answered);
+      }
+    }
     std::vector<int> all(run.dag->size());
     for (int v = 0; v < run.dag->size(); ++v) all[v] = v;
     SyncWarmups(run, all);
     runs_[run_id] = *std::move(built);
     ++restored;
+  }
+  // The container pools, as the restored runs' calls and warm-ups left them, in the order the
+  // server first made the changes. (Containers only retired runs used are not known.)
+  std::sort(pool_ops.begin(), pool_ops.end(), [](const PoolOp& a, const PoolOp& b) {
+    return std::tie(a.applied, a.run_id, a.seq) < std::tie(b.applied, b.run_id, b.seq);
+  });
+  for (const PoolOp& op : pool_ops) {
+    std::string displaced;  // Its own record in the displaced run's log says what followed.
+    switch (op.kind) {
+      case PoolOp::Kind::kAcquire:
+        deps_.services->AcquireContainer(op.service, op.task_key, op.at, &displaced);
+        break;
+      case PoolOp::Kind::kRelease:
+        deps_.services->ReleaseContainer(op.service, op.task_key, op.at);
+        break;
+      case PoolOp::Kind::kForget:
+        deps_.services->ForgetTask(op.service, op.task_key);
+        break;
+      case PoolOp::Kind::kAnswered:
+        deps_.services->WarmupAnswered(op.service, op.task_key, op.at, op.cold);
+        if (op.forget_after) deps_.services->ForgetTask(op.service, op.task_key);
+        break;
+      case PoolOp::Kind::kClaim:
+        deps_.services->ClaimContainer(op.service, op.task_key, op.at, op.needed);
+        break;
+    }
   }
   UpdateGauges();
   PREWARM_LOG(INFO) << "restored " << deps_.services->size() << " services, " << observations

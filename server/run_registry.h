@@ -18,6 +18,7 @@
 #include "predictor/dag.h"
 #include "predictor/history.h"
 #include "predictor/planner.h"
+#include "prewarm/store/v1/store.pb.h"
 #include "prewarm/v1/prewarm.pb.h"
 #include "server/delegated_warmups.h"
 #include "server/history_store.h"
@@ -147,6 +148,8 @@ class RunRegistry {
     // refreshes were sent.
     TimerQueue::TimerId refresh_timer = 0;
     int refreshes = 0;
+    // When the service last answered a warm-up (or refresh) for the task.
+    absl::Time answered = absl::InfinitePast();
     v1::TaskOutcome outcome = v1::TASK_OUTCOME_UNSPECIFIED;
     // The task's last applied event (what a repeat is compared with).
     v1::TaskEventType last_event = v1::TASK_EVENT_TYPE_UNSPECIFIED;
@@ -168,6 +171,23 @@ class RunRegistry {
     absl::Time last_event;
     int64_t replans = 0;
     int64_t events = 0;  // Task events in the run's stored log (max_events_per_run).
+    absl::Time submitted;  // When Prewarm accepted it: its first plan is as of this time.
+    // The model the run was planned with, kept only until its snapshot is written.
+    store::v1::RunModel model;
+  };
+  // A change of a service's container pool, collected while replaying run logs at Restore and
+  // applied to the pools in the order the server first made them.
+  struct PoolOp {
+    absl::Time applied;  // Sort key: when the server made the change.
+    std::string run_id;
+    int64_t seq;  // Tie-break: the record's place in its run's log.
+    enum class Kind { kAcquire, kRelease, kForget, kAnswered, kClaim } kind;
+    std::string service;
+    std::string task_key;
+    absl::Time at;
+    bool cold = false;          // kAnswered
+    bool forget_after = false;  // kAnswered: the task no longer waited for it
+    absl::Time needed;          // kClaim
   };
   struct ServiceCounters {
     int64_t hits = 0, misses = 0, lates = 0, fired = 0, failed = 0;
@@ -188,7 +208,19 @@ class RunRegistry {
   };
 
   // Builds a run from a validated request, planned as of `now`.
-  absl::StatusOr<std::unique_ptr<Run>> BuildRun(const v1::PrewarmRequest& request, absl::Time now)
+  // `stored`: the model of a restored run (else one is taken from the history).
+  absl::StatusOr<std::unique_ptr<Run>> BuildRun(const v1::PrewarmRequest& request, absl::Time now,
+                                                const store::v1::RunModel* stored = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies one record of a restored run's log (see store.proto RunEvent); appends the container
+  // pool changes it implies to `pool_ops`.
+  void Replay(Run& run, const store::v1::RunEvent& record, int64_t seq, absl::Time now,
+              std::vector<PoolOp>* pool_ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends a record of what happened to a task's warm-up to the run's stored log (no one waits
+  // for it). Under mu_, so that it is queued in the order of the run's changes.
+  // `warm_until`: what the run's planner was told (SetTaskWarmUntil), InfinitePast for nothing.
+  void LogWarmup(const Run& run, int task, store::v1::WarmupRecord::Kind kind, absl::Time at,
+                 absl::Time warm_until, bool cold = false, absl::Time needed = absl::InfinitePast())
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies one event to a run; appends the observations it teaches to `learned`.
   // `replanned` (optional) receives the tasks whose plans were recomputed.
@@ -217,8 +249,11 @@ class RunRegistry {
   // Fires at once a new warm-up for a pending task (by TaskKey) that lost its warm container.
   void Rewarm(absl::string_view task_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Refresh(const std::string& run_id, int task, uint64_t warmup_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // `shut_down`: failed because the warmer is shutting down with the process; not recorded in
+  // the run's log, so that a restart takes the warm-up for answered, as after a kill.
   absl::Status OnWarmupResult(uint64_t warmup_id, bool success, absl::Duration latency,
-                              std::optional<bool> cold) ABSL_LOCKS_EXCLUDED(mu_);
+                              std::optional<bool> cold, bool shut_down = false)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // How long the task's call waits for a container (see TaskProgress::container_wait), from the
   // event's report, else its warm-up, else what the container pool saw.
   std::optional<absl::Duration> ContainerWait(const Run& run, int task,

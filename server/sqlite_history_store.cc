@@ -47,6 +47,11 @@ constexpr int kQuickCheckMaxErrors = 10;
 
 // kMigrations[v] takes a store from schema version v to v + 1, inside one transaction. Append new
 // versions; never edit a released one.
+// The BLOB columns (services, runs, run_events) hold prewarm.store.v1 / prewarm.v1 protos: they
+// evolve by protobuf's rules (new optional fields, never a reused number) without a schema
+// version, and the reader handles their absence (e.g. a run snapshot without its model, written
+// before issue 11's restore, is planned again from the history). Bump the schema only for tables,
+// columns and indexes.
 constexpr const char* kMigrations[] = {
     // 0 -> 1.
     // seq is the rowid: insertion order, which is what "oldest" means. Pruning never deletes the
