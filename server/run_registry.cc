@@ -925,6 +925,10 @@ void RunRegistry::SyncWarmups(Run& run, const std::vector<int>& tasks) {
       if (rt.warmup == v1::WARMUP_STATE_PENDING) {
         CancelWarmup(rt);
         deps_.metrics->WarmupResult(run.dag->task(v).service, "cancelled");
+        if (run.planner->progress(v).state != TaskState::kPending) {
+          LogWarmup(run, v, store::v1::WarmupRecord::KIND_CANCELLED, deps_.clock->Now(),
+                    absl::InfinitePast());
+        }
       }
       if (run.planner->progress(v).state == TaskState::kPending) rt.warmup = v1::WARMUP_STATE_NONE;
       continue;
@@ -1531,6 +1535,9 @@ void RunRegistry::Replay(Run& run, const store::v1::RunEvent& e, int64_t seq, ab
       if (PoolOp* op = pool(PoolOp::Kind::kClaim, v, at)) {
         op->needed = FromProto(w.needed(), "").value_or(at);
       }
+      break;
+    case store::v1::WarmupRecord::KIND_CANCELLED:
+      rt.warmup = v1::WARMUP_STATE_CANCELLED;
       break;
     case store::v1::WarmupRecord::KIND_DISPLACED:
       rt.warmup = v1::WARMUP_STATE_NONE;
