@@ -168,9 +168,13 @@ grpc::ServerUnaryReactor* PrewarmService::CancelRun(grpc::CallbackServerContext*
                                                     const v1::CancelRunRequest* request,
                                                     v1::CancelRunResponse* response) {
   return Start(context, "CancelRun", [&, request, response](auto finish) {
-    absl::StatusOr<int> cancelled = registry_.CancelRun(request->run_id());
-    if (cancelled.ok()) response->set_cancelled_warmups(*cancelled);
-    finish(cancelled.status());
+    // Answered once the retirement is committed: an acknowledged cancel survives a kill.
+    absl::StatusOr<int> cancelled = registry_.CancelRun(
+        request->run_id(), [response, finish](absl::StatusOr<int> committed) {
+          if (committed.ok()) response->set_cancelled_warmups(*committed);
+          finish(committed.status());
+        });
+    if (!cancelled.ok()) finish(cancelled.status());
   });
 }
 

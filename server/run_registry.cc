@@ -1268,7 +1268,8 @@ absl::StatusOr<v1::RunPlan> RunRegistry::GetPlan(absl::string_view run_id) const
   return absl::NotFoundError(absl::StrCat("run '", run_id, "' is unknown"));
 }
 
-absl::StatusOr<int> RunRegistry::CancelRun(absl::string_view run_id) {
+absl::StatusOr<int> RunRegistry::CancelRun(
+    absl::string_view run_id, std::function<void(absl::StatusOr<int>)> committed) {
   int cancelled = 0;
   std::function<void()> persisted;
   {
@@ -1283,7 +1284,14 @@ absl::StatusOr<int> RunRegistry::CancelRun(absl::string_view run_id) {
     }
     Retire(std::string(run_id), "cancelled");
     UpdateGauges();
-    persisted = Persist({}, {RunWrite::Kind::kDelete, std::string(run_id), ""}, nullptr);
+    std::function<void(absl::Status)> done;
+    if (committed) {
+      done = [committed = std::move(committed), cancelled](absl::Status st) {
+        if (!st.ok()) return committed(st);
+        committed(cancelled);
+      };
+    }
+    persisted = Persist({}, {RunWrite::Kind::kDelete, std::string(run_id), ""}, std::move(done));
   }
   persisted();
   return cancelled;

@@ -125,8 +125,13 @@ class RunRegistry {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::StatusOr<v1::RunPlan> GetPlan(absl::string_view run_id) const ABSL_LOCKS_EXCLUDED(mu_);
-  // Returns how many pending warm-ups were cancelled.
-  absl::StatusOr<int> CancelRun(absl::string_view run_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Cancels the run's pending warm-ups and retires it. Returns at once how many warm-ups were
+  // cancelled (or why not); `committed`, when given, runs with the same count once the retirement
+  // is in the store, or with the store's error: acknowledge a cancel there, not before (a kill
+  // before the commit would bring the run back). Never called under mu_.
+  absl::StatusOr<int> CancelRun(absl::string_view run_id,
+                                std::function<void(absl::StatusOr<int>)> committed = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The result of a delegated warm-up (NOT_FOUND for an unknown or already reported id).
   absl::Status ReportWarmup(const v1::ReportWarmupRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::GetServiceStatsResponse> GetServiceStats(absl::string_view service) const

@@ -1396,6 +1396,29 @@ TEST_F(RunRegistryTest, DestroyingTheRegistryWaitsForItsStoreCallbacks) {
   EXPECT_THAT(Metric("prewarm_store_writes_total", {{"result", "ok"}}), Optional(::testing::Ge(1.0)));
 }
 
+// Issue 11: an acknowledged cancel must survive a kill -9. The acknowledgement (`committed`)
+// waits for the retirement's commit; before this it was answered as soon as the delete was
+// queued, and the durability test saw cancelled runs come back after a restart.
+TEST_F(RunRegistryTest, CancelRunIsAcknowledgedOnlyOnceTheRetirementIsCommitted) {
+  Halt();
+  auto deferring = std::make_unique<DeferringStore>(NewInMemoryHistoryStore());
+  DeferringStore* store = deferring.get();
+  Boot(std::move(deferring));
+  RegisterManaged("svc-a");
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+
+  store->Defer();
+  std::optional<absl::StatusOr<int>> acknowledged;
+  absl::StatusOr<int> cancelled = registry_->CancelRun(
+      "run-1", [&](absl::StatusOr<int> committed) { acknowledged = std::move(committed); });
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_FALSE(acknowledged.has_value()) << "acknowledged before the store committed";
+  store->Release();
+  ASSERT_TRUE(acknowledged.has_value());
+  ASSERT_TRUE(acknowledged->ok()) << acknowledged->status();
+  EXPECT_EQ(**acknowledged, *cancelled);
+}
+
 // Issue 11, defect 1: memory stays flat under an endless stream of new names.
 TEST_F(RunRegistryTest, HistoryKeysAndCountersStayAtTheirCapsUnderNewNames) {
   Halt();
