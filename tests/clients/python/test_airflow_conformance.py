@@ -89,6 +89,18 @@ def chain_dag(**kwargs: Any) -> ar.Dag:
                           ar.Operator("c", ["b"])], **kwargs)
 
 
+class BlockedClient(RecordingClient):
+    """Its reports wait until `release` is set: a hook that flushed would wait with them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def report(self, *args: Any, **kwargs: Any) -> Any:
+        self.release.wait(30)
+        return super().report(*args, **kwargs)
+
+
 def reports(client: RecordingClient) -> list[tuple[str, str]]:
     return [(c[2], c[3]) for c in client.of("report")]
 
@@ -143,14 +155,7 @@ def test_scheduler_survives_dag_runs_and_commits_their_states(runtime: ar.Runtim
 @pytest.mark.parametrize("runtime", ar.VERSIONS, indirect=True)
 def test_failure_reported_by_the_executor_neither_blocks_nor_commits(runtime: ar.Runtime) -> None:
     """on_task_instance_failed also fires in the scheduler (executor events): no flush there."""
-    release = threading.Event()
-
-    class SlowClient(RecordingClient):
-        def report(self, *args: Any, **kwargs: Any) -> Any:
-            release.wait(30)
-            return super().report(*args, **kwargs)
-
-    client = SlowClient()
+    client = BlockedClient()
     listener = provider(runtime, client)
     store_connection(runtime, "metastore")
     dag = chain_dag()
@@ -158,7 +163,7 @@ def test_failure_reported_by_the_executor_neither_blocks_nor_commits(runtime: ar
     started = time.monotonic()
     ar.Scheduler(runtime).executor_reports_failure(dag, "manual__1", "a")
     assert time.monotonic() - started < 5.0  # flush_timeout is 10 s: nothing waited for it
-    release.set()
+    client.release.set()
     assert listener.get_listener().flush(timeout=10)
     assert reports(client) == [("a", "failed")]
 
@@ -211,14 +216,7 @@ def test_task_process_hooks_report_and_flush(runtime: ar.Runtime) -> None:
 def test_api_server_marking_does_not_block(runtime: ar.Runtime) -> None:
     """3.x API server: marking a task succeeds / fails calls the task hooks with the ORM
     TaskInstance (core_api/services/public/task_instances.py:126-128): no flush in a request."""
-    release = threading.Event()
-
-    class SlowClient(RecordingClient):
-        def report(self, *args: Any, **kwargs: Any) -> Any:
-            release.wait(30)
-            return super().report(*args, **kwargs)
-
-    client = SlowClient()
+    client = BlockedClient()
     listener = provider(runtime, client)
     store_connection(runtime, "metastore")
     dag = chain_dag()
@@ -228,7 +226,7 @@ def test_api_server_marking_does_not_block(runtime: ar.Runtime) -> None:
         started = time.monotonic()
         runtime.hook.on_task_instance_success(previous_state=None, task_instance=ti)
         assert time.monotonic() - started < 5.0
-    release.set()
+    client.release.set()
     assert listener.get_listener().flush(timeout=10)
     assert reports(client) == [("a", "finished")]
 
