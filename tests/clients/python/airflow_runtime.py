@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
-import enum
 import importlib.util
 import json
 import logging
@@ -40,6 +39,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+
+# airflow.utils.state's enums (str enums; the same values in every version here).
+from airflow_fakes import DagRunState, TaskInstanceState  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[3]
 VERSIONS = ("2.7.0", "2.7.3", "2.8.0", "2.8.4", "2.9.0", "2.9.3", "2.10.0", "2.10.3", "3.0", "3.1",
@@ -132,35 +134,6 @@ def _extract(path: Path, names: Sequence[str], namespace: dict[str, Any],
 
 class Base(orm.declarative_base()):  # type: ignore[misc]
     __abstract__ = True
-
-
-class DagRunState(str, enum.Enum):
-    """airflow.utils.state.DagRunState."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class TaskInstanceState(str, enum.Enum):
-    """airflow.utils.state.TaskInstanceState."""
-
-    REMOVED = "removed"
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    UP_FOR_RETRY = "up_for_retry"
-    UPSTREAM_FAILED = "upstream_failed"
-    SKIPPED = "skipped"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class DagRun(Base):
