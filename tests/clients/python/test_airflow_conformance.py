@@ -21,6 +21,7 @@ support.need_stubs()
 
 import airflow_runtime as ar  # noqa: E402
 from airflow_fakes import RecordingClient  # noqa: E402
+from airflow_fakes import _forget_provider  # noqa: E402
 from prewarm_client import PrewarmClient, pb2  # noqa: E402
 from support import harness  # noqa: E402
 
@@ -45,18 +46,6 @@ def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ar.Runti
         _forget_provider()
         ar.uninstall()
         os.environ.pop("AIRFLOW_CONN_PREWARM_DEFAULT", None)
-
-
-def _forget_provider() -> None:
-    import sys  # noqa: PLC0415
-    try:
-        from prewarm_client.airflow import listener, reporter  # noqa: PLC0415
-        listener.set_listener(None)
-        reporter.close_all()
-    except Exception:
-        pass
-    for name in [n for n in sys.modules if n.startswith("prewarm_client.airflow")]:
-        del sys.modules[name]
 
 
 def provider(rt: ar.Runtime, client: Any, **listener_kwargs: Any) -> Any:
