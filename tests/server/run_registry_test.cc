@@ -1159,13 +1159,10 @@ TEST_F(RunRegistryTest, TheRetiredListKeepsTheLatestRunOfAReusedId) {
   EXPECT_TRUE(registry_->GetPlan("run-3").ok());
 }
 
-// A store that holds back the first write of one run's record (snapshot or event) until that
-// run's DeleteRun arrives (or a second passes): it plays a thread that is preempted between
-// updating a run and writing its record while another thread retires the run.
-class HoldingStore final : public HistoryStore {
+// Forwards every call to `inner_`: the test stores below override only what they intercept.
+class ForwardingStore : public HistoryStore {
  public:
-  HoldingStore(std::unique_ptr<HistoryStore> inner, std::string run_id)
-      : inner_(std::move(inner)), run_id_(std::move(run_id)) {}
+  explicit ForwardingStore(std::unique_ptr<HistoryStore> inner) : inner_(std::move(inner)) {}
 
   void AppendObservation(Observation obs, CommitCallback done) override {
     inner_->AppendObservation(std::move(obs), std::move(done));
@@ -1179,6 +1176,46 @@ class HoldingStore final : public HistoryStore {
   void DeleteService(std::string name, CommitCallback done) override {
     inner_->DeleteService(std::move(name), std::move(done));
   }
+  void PutRun(std::string run_id, std::string serialized, CommitCallback done) override {
+    inner_->PutRun(std::move(run_id), std::move(serialized), std::move(done));
+  }
+  void DeleteRun(std::string run_id, CommitCallback done) override {
+    inner_->DeleteRun(std::move(run_id), std::move(done));
+  }
+  void AppendRunEvent(std::string run_id, std::string serialized, CommitCallback done) override {
+    inner_->AppendRunEvent(std::move(run_id), std::move(serialized), std::move(done));
+  }
+  absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override {
+    return inner_->LoadObservations(fn);
+  }
+  absl::Status LoadServices(
+      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
+    return inner_->LoadServices(fn);
+  }
+  absl::Status LoadRuns(
+      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
+    return inner_->LoadRuns(fn);
+  }
+  absl::Status LoadRunEvents(
+      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
+    return inner_->LoadRunEvents(fn);
+  }
+  absl::Status Flush() override { return inner_->Flush(); }
+  absl::Status Close() override { return inner_->Close(); }
+  StoreStats stats() const override { return inner_->stats(); }
+
+ protected:
+  const std::unique_ptr<HistoryStore> inner_;
+};
+
+// A store that holds back the first write of one run's record (snapshot or event) until that
+// run's DeleteRun arrives (or a second passes): it plays a thread that is preempted between
+// updating a run and writing its record while another thread retires the run.
+class HoldingStore final : public ForwardingStore {
+ public:
+  HoldingStore(std::unique_ptr<HistoryStore> inner, std::string run_id)
+      : ForwardingStore(std::move(inner)), run_id_(std::move(run_id)) {}
+
   void PutRun(std::string run_id, std::string serialized, CommitCallback done) override {
     MaybeHold(run_id);
     inner_->PutRun(std::move(run_id), std::move(serialized), std::move(done));
@@ -1208,24 +1245,6 @@ class HoldingStore final : public HistoryStore {
     absl::MutexLock lock(&mu_);
     if (run_id == run_id_) deleted_ = true;
   }
-  absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override {
-    return inner_->LoadObservations(fn);
-  }
-  absl::Status LoadServices(
-      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
-    return inner_->LoadServices(fn);
-  }
-  absl::Status LoadRuns(
-      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
-    return inner_->LoadRuns(fn);
-  }
-  absl::Status LoadRunEvents(
-      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
-    return inner_->LoadRunEvents(fn);
-  }
-  absl::Status Flush() override { return inner_->Flush(); }
-  absl::Status Close() override { return inner_->Close(); }
-  StoreStats stats() const override { return inner_->stats(); }
 
   void Arm() {
     absl::MutexLock lock(&mu_);
@@ -1238,7 +1257,6 @@ class HoldingStore final : public HistoryStore {
   }
 
  private:
-  const std::unique_ptr<HistoryStore> inner_;
   const std::string run_id_;
   absl::Mutex mu_;
   bool armed_ ABSL_GUARDED_BY(mu_) = false;
@@ -1280,9 +1298,10 @@ TEST_F(RunRegistryTest, ARetiredRunIsNotResurrectedByAConcurrentEventsSnapshot) 
 
 // A store that, once deferring, commits each write at once but keeps its callback until
 // Release(): it plays a writer thread that has not reached the callbacks yet.
-class DeferringStore final : public HistoryStore {
+class DeferringStore final : public ForwardingStore {
  public:
-  explicit DeferringStore(std::unique_ptr<HistoryStore> inner) : inner_(std::move(inner)) {}
+  explicit DeferringStore(std::unique_ptr<HistoryStore> inner)
+      : ForwardingStore(std::move(inner)) {}
 
   void AppendObservation(Observation obs, CommitCallback done) override {
     inner_->AppendObservation(std::move(obs), Wrap(std::move(done)));
@@ -1305,24 +1324,6 @@ class DeferringStore final : public HistoryStore {
   void AppendRunEvent(std::string run_id, std::string serialized, CommitCallback done) override {
     inner_->AppendRunEvent(std::move(run_id), std::move(serialized), Wrap(std::move(done)));
   }
-  absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override {
-    return inner_->LoadObservations(fn);
-  }
-  absl::Status LoadServices(
-      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
-    return inner_->LoadServices(fn);
-  }
-  absl::Status LoadRuns(
-      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
-    return inner_->LoadRuns(fn);
-  }
-  absl::Status LoadRunEvents(
-      const std::function<void(absl::string_view, absl::string_view)>& fn) override {
-    return inner_->LoadRunEvents(fn);
-  }
-  absl::Status Flush() override { return inner_->Flush(); }
-  absl::Status Close() override { return inner_->Close(); }
-  StoreStats stats() const override { return inner_->stats(); }
 
   void Defer() {
     absl::MutexLock lock(&mu_);
@@ -1358,7 +1359,6 @@ class DeferringStore final : public HistoryStore {
     };
   }
 
-  const std::unique_ptr<HistoryStore> inner_;
   absl::Mutex mu_;
   bool deferring_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::pair<CommitCallback, absl::Status>> held_ ABSL_GUARDED_BY(mu_);
