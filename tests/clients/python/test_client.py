@@ -145,6 +145,35 @@ def test_prewarm_accepts_dicts_dataclasses_and_messages(client: PrewarmClient) -
     assert client.cancel_run(run_id) == 0
 
 
+def test_prewarm_sends_duration_hints(client: PrewarmClient) -> None:
+    """expected_duration from a dict (seconds), a TaskSpec (timedelta) or a message; absent or
+    None: no hint (the field unset, not zero). prewarmd accepts the request."""
+    tasks = [
+        {"task_id": "a", "service": "svc-x", "expected_duration": 42.5},
+        TaskSpec("b", "svc-y", upstream=("a",), expected_duration=dt.timedelta(minutes=3)),
+        {"task_id": "c", "upstream": ["b"], "expected_duration": None},
+        pb2.Task(task_id="d", upstream_task_ids=["c"],
+                 expected_duration=convert.duration(0.25)),
+        TaskSpec("e", upstream=("d",)),
+    ]
+    messages = [prewarm_client.task_proto(t) for t in tasks]
+    assert [m.HasField("expected_duration") for m in messages] == [True, True, False, True, False]
+    assert [convert.to_seconds(m.expected_duration) for m in messages] == [42.5, 180, 0, 0.25, 0]
+    plan = client.prewarm(uid("hinted"), "wf-hints", tasks, dry_run=True)
+    assert [t.task_id for t in plan.tasks] == ["a", "b", "c", "d", "e"]
+
+
+@pytest.mark.parametrize("value,error", [
+    (0, ValueError), (-1.0, ValueError), (dt.timedelta(seconds=-3), ValueError),
+    (float("nan"), ValueError), (float("inf"), ValueError), (True, TypeError), ("3", TypeError),
+])
+def test_bad_duration_hints_are_refused_client_side(value: Any, error: type) -> None:
+    with pytest.raises(error, match="task 'a': expected_duration"):
+        prewarm_client.task_proto({"task_id": "a", "expected_duration": value})
+    with pytest.raises(error, match="task 'a': expected_duration"):
+        prewarm_client.task_proto(TaskSpec("a", expected_duration=value))
+
+
 def test_prewarm_dry_run_keeps_no_state(client: PrewarmClient) -> None:
     run_id = uid("dry")
     plan = client.prewarm(run_id, "wf", [TaskSpec("a")], dry_run=True)
@@ -375,12 +404,21 @@ def test_deadline_on_every_call(black_hole: BlackHole) -> None:
 
 
 def test_unavailable_when_nothing_listens() -> None:
-    with PrewarmClient(f"127.0.0.1:{harness.closed_port()}", timeout=2) as c:
+    """Without retries the call fails at once; with them (the default) it retries until its
+    deadline and not past it (test_client_retry.py tests the retries in detail)."""
+    port = harness.closed_port()
+    with PrewarmClient(f"127.0.0.1:{port}", timeout=2, retry=prewarm_client.NO_RETRY) as c:
         t0 = time.monotonic()
         with pytest.raises(UnavailableError) as info:
             c.list_services()
-    assert time.monotonic() - t0 < 2.0
-    assert info.value.message
+    assert time.monotonic() - t0 < 1.0
+    assert info.value.message and info.value.attempts == 1
+    with PrewarmClient(f"127.0.0.1:{port}", timeout=1) as c:
+        t0 = time.monotonic()
+        with pytest.raises(UnavailableError) as info:
+            c.list_services()
+    assert time.monotonic() - t0 < 1.5
+    assert info.value.attempts > 1 and f"after {info.value.attempts} attempts" in str(info.value)
 
 
 # Bearer token and TLS -----------------------------------------------------------------------

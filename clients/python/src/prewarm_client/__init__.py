@@ -11,6 +11,7 @@ from __future__ import annotations
 from prewarm_client._stubs import pb2, pb2_grpc
 from prewarm_client.client import (DEFAULT_TARGET, DEFAULT_TIMEOUT_SECONDS, EVENT_TYPES,
                                    PrewarmClient, TaskSpec, WarmupStream, event_type, task_proto)
+from prewarm_client.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from prewarm_client.errors import (AlreadyExistsError, DeadlineExceededError,
                                    FailedPreconditionError, InvalidArgumentError, NotFoundError,
                                    PermissionDeniedError, PrewarmError, ResourceExhaustedError,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PrewarmClient", "TaskSpec", "WarmupStream", "event_type", "task_proto", "pb2", "pb2_grpc",
     "DEFAULT_TARGET", "DEFAULT_TIMEOUT_SECONDS", "EVENT_TYPES",
+    "RetryPolicy", "DEFAULT_RETRY", "NO_RETRY",
     "PrewarmError", "InvalidArgumentError", "NotFoundError", "AlreadyExistsError",
     "ResourceExhaustedError", "FailedPreconditionError", "UnavailableError",
     "UnauthenticatedError", "PermissionDeniedError", "DeadlineExceededError",

@@ -12,7 +12,9 @@
         client.report("run-1", "extract", "started")
 
 Every call has a deadline (the client's `timeout`, or the call's), and a failed call raises a
-PrewarmError subclass (errors.py) that keeps the server's message. Responses are the generated
+PrewarmError subclass (errors.py) that keeps the server's message. Calls answered UNAVAILABLE
+(prewarmd unreachable, or a standby during a failover) are retried with exponential backoff and
+jitter within that deadline (retry.py; `retry=NO_RETRY` turns it off). Responses are the generated
 protobuf messages (documented in proto/prewarm/v1/prewarm.proto); convert.py turns their times
 into datetimes and seconds. Thread-safe: one client (one channel) can serve many threads.
 """
@@ -22,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+import random
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -30,9 +34,12 @@ import grpc
 from prewarm_client import convert
 from prewarm_client._stubs import pb2, pb2_grpc
 from prewarm_client.errors import from_rpc_error
+from prewarm_client.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_SECONDS = 5.0
+# A retry is not started with less of the deadline left than this.
+MIN_ATTEMPT_SECONDS = 0.01
 
 EVENT_TYPES: dict[str, int] = {
     "started": pb2.TASK_EVENT_TYPE_STARTED,
@@ -52,26 +59,48 @@ EventType = Union[str, int]
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """One task of a DAG: its id, the service it calls ("" for none) and its upstream task ids."""
+    """One task of a DAG: its id, the service it calls ("" for none), its upstream task ids and,
+    optionally, how long it usually runs (seconds or a timedelta; see Task.expected_duration)."""
 
     task_id: str
     service: str = ""
     upstream: Sequence[str] = ()
+    expected_duration: Optional[convert.Span] = None
 
 
 TaskLike = Union[TaskSpec, Mapping[str, Any], Any]  # Any: a prewarm.v1.Task message
+TASK_KEYS = frozenset({"task_id", "service", "upstream", "upstream_task_ids", "expected_duration"})
+
+
+def expected_duration(task_id: str, value: convert.Span) -> Any:
+    """Task.expected_duration from seconds or a timedelta: TypeError for anything else (bools
+    too), ValueError unless > 0 and finite. The server's upper bound (7 days) is its own
+    INVALID_ARGUMENT."""
+    try:
+        seconds = convert.span_seconds(value)
+    except TypeError:
+        raise TypeError(f"task {task_id!r}: expected_duration must be seconds or a timedelta, "
+                        f"got {type(value).__name__} {value!r}") from None
+    except ValueError:
+        raise ValueError(f"task {task_id!r}: expected_duration must be finite, "
+                         f"got {value!r}") from None
+    if seconds <= 0:
+        raise ValueError(f"task {task_id!r}: expected_duration must be > 0 seconds, got {value!r}")
+    return convert.duration(seconds)
 
 
 def task_proto(task: TaskLike) -> Any:
-    """A prewarm.v1.Task from a TaskSpec, a dict {"task_id", "service", "upstream"} (or
-    "upstream_task_ids"), or a Task message."""
+    """A prewarm.v1.Task from a TaskSpec, a dict {"task_id", "service", "upstream" (or
+    "upstream_task_ids"), "expected_duration"}, or a Task message. An expected_duration of None
+    means no hint."""
     if isinstance(task, pb2.Task):
         return task
     if isinstance(task, TaskSpec):
-        return pb2.Task(task_id=task.task_id, service=task.service or "",
-                        upstream_task_ids=list(task.upstream))
-    if isinstance(task, Mapping):
-        unknown = set(task) - {"task_id", "service", "upstream", "upstream_task_ids"}
+        message = pb2.Task(task_id=task.task_id, service=task.service or "",
+                           upstream_task_ids=list(task.upstream))
+        hint = task.expected_duration
+    elif isinstance(task, Mapping):
+        unknown = set(task) - TASK_KEYS
         if unknown:
             raise ValueError(f"task {task.get('task_id')!r}: unknown keys {sorted(unknown)}")
         if "task_id" not in task:
@@ -80,9 +109,15 @@ def task_proto(task: TaskLike) -> Any:
         if isinstance(upstream, str):
             raise ValueError(f"task {task['task_id']!r}: 'upstream' must be a list of task ids, "
                              f"not the string {upstream!r}")
-        return pb2.Task(task_id=str(task["task_id"]), service=str(task.get("service") or ""),
-                        upstream_task_ids=[str(u) for u in upstream])
-    raise TypeError(f"expected a TaskSpec, a dict or a prewarm.v1.Task, got {type(task).__name__}")
+        message = pb2.Task(task_id=str(task["task_id"]), service=str(task.get("service") or ""),
+                           upstream_task_ids=[str(u) for u in upstream])
+        hint = task.get("expected_duration")
+    else:
+        raise TypeError(
+            f"expected a TaskSpec, a dict or a prewarm.v1.Task, got {type(task).__name__}")
+    if hint is not None:
+        message.expected_duration.CopyFrom(expected_duration(message.task_id, hint))
+    return message
 
 
 def event_type(event: EventType) -> int:
@@ -155,9 +190,15 @@ class PrewarmClient:
         (system roots when None); private_key + certificate_chain for mTLS; tls_server_name
         overrides the name checked against the certificate.
     token: sent as `authorization: Bearer <token>` on every call.
-    timeout: default deadline of every unary call, in seconds.
+    timeout: default deadline of every unary call, in seconds, retries included.
     wait_for_ready: queue calls while the channel connects instead of failing fast with
         UNAVAILABLE (still bounded by the deadline).
+    retry: how calls answered UNAVAILABLE are retried within their deadline (RetryPolicy;
+        NO_RETRY or None: never).
+    attempt_timeout: at most this many seconds per attempt (default: all of the call's deadline
+        that is left), so that one attempt on a server that does not answer cannot use up the
+        time of the retries.
+    retry_random: the jitter's random source (seed it for reproducible backoffs).
     """
 
     def __init__(self, target: str = DEFAULT_TARGET, *, tls: bool = False,
@@ -165,14 +206,24 @@ class PrewarmClient:
                  certificate_chain: Optional[Pem] = None, tls_server_name: Optional[str] = None,
                  token: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
                  wait_for_ready: bool = False,
-                 options: Sequence[tuple[str, Any]] = ()) -> None:
+                 options: Sequence[tuple[str, Any]] = (),
+                 retry: Optional[RetryPolicy] = DEFAULT_RETRY,
+                 attempt_timeout: Optional[float] = None,
+                 retry_random: Optional[random.Random] = None) -> None:
         if not target:
             raise ValueError("target is empty")
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if attempt_timeout is not None and not attempt_timeout > 0:
+            raise ValueError(f"attempt_timeout must be > 0 seconds, got {attempt_timeout!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
         self.target = target
         self.timeout = float(timeout)
         self.wait_for_ready = wait_for_ready
+        self.retry = retry or NO_RETRY
+        self.attempt_timeout = None if attempt_timeout is None else float(attempt_timeout)
+        self._random = retry_random or random.Random()
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ())
         channel_options = list(options)
@@ -210,12 +261,28 @@ class PrewarmClient:
         return value
 
     def _call(self, method: str, request: Any, timeout: Optional[float]) -> Any:
+        """One unary call, retried while it is answered UNAVAILABLE (self.retry), every attempt
+        within the call's deadline."""
         rpc = getattr(self._stub, method)
-        try:
-            return rpc(request, timeout=self._deadline(timeout), metadata=self._metadata,
-                       wait_for_ready=self.wait_for_ready)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err, method) from None
+        total = self._deadline(timeout)
+        deadline = time.monotonic() + total
+        attempt = 1
+        while True:
+            remaining = deadline - time.monotonic()
+            if self.attempt_timeout is not None:
+                remaining = min(remaining, self.attempt_timeout)
+            try:
+                return rpc(request, timeout=max(remaining, MIN_ATTEMPT_SECONDS),
+                           metadata=self._metadata, wait_for_ready=self.wait_for_ready)
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or \
+                        attempt >= self.retry.max_attempts:
+                    raise from_rpc_error(err, method, attempts=attempt) from None
+                pause = self.retry.backoff(attempt, self._random)
+                if deadline - time.monotonic() - pause < MIN_ATTEMPT_SECONDS:
+                    raise from_rpc_error(err, method, attempts=attempt) from None
+            time.sleep(pause)
+            attempt += 1
 
     def register_service(self, service: Union[str, Mapping[str, Any], Any], *,
                          warmup_url: str = "", warmup_method: str = "",
@@ -280,7 +347,19 @@ class PrewarmClient:
                 timeout: Optional[float] = None) -> Any:
         """Announces a run (its DAG and when its roots start: now when None, or a future time
         for a scheduled run) and returns its plan (prewarm.v1.RunPlan). ALREADY_EXISTS when the
-        run id is active."""
+        run id is active (also when a retried attempt finds the run that an earlier attempt,
+        whose answer was lost, created).
+
+        A task may carry "expected_duration" (seconds or a timedelta, > 0): how long it usually
+        runs, which the server plans with until it has learned the task's own durations
+        (Task.expected_duration). Example:
+
+            client.prewarm("run-1", "etl", [
+                {"task_id": "extract", "service": "svc-a", "expected_duration": 42.0},
+                TaskSpec("load", "svc-b", upstream=["extract"],
+                         expected_duration=dt.timedelta(minutes=3)),
+            ])
+        """
         request = pb2.PrewarmRequest(run_id=run_id, workflow_id=workflow_id,
                                      tasks=[task_proto(t) for t in tasks], dry_run=dry_run)
         if start_time is not None:
@@ -347,4 +426,5 @@ class PrewarmClient:
 
 
 __all__ = ["PrewarmClient", "TaskSpec", "WarmupStream", "task_proto", "event_type",
-           "EVENT_TYPES", "WARMUP_MODES", "DEFAULT_TARGET", "DEFAULT_TIMEOUT_SECONDS"]
+           "expected_duration", "EVENT_TYPES", "WARMUP_MODES", "DEFAULT_TARGET",
+           "DEFAULT_TIMEOUT_SECONDS", "RetryPolicy", "DEFAULT_RETRY", "NO_RETRY"]

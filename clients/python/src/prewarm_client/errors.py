@@ -15,18 +15,21 @@ import grpc
 
 class PrewarmError(Exception):
     """A call to prewarmd failed. `code` is the gRPC status, `message` the server's text (or the
-    client library's, for DEADLINE_EXCEEDED and connection errors), `method` the RPC name."""
+    client library's, for DEADLINE_EXCEEDED and connection errors), `method` the RPC name,
+    `attempts` how many times the call was tried (retries of UNAVAILABLE: retry.py)."""
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
     def __init__(self, message: str, *, code: Optional[grpc.StatusCode] = None,
-                 method: str = "") -> None:
+                 method: str = "", attempts: int = 1) -> None:
         if code is not None:
             self.code = code
         self.message = message
         self.method = method
+        self.attempts = attempts
         prefix = f"{method}: " if method else ""
-        super().__init__(f"{prefix}{self.code.name}: {message}")
+        suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
+        super().__init__(f"{prefix}{self.code.name}: {message}{suffix}")
 
 
 class InvalidArgumentError(PrewarmError):
@@ -61,7 +64,8 @@ class FailedPreconditionError(PrewarmError):
 
 
 class UnavailableError(PrewarmError):
-    """UNAVAILABLE: the server cannot be reached (down, restarting) or could not commit."""
+    """UNAVAILABLE: the server cannot be reached (down, restarting), is a standby replica, or
+    could not commit. PrewarmClient raises it only once its retries (retry.py) are spent."""
 
     code = grpc.StatusCode.UNAVAILABLE
 
@@ -92,12 +96,13 @@ _BY_CODE: dict[grpc.StatusCode, type[PrewarmError]] = {
 }
 
 
-def from_rpc_error(err: grpc.RpcError, method: str = "") -> PrewarmError:
-    """The typed error for a failed call (grpc.RpcError raised by a stub)."""
+def from_rpc_error(err: grpc.RpcError, method: str = "", attempts: int = 1) -> PrewarmError:
+    """The typed error for a failed call (grpc.RpcError raised by a stub), after `attempts`
+    tries."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
     cls = _BY_CODE.get(code, PrewarmError)
-    return cls(details or code.name, code=code, method=method)
+    return cls(details or code.name, code=code, method=method, attempts=attempts)
 
 
 __all__ = [
