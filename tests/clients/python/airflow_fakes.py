@@ -489,6 +489,21 @@ class FakeAirflow:
                                      None if ti is None else ti.end_date))
         return rows
 
+    def task_durations(self, dag_id: str, runs: int, timeout: float) -> list[tuple[str, float]]:
+        """What the listener's history read finds in the metadata DB: (task_id, duration) of the
+        successful task instances of the DAG's `runs` latest runs. Airflow stores a finished
+        try's end_date - start_date as TaskInstance.duration (2.7.0 models/taskinstance.py
+        :2430-2435 set_duration; 3.1 models/taskinstance.py:2136-2168, the execution API's
+        duration_expression_update); computed here from the same two dates."""
+        recent = [run for (d, _), run in self.dag_runs.items() if d == dag_id][-runs:]
+        rows = []
+        for run in recent:
+            for ti in run.task_instances.values():
+                if (ti.state == TaskInstanceState.SUCCESS and (ti.map_index or -1) <= 0
+                        and ti.start_date and ti.end_date):
+                    rows.append((ti.task_id, (ti.end_date - ti.start_date).total_seconds()))
+        return rows
+
     # The listener manager (airflow.listeners.listener.get_listener_manager) ------------------
 
     def listener_manager(self, plugins: Sequence[Any]) -> pluggy.PluginManager:
@@ -508,6 +523,7 @@ class FakeAirflow:
         # runs instead; the real query runs against Airflow's session code in airflow_runtime.
         from prewarm_client.airflow import listener as listener_module  # noqa: PLC0415
         listener_module.read_task_states = self.task_states
+        listener_module.read_task_durations = self.task_durations
         return pm
 
     @property

@@ -12,6 +12,7 @@ meets (`../shared/airflow-src/<version>`, or $PREWARM_AIRFLOW_SRC) into `sys.mod
 | MetastoreBackend | airflow/secrets/metastore.py |
 | DagRun.notify_dagrun_state_changed | airflow/models/dagrun.py (the method, extracted) |
 | DagRunType, Timetable base (generate_run_id), DataInterval, TimeRestriction, DagRunInfo | airflow/utils/types.py, airflow/timetables/base.py |
+| how a finished try's duration is stored: TaskInstance.set_duration (2.x) / duration_expression_update (3.x, the execution API's SQL) | airflow/models/taskinstance.py (extracted) |
 
 Around it, a small ORM with Airflow's session configuration (settings.configure_orm:
 autoflush=False, expire_on_commit=False, a thread-scoped `settings.Session`) on a real SQLite file,
@@ -175,8 +176,10 @@ class TaskInstance(Base):
     max_tries = sa.Column(sa.Integer, default=0)
     start_date = sa.Column(sa.DateTime(timezone=True))
     end_date = sa.Column(sa.DateTime(timezone=True))
+    duration = sa.Column(sa.Float)
 
     task: Any = None  # the operator, set by the task runner (not a column)
+    log = logging.getLogger("airflow.task")
 
     def is_eligible_to_retry(self) -> bool:
         """2.7.0 models/taskinstance.py:2022-2032, the rule handle_failure applies (the
@@ -366,9 +369,31 @@ class Runtime:
         DagRun.log = logging.getLogger("airflow.models.dagrun")
         DagRun.get_task_instances = self.session_module.provide_session(  # type: ignore
             _undecorated_get_task_instances)
+        sys.modules["airflow.models.dagrun"] = _module("airflow.models.dagrun", DagRun=DagRun)
+        self._install_duration_code()
         self.hookimpl = listeners_pkg.hookimpl
         self.DagRunType = self.types_module.DagRunType
         self._install_hooks()
+
+    def _install_duration_code(self) -> None:
+        """How Airflow stores a finished try's duration, its own code of this version: 2.x
+        TaskInstance.set_duration (2.7.0 models/taskinstance.py:2430-2435; from 2.8 it calls the
+        module's _set_duration, 2.10.3 :894-906), on the ORM object; 3.x the execution API's SQL,
+        TaskInstance.duration_expression_update (3.1 models/taskinstance.py:2136-2168)."""
+        path = _nearest_with(self.version, "models/taskinstance.py")
+        namespace: dict[str, Any] = {
+            "__name__": "airflow.models.taskinstance", "log": logging.getLogger("airflow.task"),
+            "TaskInstance": TaskInstance, "TaskInstancePydantic": object,
+            "datetime": dt.datetime, "Update": sa.sql.expression.Update,
+            "Engine": sa.engine.Engine, "SAConnection": sa.engine.Connection,
+            "func": sa.func, "extract": sa.extract, "text": sa.text}
+        if self.major >= 3:
+            _extract(path, ["duration_expression_update"], namespace, within="TaskInstance")
+            TaskInstance.duration_expression_update = namespace["duration_expression_update"]
+        else:
+            _extract(path, ["_set_duration"], namespace)
+            _extract(path, ["set_duration"], namespace, within="TaskInstance")
+            TaskInstance.set_duration = namespace["set_duration"]
 
     def _install_hooks(self) -> None:
         """BaseHook where the provider looks for it: 2.x airflow.hooks.base; 3.x airflow.sdk
@@ -439,6 +464,45 @@ class Runtime:
                 session.add(TaskInstance(dag_id=dag.dag_id, task_id=task_id, run_id=run_id,
                                          map_index=-1, state=(states or {}).get(task_id),
                                          try_number=0, max_tries=dag.task_dict[task_id].retries))
+
+    def add_finished_run(self, dag: Any, run_id: str, durations: dict[str, float],
+                         end: dt.datetime) -> None:
+        """A past run of `dag` whose tasks succeeded after `durations` seconds (tasks not named
+        never ran), with each duration stored as this version's Airflow stores it. Runs are
+        created in call order (dag_run.id grows)."""
+        with self.session_module.create_session() as session:
+            session.add(DagRun(dag_id=dag.dag_id, run_id=run_id, run_type="scheduled",
+                               state=str(DagRunState.SUCCESS), start_date=end, end_date=end))
+            tis = []
+            for task_id in dag.task_dict:
+                seconds = durations.get(task_id)
+                ti = TaskInstance(dag_id=dag.dag_id, task_id=task_id, run_id=run_id,
+                                  map_index=-1, try_number=1, max_tries=0,
+                                  state=str(TaskInstanceState.SUCCESS if seconds is not None
+                                            else TaskInstanceState.UPSTREAM_FAILED))
+                if seconds is not None:
+                    ti.start_date = end - dt.timedelta(seconds=seconds)
+                    if self.major == 2:
+                        ti.end_date = end
+                        ti.set_duration()
+                session.add(ti)
+                tis.append((ti, seconds))
+            session.flush()
+            if self.major >= 3:
+                # The execution API finishing each try: end_date and duration in one UPDATE.
+                for ti, seconds in tis:
+                    if seconds is None:
+                        continue
+                    query = sa.update(TaskInstance).where(
+                        TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run_id,
+                        TaskInstance.task_id == ti.task_id)
+                    session.execute(TaskInstance.duration_expression_update(end, query,
+                                                                            session.bind))
+
+    def durations_stored(self, dag_id: str) -> dict[tuple[str, str], Optional[float]]:
+        with self.session_module.create_session() as session:
+            return {(t.run_id, t.task_id): t.duration
+                    for t in session.query(TaskInstance).filter_by(dag_id=dag_id)}
 
     def run_row(self, dag_id: str, run_id: str) -> DagRun:
         with self.session_module.create_session() as session:

@@ -77,6 +77,15 @@ def start_gateway(workdir: Path) -> Iterator[Callable[..., harness.Gateway]]:
 
 
 @pytest.fixture
+def flaky() -> Iterator[Any]:
+    """(FlakyService, target): a PrewarmService in this process that answers UNAVAILABLE as often
+    as told, then answers (flaky_server.py)."""
+    support.need_stubs()
+    import flaky_server  # noqa: PLC0415 - needs the generated stubs
+    yield from flaky_server.serve()
+
+
+@pytest.fixture
 def fake_airflow(request: pytest.FixtureRequest) -> Iterator[Any]:
     """Installs a fake Airflow (version from the test's `airflow_version` parameter, default
     2.10) into sys.modules and re-imports prewarm_client.airflow against it; removes both

@@ -368,3 +368,149 @@ def test_reporter_survives_a_fork_after_using_grpc(shared_prewarmd: harness.Prew
     reporter.submit(lambda c: seen.append(len(c.list_services())), "list again")
     assert reporter.flush(10) and len(seen) == 2 and reporter.failed == 0
     reporter.close()
+
+
+# Duration hints from Airflow's history ------------------------------------------------------
+
+# Past durations in whole minutes: Airflow 3's SQLite branch of duration_expression_update (3.1
+# models/taskinstance.py:2142-2151) adds the seconds-of-minute difference twice (a 9.7 s try
+# 10:00:10.5 → 10:00:20.2 is stored as 19.7 s); with whole minutes it is exact, as its PostgreSQL
+# and MySQL branches always are.
+OLD = {"a": 3000.0, "b": 3000.0}                      # outside the last `history_runs` runs
+RECENT = [{"a": 60.0, "b": 180.0}, {"a": 120.0, "b": 180.0}, {"a": 600.0, "b": 240.0}]
+
+
+class Queries:
+    """Every ORM statement run on the runtime's sessions: (thread name, session, SQL)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, str]] = []
+
+    def __call__(self, state: Any) -> None:
+        self.seen.append((threading.current_thread().name, id(state.session),
+                          str(state.statement)))
+
+    def history_reads(self) -> list[tuple[str, int, str]]:
+        """The listener's history read: the latest runs, then their durations."""
+        return [q for q in self.seen if "task_instance.duration IS NOT NULL" in q[2]
+                or "ORDER BY dag_run.id DESC" in q[2]]
+
+    def __enter__(self) -> "Queries":
+        import sqlalchemy  # noqa: PLC0415
+        sqlalchemy.event.listen(ar.orm.Session, "do_orm_execute", self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import sqlalchemy  # noqa: PLC0415
+        sqlalchemy.event.remove(ar.orm.Session, "do_orm_execute", self)
+
+
+def with_history(rt: ar.Runtime, **extra: Any) -> ar.Dag:
+    rt.add_connection("prewarm_default", host="127.0.0.1", port=50051,
+                      extra={**CONN_EXTRA, "history_runs": 3, **extra})
+    dag = chain_dag()
+    end = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=1)
+    for i, durations in enumerate([OLD, OLD] + RECENT):
+        rt.add_finished_run(dag, f"scheduled__past-{i}", durations,
+                            end + dt.timedelta(hours=i))
+    return dag
+
+
+def hints_of(announce: tuple[Any, ...]) -> dict[str, float]:
+    return {t["task_id"]: t["expected_duration"] for t in announce[3] if "expected_duration" in t}
+
+
+@pytest.mark.parametrize("runtime", ar.VERSIONS, indirect=True)
+def test_history_hints_are_read_by_the_reporter_in_its_own_session(runtime: ar.Runtime) -> None:
+    """The scheduler announces a run: the reporter's thread (never the scheduler's) reads the
+    DAG's last `history_runs` runs in a session of its own, and the announcement carries each
+    task's median duration (c never succeeded: no hint). The older, slower runs do not count."""
+    client = RecordingClient()
+    listener = provider(runtime, client)
+    dag = with_history(runtime)
+    # Stored as this version of Airflow stores it.
+    assert runtime.durations_stored("etl")[("scheduled__past-4", "a")] == 600.0
+    runtime.add_run(dag, "manual__1")
+    with Queries() as queries:
+        ar.Scheduler(runtime).start_run(dag, "manual__1")
+        scheduler_sessions = {s for t, s, _ in queries.seen if t == "MainThread"}
+        assert listener.get_listener().flush(timeout=10)
+    assert runtime.run_row("etl", "manual__1").state == "running"  # committed, undisturbed
+    (announce,) = client.of("prewarm")
+    assert hints_of(announce) == {"a": 120.0, "b": 180.0}
+    reads = queries.history_reads()
+    assert len(reads) == 2, reads  # the latest runs (LIMIT 3), then their task instances
+    assert {t for t, _, _ in reads} == {"prewarm-prewarm_default"}
+    assert not {s for _, s, _ in reads} & scheduler_sessions
+    assert "LIMIT" in reads[0][2]
+
+
+@pytest.mark.parametrize("runtime", ["2.7.0", "2.10.3", "3.1", "main-2026-spec"], indirect=True)
+def test_history_is_read_once_per_ttl(runtime: ar.Runtime) -> None:
+    client = RecordingClient()
+    listener = provider(runtime, client)
+    dag = with_history(runtime)
+    scheduler = ar.Scheduler(runtime)
+    with Queries() as queries:
+        for run in ("manual__1", "manual__2"):
+            runtime.add_run(dag, run)
+            scheduler.start_run(dag, run)
+            assert listener.get_listener().flush(timeout=10)
+    assert [hints_of(a) for a in client.of("prewarm")] == [{"a": 120.0, "b": 180.0}] * 2
+    assert len(queries.history_reads()) == 2  # one read (two statements) for both runs
+    assert listener.get_listener().duration_hints.reads == 1
+
+
+@pytest.mark.parametrize("runtime", ["2.7.0", "2.10.3", "3.1", "main-2026-spec"], indirect=True)
+def test_a_failing_history_read_announces_without_hints(
+        runtime: ar.Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    """The metadata database fails the read (here: a schema without the column): the run is
+    still announced, without hints; the scheduler is untouched and nothing counts as a failed
+    report."""
+    import logging  # noqa: PLC0415
+    client = RecordingClient()
+    listener = provider(runtime, client)
+    dag = with_history(runtime)
+    runtime.add_run(dag, "manual__1")
+    with runtime.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE task_instance RENAME COLUMN duration TO gone")
+    with caplog.at_level(logging.WARNING, logger="prewarm_client.airflow"):
+        ar.Scheduler(runtime).start_run(dag, "manual__1")
+        assert listener.get_listener().flush(timeout=10)
+    assert runtime.run_row("etl", "manual__1").state == "running"
+    (announce,) = client.of("prewarm")
+    assert announce[1] == "etl/manual__1" and hints_of(announce) == {}
+    assert "cannot read the task durations of DAG etl" in caplog.text
+    hints = listener.get_listener().duration_hints
+    assert hints.failures == 1
+    reporter = listener.get_listener().reporter()
+    assert reporter.failed == 0 and reporter.sent >= 1
+
+
+@pytest.mark.parametrize("runtime", ["2.7.0", "2.10.3", "3.0", "3.1"], indirect=True)
+def test_a_task_process_announces_without_reading_history(runtime: ar.Runtime) -> None:
+    """The scheduler's announcement did not arrive: the task announces the run itself, without
+    hints. 2.x: its budget belongs to its own reports; 3.x: no metastore in a task process."""
+    from prewarm_client.errors import NotFoundError  # noqa: PLC0415
+
+    class NotAnnounced(RecordingClient):
+        def report(self, *args: Any, **kwargs: Any) -> Any:
+            super().report(*args, **kwargs)
+            if not self.of("prewarm"):
+                raise NotFoundError("run 'etl/manual__1' is not active")
+
+    client = NotAnnounced()
+    provider(runtime, client)
+    dag = with_history(runtime)
+    if runtime.major >= 3:
+        store_connection(runtime, "supervisor")
+    runtime.add_run(dag, "manual__1")
+    with Queries() as queries:
+        if runtime.major == 2:
+            ar.task_process_2x(runtime, dag, "manual__1", "a", "success")
+        else:
+            ar.task_process_3x(runtime, dag, "manual__1", "a", "success")
+    (announce,) = client.of("prewarm")
+    assert hints_of(announce) == {}
+    assert queries.history_reads() == []
+    assert reports(client)[-1] == ("a", "finished")

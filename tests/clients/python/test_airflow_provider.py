@@ -27,6 +27,7 @@ support.need_stubs()
 
 import airflow_fakes  # noqa: E402
 from airflow_fakes import FakeAirflow, RecordingClient, TaskInstanceState  # noqa: E402
+from flaky_server import FlakyService  # noqa: E402
 from prewarm_client import (NotFoundError, PrewarmClient, UnavailableError,  # noqa: E402
                             convert, pb2)
 from support import harness  # noqa: E402
@@ -542,6 +543,107 @@ def test_listener_with_server_down_returns_within_its_deadline(fake_airflow: Fak
     finally:
         if hole:
             hole.close()
+
+
+@pytest.mark.parametrize("fake_airflow", ["2.10", "3.1"], indirect=True)
+def test_listener_retries_a_standby_within_its_budget(fake_airflow: FakeAirflow,
+                                                      flaky: tuple[FlakyService, str]) -> None:
+    """A replica that answers UNAVAILABLE (a standby during a failover) three times, then leads:
+    the announcement arrives, nothing is dropped. One that never leads: the task's last hook
+    still returns within flush_timeout, after several attempts."""
+    service, target = flaky
+    host, port = target.rsplit(":", 1)
+    service.failures = 3
+    p = provider()
+    fake_airflow.set_connection("prewarm_default", conn_type="prewarm", host=host, port=int(port),
+                                extra={"timeout": 1, "flush_timeout": 2,
+                                       "retry_max_backoff": 0.1})
+    fake_airflow.listener_manager([p.plugin.PrewarmPlugin])
+    fake_airflow.dag_run_running(airflow_fakes.DagRun(seed_dag(), "run-1"))
+    listener = p.listener.get_listener()
+    assert listener.flush(timeout=10)
+    announced = [r.run_id for r in service.requests if isinstance(r, pb2.PrewarmRequest)]
+    assert announced == ["seed/run-1"] * 4
+    reporter = listener.reporter()
+    assert reporter.sent == 1 and reporter.failed == 0 and reporter.dropped == 0
+
+    service.failures = 10**6
+    before = len(service.arrivals)
+    ti = fake_airflow.task_instance(airflow_fakes.DagRun(seed_dag(), "run-2"), "task1")
+    t0 = time.monotonic()
+    fake_airflow.task_running(ti)
+    fake_airflow.task_success(ti)  # the task's last hook: flushes, bounded by flush_timeout
+    assert time.monotonic() - t0 < 2.5
+    assert len(service.arrivals) - before > 2
+    assert reporter.failed == 1
+
+
+@pytest.mark.parametrize("extra,field,value", [
+    ({}, "seed_history", True), ({"seed_history": "false"}, "seed_history", False),
+    ({}, "history_runs", 20), ({"history_runs": "5"}, "history_runs", 5),
+    ({}, "history_ttl", 600.0), ({"history_ttl": 0}, "history_ttl", 0.0),
+    ({}, "retry_attempts", 8), ({"retry_attempts": 1}, "retry_attempts", 1),
+    ({"retry_max_backoff": 0.5}, "retry_max_backoff", 0.5),
+])
+def test_history_and_retry_settings(extra: dict[str, Any], field: str, value: Any) -> None:
+    p = provider()
+    conn = types.SimpleNamespace(host="h", port=1, password=None, extra_dejson=extra)
+    settings = p.settings.PrewarmSettings.from_connection(conn, config=False)
+    assert getattr(settings, field) == value
+    kwargs = settings.client_kwargs()
+    assert kwargs["retry"].max_attempts == settings.retry_attempts
+    assert kwargs["attempt_timeout"] == settings.timeout
+
+
+@pytest.mark.parametrize("extra,named", [
+    ({"history_runs": 0}, "history_runs"), ({"history_runs": 1001}, "history_runs"),
+    ({"history_runs": 2.5}, "history_runs"), ({"history_ttl": -1}, "history_ttl"),
+    ({"retry_attempts": 0}, "retry_attempts"), ({"retry_attempts": True}, "retry_attempts"),
+    ({"retry_max_backoff": 61}, "retry_max_backoff"), ({"seed_history": "maybe"}, "maybe"),
+])
+def test_bad_history_and_retry_settings_are_named(extra: dict[str, Any], named: str) -> None:
+    p = provider()
+    conn = types.SimpleNamespace(host="h", port=1, password=None, extra_dejson=extra)
+    with pytest.raises(ValueError, match=named):
+        p.settings.PrewarmSettings.from_connection(conn, config=False)
+
+
+@pytest.mark.parametrize("fake_airflow", ["2.10"], indirect=True)
+def test_seed_history_can_be_turned_off_in_airflows_config(fake_airflow: FakeAirflow) -> None:
+    p = provider()
+    conn = types.SimpleNamespace(host="h", port=1, password=None, extra_dejson={})
+    assert p.settings.PrewarmSettings.from_connection(conn).seed_history
+    fake_airflow.config[("prewarm", "seed_history")] = "False"
+    assert not p.settings.PrewarmSettings.from_connection(conn).seed_history
+
+
+def test_duration_hints_are_robust_medians_cached_per_dag() -> None:
+    """history.py without Airflow: medians within prewarmd's bounds, a TTL cache, a failed read
+    giving no hints for a shorter while."""
+    h = importlib.import_module("prewarm_client.airflow.history")
+    assert h.median_hints([("a", 10.0), ("a", 12.0), ("a", 900.0), ("b", 0.0), ("b", -5.0),
+                           ("c", 8 * 86400.0), ("d", None)]) == {"a": 12.0, "b": 0.001}
+    now = [0.0]
+    calls: list[str] = []
+
+    def reader(dag_id: str, runs: int, timeout: float) -> list[tuple[str, float]]:
+        calls.append(dag_id)
+        if dag_id == "broken":
+            raise RuntimeError("database is locked")
+        return [("t", 3.0)]
+
+    hints = h.DurationHints(reader, clock=lambda: now[0])
+    assert hints.get("etl", 20, ttl=600, timeout=1) == {"t": 3.0}
+    now[0] = 599.0
+    assert hints.get("etl", 20, ttl=600, timeout=1) == {"t": 3.0} and calls == ["etl"]
+    now[0] = 600.0
+    assert hints.get("etl", 20, ttl=600, timeout=1) == {"t": 3.0} and calls == ["etl"] * 2
+    assert hints.get("broken", 20, ttl=600, timeout=1) == {}
+    now[0] = 600.0 + h.FAILURE_TTL_SECONDS - 1
+    assert hints.get("broken", 20, ttl=600, timeout=1) == {} and calls.count("broken") == 1
+    now[0] = 600.0 + h.FAILURE_TTL_SECONDS
+    hints.get("broken", 20, ttl=600, timeout=1)
+    assert calls.count("broken") == 2 and hints.failures == 2
 
 
 # Against a real prewarmd: next runs, announcing from a task, the end of a run ----------------

@@ -1,6 +1,6 @@
-"""PrewarmClient's retries of UNAVAILABLE (retry.py) against a real gRPC server in this process:
-a PrewarmService that answers UNAVAILABLE a given number of times, as a standby does during a
-failover, and then answers."""
+"""PrewarmClient's retries of UNAVAILABLE (retry.py) against a real gRPC server in this process
+(flaky_server.py: answers UNAVAILABLE a given number of times, as a standby does during a
+failover, and then answers)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from concurrent import futures
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -17,57 +17,9 @@ import support
 
 support.need_stubs()
 
+from flaky_server import FlakyService  # noqa: E402
 from prewarm_client import (NO_RETRY, DeadlineExceededError, NotFoundError,  # noqa: E402
-                            PrewarmClient, RetryPolicy, UnavailableError, pb2, pb2_grpc)
-
-
-class FlakyService(pb2_grpc.PrewarmServiceServicer):
-    """Answers the first `failures` calls with `code` (UNAVAILABLE: "not the leader"), later ones
-    normally; records when each call arrived."""
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.code = grpc.StatusCode.UNAVAILABLE
-        self.hang = 0.0
-        self.arrivals: list[float] = []
-        self.requests: list[Any] = []
-        self._lock = threading.Lock()
-
-    def _answer(self, context: grpc.ServicerContext) -> None:
-        with self._lock:
-            self.arrivals.append(time.monotonic())
-            failing = len(self.arrivals) <= self.failures
-        if self.hang:
-            time.sleep(self.hang)
-        if failing:
-            context.abort(self.code, "replica is a standby: not the leader")
-
-    def ListServices(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._answer(context)
-        return pb2.ListServicesResponse(services=[pb2.Service(name="svc-a")])
-
-    def ReportTiming(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.requests.append(request)
-        self._answer(context)
-        return pb2.ReportTimingResponse()
-
-    def Prewarm(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.requests.append(request)
-        self._answer(context)
-        return pb2.PrewarmResponse(plan=pb2.RunPlan(run_id=request.run_id))
-
-
-@pytest.fixture
-def flaky() -> Iterator[tuple[FlakyService, str]]:
-    service = FlakyService()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb2_grpc.add_PrewarmServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield service, f"127.0.0.1:{port}"
-    finally:
-        server.stop(None)
+                            PrewarmClient, RetryPolicy, UnavailableError, pb2_grpc)
 
 
 def seeded(**kwargs: Any) -> dict[str, Any]:

@@ -217,6 +217,45 @@ def task_instance_states(dag_id: str, run_id: str) -> list[tuple[Any, Any, Any, 
         return [tuple(row) for row in session.execute(query)]
 
 
+def recent_task_durations(dag_id: str, runs: int, timeout: float) -> list[tuple[str, float]]:
+    """(task_id, duration in seconds) of the successful task instances of the DAG's `runs` most
+    recently created finished runs (state success or failed, the highest dag_run.id), read in a session of the calling thread like
+    task_instance_states (never the scheduler's). TaskInstance.duration is the column Airflow
+    sets when a try ends: end_date - start_date of that try (2.x TaskInstance.set_duration,
+    2.7.0 models/taskinstance.py:2430-2435; 3.x the execution API's duration_expression_update,
+    3.1 models/taskinstance.py:2136-2168), on 2.7 through 3.x alike. Mapped tasks count with
+    their first instance (map_index 0), as the listener reports them.
+
+    Bounded: two indexed queries (dag_run by dag_id with LIMIT `runs`; task_instance by dag_id
+    and run_id), each stopped by the database after `timeout` seconds on PostgreSQL
+    (SET LOCAL statement_timeout, this transaction only) and MySQL (MAX_EXECUTION_TIME hint);
+    SQLite is a local file. Raises when Airflow's ORM is not importable or the database fails."""
+    from sqlalchemy import select, text  # noqa: PLC0415 - Airflow brings SQLAlchemy
+    ti = __import__("airflow.models.taskinstance", fromlist=["TaskInstance"]).TaskInstance
+    dag_run = __import__("airflow.models.dagrun", fromlist=["DagRun"]).DagRun
+    create_session = __import__("airflow.utils.session", fromlist=["create_session"]).create_session
+    millis = max(1, int(timeout * 1000))
+    recent = (select(dag_run.run_id)
+              .where(dag_run.dag_id == dag_id, dag_run.state.in_(("success", "failed")))
+              .order_by(dag_run.id.desc()).limit(runs))
+    with create_session() as session:
+        dialect = session.get_bind().dialect.name
+        hint = f"/*+ MAX_EXECUTION_TIME({millis}) */"
+        if dialect == "postgresql":
+            session.execute(text(f"SET LOCAL statement_timeout = {millis}"))
+        elif dialect == "mysql":
+            recent = recent.prefix_with(hint, dialect="mysql")
+        run_ids = [row[0] for row in session.execute(recent)]
+        if not run_ids:
+            return []
+        query = select(ti.task_id, ti.duration).where(
+            ti.dag_id == dag_id, ti.run_id.in_(run_ids), ti.state == "success",
+            ti.duration.isnot(None), ti.map_index <= 0)
+        if dialect == "mysql":
+            query = query.prefix_with(hint, dialect="mysql")
+        return [(str(task_id), float(duration)) for task_id, duration in session.execute(query)]
+
+
 class _Interval(NamedTuple):
     start: Any
     end: Any

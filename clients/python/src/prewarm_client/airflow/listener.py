@@ -6,7 +6,7 @@ Registered by the `prewarm` plugin (plugin.py) as a module, like every Airflow l
 | hook | process (2.x / 3.x) | sends |
 |---|---|---|
 | on_starting | every Airflow component | nothing: notes whether this is a task process |
-| on_dag_run_running | scheduler | Prewarm: DAG structure, services, run start; and the DAG's next scheduled run |
+| on_dag_run_running | scheduler | Prewarm: DAG structure, services, run start, duration hints from Airflow's history (history.py); and the DAG's next scheduled run |
 | on_dag_run_success / _failed | scheduler, API server (mark success / failed) | SKIPPED for tasks that never ran; CancelRun after a grace period |
 | on_task_instance_running | task process | ReportTiming STARTED |
 | on_task_instance_success | task process; 3.x API server (mark success) | FINISHED |
@@ -17,9 +17,10 @@ Registered by the `prewarm` plugin (plugin.py) as a module, like every Airflow l
 The rule, per process (docs/airflow.md §5):
 - A hook never touches the caller's database session and never blocks outside a task process. It
   copies what it needs from the Airflow objects in memory (ids, dates, the DAG's structure) and
-  queues a job; the reporter's own thread reads the `prewarm` connection and, at the end of a DAG
-  run, the task states (each with a session of its own thread: Airflow's sessions are scoped per
-  thread), then calls prewarmd. The scheduler's session, its commit guard and its objects are
+  queues a job; the reporter's own thread reads the `prewarm` connection, the DAG's recent task
+  durations before announcing a run (not in a task process), and, at the end of a DAG run, the
+  task states (each with a session of its own thread: Airflow's sessions are scoped per thread),
+  then calls prewarmd. The scheduler's session, its commit guard and its objects are
   left exactly as they were.
 - In a task process (marked by on_starting(TaskCommandMarker / TaskRunnerMarker), or a 3.x
   RuntimeTaskInstance) the final hook waits, bounded by `flush_timeout`, until its reports are
@@ -42,6 +43,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from prewarm_client.airflow import _compat, dags
 from prewarm_client.airflow._compat import hookimpl
+from prewarm_client.airflow.history import DurationHints, DurationReader
 from prewarm_client.airflow.reporter import Budget, RateLimitedLog, Reporter, shared_reporter
 from prewarm_client.airflow.settings import PrewarmSettings, configured_conn_id
 from prewarm_client.client import PrewarmClient
@@ -165,18 +167,25 @@ def read_task_states(dag_id: str, run_id: str) -> list[TaskStateRow]:
             for t, m, s, e in _compat.task_instance_states(dag_id, run_id)]
 
 
+def read_task_durations(dag_id: str, runs: int, timeout: float) -> list[tuple[str, float]]:
+    """Recent successful task durations of a DAG, read with a session of the calling thread (the
+    reporter's). Raises when Airflow's ORM is not importable or the database fails."""
+    return _compat.recent_task_durations(dag_id, runs, timeout)
+
+
 class PrewarmListener:
     """The listener's state in one process: settings, background reporter, caches. Thread-safe.
 
-    `settings` (fixed settings), `client_factory` and `task_states` (dag_id, run_id -> rows) are
-    for tests and embedding; by default the settings come from the connection named by
-    [prewarm] conn_id and the task states from Airflow's metadata database.
+    `settings` (fixed settings), `client_factory`, `task_states` (dag_id, run_id -> rows) and
+    `task_durations` (dag_id, runs, timeout -> [(task_id, seconds)]) are for tests and embedding;
+    by default the settings come from the connection named by [prewarm] conn_id and the task
+    states and durations from Airflow's metadata database.
     """
 
     def __init__(self, conn_id: Optional[str] = None, settings: Optional[PrewarmSettings] = None,
                  client_factory: Optional[Callable[[PrewarmSettings], PrewarmClient]] = None,
-                 task_states: Optional[Callable[[str, str], list["TaskStateRow"]]] = None
-                 ) -> None:
+                 task_states: Optional[Callable[[str, str], list["TaskStateRow"]]] = None,
+                 task_durations: Optional[DurationReader] = None) -> None:
         self.conn_id = conn_id or configured_conn_id()
         self._fixed_settings = settings
         self._settings: Optional[PrewarmSettings] = settings
@@ -185,6 +194,8 @@ class PrewarmListener:
         self._client_factory = client_factory or (
             lambda s: PrewarmClient(s.target, **s.client_kwargs()))
         self._task_states = task_states
+        self.duration_hints = DurationHints(
+            task_durations or (lambda d, r, t: read_task_durations(d, r, t)))
         self._lock = threading.Lock()
         self._registered: tuple[float, Optional[set[str]]] = (-1e9, None)
         self.rate_limited = RateLimitedLog()
@@ -305,8 +316,18 @@ class PrewarmListener:
             registered = None
             if settings.pattern_requires_registered and any(n.candidate for n in nodes):
                 registered = self._registered_services(client, budget)
+            tasks_out = dags.resolve(nodes, settings, registered)
+            if settings.seed_history and not (in_task_process() or in_sdk_process()):
+                # The reporter's thread of a process with metastore access (the scheduler):
+                # Airflow's own history stands in until prewarmd has learned the tasks.
+                hints = self.duration_hints.get(dag_id, settings.history_runs,
+                                                settings.history_ttl,
+                                                min(settings.timeout, budget.next_call()))
+                for task in tasks_out:
+                    if task["task_id"] in hints:
+                        task["expected_duration"] = hints[task["task_id"]]
             try:
-                client.prewarm(prewarm_run, dag_id, dags.resolve(nodes, settings, registered),
+                client.prewarm(prewarm_run, dag_id, tasks_out,
                                start_time=start, delay_cost_ratio=settings.delay_cost_ratio,
                                timeout=budget.next_call())
             except AlreadyExistsError:

@@ -2,9 +2,11 @@
 
 - A bounded queue: when it is full, the new job is dropped and a warning logged (rate-limited).
 - Jobs run in submission order (a task's STARTED goes before its FINISHED); a job may be delayed.
-- Every job's failure is logged, never raised. After UNAVAILABLE or DEADLINE_EXCEEDED the reporter
-  backs off (`backoff` seconds) and drops jobs at once instead of waiting on a dead server, so a
-  task's final flush stays short.
+- Every job's failure is logged, never raised. A call answered UNAVAILABLE (prewarmd restarting,
+  or a standby during a failover) is retried by the client with backoff and jitter within the
+  job's time budget (Budget); once a job still fails with UNAVAILABLE or DEADLINE_EXCEEDED the
+  reporter backs off (`backoff` seconds) and drops jobs at once instead of waiting on a dead
+  server, so a task's final flush stays short.
 - flush(timeout) waits, bounded, until the queue is empty: Airflow ends a task's process right
   after its last listener hook (2.x with os._exit), so the listener flushes there.
 - Fork-safe: gRPC's C core does not survive a fork with a channel open (measured with Debian's
@@ -61,20 +63,25 @@ class RateLimitedLog:
 
 
 class Budget:
-    """The time one job may take: each call gets at most `per_call` seconds and all of them
-    together at most `total`, so a chain of calls (report, NotFound, announce, report again)
-    ends within a task's flush instead of outliving it."""
+    """The time one job may take: all of its calls together at most `total` seconds, so a chain
+    of calls (report, NotFound, announce, report again) ends within a task's flush instead of
+    outliving it. Each call may use what is left of it to retry UNAVAILABLE; each attempt gets
+    at most `per_call` seconds (the client's attempt_timeout)."""
 
     def __init__(self, per_call: float, total: float) -> None:
         self.per_call = per_call
         self.deadline = time.monotonic() + total
 
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
     def next_call(self) -> float:
-        """The deadline of the next call, seconds; DeadlineExceededError when none is left."""
-        remaining = self.deadline - time.monotonic()
+        """The deadline of the next call with its retries, seconds: what is left of the budget;
+        DeadlineExceededError when nothing is."""
+        remaining = self.remaining()
         if remaining <= 0.01:
             raise DeadlineExceededError("prewarm: the job's time budget is spent")
-        return min(self.per_call, remaining)
+        return remaining
 
 
 class Reporter:

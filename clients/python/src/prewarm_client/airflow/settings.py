@@ -15,9 +15,13 @@ Connection (type `prewarm`, default id `prewarm_default`):
 | extra `warm_next_run` | announce each DAG's next scheduled run ahead of its start (default true) |
 | extra `enabled` | false turns the listener off |
 | extra `queue_size`, `flush_timeout`, `cancel_grace` | background queue bound; how long a task's last hook waits for its reports (also the time budget of one report with all its calls; default 4 × timeout + 1 s, at most 15 s: Airflow 3 kills a task process 20 s after it succeeded); how long after a DAG run ends its leftovers are cancelled |
+| extra `retry_attempts`, `retry_max_backoff` | attempts of a call answered UNAVAILABLE (default 8; 1: no retry) and the longest pause between them (default 1 s); retries stay within the report's time budget |
+| extra `seed_history` | send each task's median duration in Airflow's own history with a run's announcement (default true) |
+| extra `history_runs`, `history_ttl` | how many of the DAG's latest runs that history is read from (default 20, at most 1000), and how long it is reused before it is read again (seconds, default 600) |
 
 Airflow config section [prewarm] (or AIRFLOW__PREWARM__<KEY>): `conn_id`, `enabled`,
-`service_map` (JSON), `service_pattern`; the connection's extra wins where both are set.
+`seed_history`, `service_map` (JSON), `service_pattern`; the connection's extra wins where both
+are set (`enabled` and `seed_history`: either one set to false turns it off).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 from typing import Any, Mapping, Optional
 
 from prewarm_client.airflow._compat import conf_get
+from prewarm_client.retry import RetryPolicy
 
 DEFAULT_CONN_ID = "prewarm_default"
 DEFAULT_PORT = 50051
@@ -34,6 +39,11 @@ DEFAULT_TIMEOUT_SECONDS = 2.0
 # A report's longest chain is four calls (report, list_services, Prewarm, report again); Airflow 3
 # kills a task process still alive 20 s after success (supervisor), so stay well below that.
 MAX_DEFAULT_FLUSH_SECONDS = 15.0
+DEFAULT_RETRY_ATTEMPTS = 8
+DEFAULT_RETRY_MAX_BACKOFF_SECONDS = 1.0
+DEFAULT_HISTORY_RUNS = 20
+MAX_HISTORY_RUNS = 1000
+DEFAULT_HISTORY_TTL_SECONDS = 600.0
 
 
 def default_flush_timeout(timeout: float) -> float:
@@ -57,6 +67,19 @@ def as_float(value: Any, default: Optional[float]) -> Optional[float]:
     if value is None or value == "":
         return default
     return float(value)
+
+
+def as_int(value: Any, default: int, what: str, low: int, high: int) -> int:
+    """An int in [low, high] (an integral float or numeric string too); ValueError naming `what`
+    otherwise."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    number = float(value)
+    if not number.is_integer() or not low <= number <= high:
+        raise ValueError(f"{what} must be an integer from {low} to {high}, got {value!r}")
+    return int(number)
 
 
 def as_mapping(value: Any, what: str) -> dict[str, str]:
@@ -88,13 +111,25 @@ class PrewarmSettings:
     queue_size: int = 1000
     flush_timeout: float = default_flush_timeout(DEFAULT_TIMEOUT_SECONDS)
     cancel_grace: float = 60.0
+    retry_attempts: int = DEFAULT_RETRY_ATTEMPTS
+    retry_max_backoff: float = DEFAULT_RETRY_MAX_BACKOFF_SECONDS
+    seed_history: bool = True
+    history_runs: int = DEFAULT_HISTORY_RUNS
+    history_ttl: float = DEFAULT_HISTORY_TTL_SECONDS
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(max_attempts=self.retry_attempts,
+                           initial_backoff=min(0.05, self.retry_max_backoff),
+                           max_backoff=self.retry_max_backoff)
 
     def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of PrewarmClient."""
+        """Keyword arguments of PrewarmClient: each attempt within `timeout`; a call given a
+        longer deadline (a report's remaining budget) retries UNAVAILABLE within it."""
         return {"tls": self.tls, "root_certificates": self.root_certificates,
                 "certificate_chain": self.client_certificate, "private_key": self.client_key,
                 "tls_server_name": self.tls_server_name, "token": self.token,
-                "timeout": self.timeout}
+                "timeout": self.timeout, "attempt_timeout": self.timeout,
+                "retry": self.retry_policy()}
 
     @classmethod
     def from_connection(cls, conn: Any, config: bool = True) -> "PrewarmSettings":
@@ -114,8 +149,19 @@ class PrewarmSettings:
         if pattern is None and config:
             pattern = conf_get("prewarm", "service_pattern")
         enabled = as_bool(extra.get("enabled"), True)
+        seed_history = as_bool(extra.get("seed_history"), True)
         if config:
             enabled = enabled and as_bool(conf_get("prewarm", "enabled"), True)
+            seed_history = seed_history and as_bool(conf_get("prewarm", "seed_history"), True)
+        retry_max_backoff = as_float(extra.get("retry_max_backoff"),
+                                     DEFAULT_RETRY_MAX_BACKOFF_SECONDS)
+        if retry_max_backoff is None or not 0 <= retry_max_backoff <= 60:
+            raise ValueError(f"extra retry_max_backoff must be from 0 to 60 seconds, "
+                             f"got {extra.get('retry_max_backoff')!r}")
+        history_ttl = as_float(extra.get("history_ttl"), DEFAULT_HISTORY_TTL_SECONDS)
+        if history_ttl is None or not history_ttl >= 0:
+            raise ValueError(f"extra history_ttl must be >= 0 seconds, "
+                             f"got {extra.get('history_ttl')!r}")
         timeout = as_float(extra.get("timeout"), DEFAULT_TIMEOUT_SECONDS) or DEFAULT_TIMEOUT_SECONDS
         return cls(
             target=target,
@@ -136,6 +182,13 @@ class PrewarmSettings:
             flush_timeout=as_float(extra.get("flush_timeout"), default_flush_timeout(timeout))
             or 0.0,
             cancel_grace=as_float(extra.get("cancel_grace"), 60.0) or 0.0,
+            retry_attempts=as_int(extra.get("retry_attempts"), DEFAULT_RETRY_ATTEMPTS,
+                                  "extra retry_attempts", 1, 100),
+            retry_max_backoff=retry_max_backoff,
+            seed_history=seed_history,
+            history_runs=as_int(extra.get("history_runs"), DEFAULT_HISTORY_RUNS,
+                                "extra history_runs", 1, MAX_HISTORY_RUNS),
+            history_ttl=history_ttl,
         )
 
 
