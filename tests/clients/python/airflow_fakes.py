@@ -491,11 +491,14 @@ class FakeAirflow:
 
     def task_durations(self, dag_id: str, runs: int, timeout: float) -> list[tuple[str, float]]:
         """What the listener's history read finds in the metadata DB: (task_id, duration) of the
-        successful task instances of the DAG's `runs` latest runs. Airflow stores a finished
+        successful task instances of the DAG's `runs` latest finished runs (success or failed,
+        as _compat.recent_task_durations selects them). Airflow stores a finished
         try's end_date - start_date as TaskInstance.duration (2.7.0 models/taskinstance.py
         :2430-2435 set_duration; 3.1 models/taskinstance.py:2136-2168, the execution API's
         duration_expression_update); computed here from the same two dates."""
-        recent = [run for (d, _), run in self.dag_runs.items() if d == dag_id][-runs:]
+        finished = (DagRunState.SUCCESS, DagRunState.FAILED)
+        recent = [run for (d, _), run in self.dag_runs.items()
+                  if d == dag_id and run.state in finished][-runs:]
         rows = []
         for run in recent:
             for ti in run.task_instances.values():

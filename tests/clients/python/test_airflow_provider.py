@@ -617,6 +617,33 @@ def test_seed_history_can_be_turned_off_in_airflows_config(fake_airflow: FakeAir
     assert not p.settings.PrewarmSettings.from_connection(conn).seed_history
 
 
+@pytest.mark.parametrize("seed_history", [True, False])
+@pytest.mark.parametrize("fake_airflow", ["2.7", "3.1"], indirect=True)
+def test_announcements_carry_history_hints_unless_turned_off(fake_airflow: FakeAirflow,
+                                                             seed_history: bool) -> None:
+    """A finished run in Airflow's history (and one still running, which does not count): the
+    next announcement carries the finished run's durations, or none with seed_history off."""
+    p = provider()
+    recorder = use_recorder(p, seed_history=seed_history)
+    fake_airflow.listener_manager([p.plugin.PrewarmPlugin])
+    dag = seed_dag()
+    past = airflow_fakes.DagRun(dag, "manual__0")
+    fake_airflow.dag_runs[(past.dag_id, past.run_id)] = past
+    past.state = airflow_fakes.DagRunState.SUCCESS
+    for task_id, seconds in (("task1", 4.0), ("task2", 9.0)):
+        ti = fake_airflow.task_instance(past, task_id)
+        ti.state, ti.end_date = TaskInstanceState.SUCCESS, airflow_fakes.utcnow()
+        ti.start_date = ti.end_date - dt.timedelta(seconds=seconds)
+    running = airflow_fakes.DagRun(dag, "manual__1")
+    fake_airflow.dag_run_running(running)
+    assert p.listener.get_listener().flush(5)
+    (announce,) = recorder.of("prewarm")
+    hints = {t["task_id"]: t.get("expected_duration") for t in announce[3]}
+    assert hints == ({"task1": 4.0, "task2": 9.0, "task3": None} if seed_history
+                     else {"task1": None, "task2": None, "task3": None})
+    assert p.listener.get_listener().duration_hints.reads == (1 if seed_history else 0)
+
+
 def test_duration_hints_are_robust_medians_cached_per_dag() -> None:
     """history.py without Airflow: medians within prewarmd's bounds, a TTL cache, a failed read
     giving no hints for a shorter while."""

@@ -290,11 +290,14 @@ class PrewarmListener:
     def dag_run_running(self, dag_run: Any) -> None:
         """Scheduler thread, inside its guarded session: copies, queues, returns."""
         info = _copy_run(dag_run, with_next=True)
+        # Decided here, where the process is known: a task process never reads history.
+        with_history = not (in_task_process() or in_sdk_process())
         if info.tasks is None:
             log.info("prewarm: DAG of run %s/%s is not loaded; its tasks will announce it",
                      info.dag_id, info.run_id)
             return
-        self._submit(self._announce_job(info.dag_id, info.run_id, info.tasks, info.start),
+        self._submit(self._announce_job(info.dag_id, info.run_id, info.tasks, info.start,
+                                        with_history),
                      f"Prewarm {info.dag_id}/{info.run_id}")
         upcoming = info.upcoming
         if upcoming is not None:
@@ -302,13 +305,16 @@ class PrewarmListener:
                               budget: Budget) -> None:
                 if settings.warm_next_run and _now() < upcoming.start < _now() + MAX_FUTURE_START:
                     self._announce_job(info.dag_id, upcoming.run_id, info.tasks or [],
-                                       upcoming.start)(client, settings, budget)
+                                       upcoming.start, with_history)(client, settings, budget)
 
             self._submit(announce_next, f"Prewarm next run {info.dag_id}/{upcoming.run_id}")
 
     def _announce_job(self, dag_id: str, run_id: str, tasks: list[dags.TaskShape],
-                      start: dt.datetime
+                      start: dt.datetime, with_history: bool = False
                       ) -> Callable[[PrewarmClient, PrewarmSettings, Budget], None]:
+        """The job announcing a run; `with_history`: attach duration hints read from Airflow's
+        database on the reporter's thread (only where the scheduler announces: never in a task
+        process)."""
         prewarm_run = dags.server_run_id(dag_id, run_id)
 
         def job(client: PrewarmClient, settings: PrewarmSettings, budget: Budget) -> None:
@@ -317,7 +323,7 @@ class PrewarmListener:
             if settings.pattern_requires_registered and any(n.candidate for n in nodes):
                 registered = self._registered_services(client, budget)
             tasks_out = dags.resolve(nodes, settings, registered)
-            if settings.seed_history and not (in_task_process() or in_sdk_process()):
+            if with_history and settings.seed_history:
                 # The reporter's thread of a process with metastore access (the scheduler):
                 # Airflow's own history stands in until prewarmd has learned the tasks.
                 hints = self.duration_hints.get(dag_id, settings.history_runs,
