@@ -514,3 +514,35 @@ def test_a_task_process_announces_without_reading_history(runtime: ar.Runtime) -
     assert hints_of(announce) == {}
     assert queries.history_reads() == []
     assert reports(client)[-1] == ("a", "finished")
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql", "sqlite"])
+def test_history_queries_are_bounded_and_time_limited_per_database(dialect: str) -> None:
+    """The two history statements as each database Airflow supports receives them (compiled
+    with SQLAlchemy's own dialects; no PostgreSQL or MySQL server runs here): a LIMIT on the
+    runs, and the connection's timeout as PostgreSQL's SET LOCAL statement_timeout (this
+    transaction only) or MySQL's MAX_EXECUTION_TIME hint."""
+    import importlib  # noqa: PLC0415
+    from sqlalchemy.dialects import mysql, postgresql, sqlite  # noqa: PLC0415
+    _forget_provider()
+    compat = importlib.import_module("prewarm_client.airflow._compat")
+    engine_dialect = {"postgresql": postgresql, "mysql": mysql, "sqlite": sqlite}[dialect].dialect()
+
+    def sql(statement: Any) -> str:
+        return str(statement.compile(dialect=engine_dialect,
+                                     compile_kwargs={"literal_binds": True}))
+
+    runs = sql(compat.recent_runs_query(ar.DagRun, "etl", 20, 2000))
+    durations = sql(compat.durations_query(ar.TaskInstance, "etl", ["r1", "r2"], 2000))
+    assert "LIMIT 20" in runs and "ORDER BY dag_run.id DESC" in runs
+    assert "dag_run.state IN ('success', 'failed')" in runs
+    assert "task_instance.run_id IN ('r1', 'r2')" in durations
+    assert "task_instance.map_index <= 0" in durations
+    setup = compat.statement_timeout_sql(dialect, 2000)
+    hint = "/*+ MAX_EXECUTION_TIME(2000) */"
+    if dialect == "postgresql":
+        assert str(setup) == "SET LOCAL statement_timeout = 2000"
+    else:
+        assert setup is None
+    for statement in (runs, durations):
+        assert statement.startswith(f"SELECT {hint}") == (dialect == "mysql"), statement

@@ -219,8 +219,8 @@ def task_instance_states(dag_id: str, run_id: str) -> list[tuple[Any, Any, Any, 
 
 def recent_task_durations(dag_id: str, runs: int, timeout: float) -> list[tuple[str, float]]:
     """(task_id, duration in seconds) of the successful task instances of the DAG's `runs` most
-    recently created finished runs (state success or failed, the highest dag_run.id), read in a session of the calling thread like
-    task_instance_states (never the scheduler's). TaskInstance.duration is the column Airflow
+    recently created finished runs (state success or failed, the highest dag_run.id), read in a
+    session of the calling thread like task_instance_states (never the scheduler's). TaskInstance.duration is the column Airflow
     sets when a try ends: end_date - start_date of that try (2.x TaskInstance.set_duration,
     2.7.0 models/taskinstance.py:2430-2435; 3.x the execution API's duration_expression_update,
     3.1 models/taskinstance.py:2136-2168), on 2.7 through 3.x alike. Mapped tasks count with
@@ -230,30 +230,52 @@ def recent_task_durations(dag_id: str, runs: int, timeout: float) -> list[tuple[
     and run_id), each stopped by the database after `timeout` seconds on PostgreSQL
     (SET LOCAL statement_timeout, this transaction only) and MySQL (MAX_EXECUTION_TIME hint);
     SQLite is a local file. Raises when Airflow's ORM is not importable or the database fails."""
-    from sqlalchemy import select, text  # noqa: PLC0415 - Airflow brings SQLAlchemy
     ti = __import__("airflow.models.taskinstance", fromlist=["TaskInstance"]).TaskInstance
     dag_run = __import__("airflow.models.dagrun", fromlist=["DagRun"]).DagRun
     create_session = __import__("airflow.utils.session", fromlist=["create_session"]).create_session
     millis = max(1, int(timeout * 1000))
-    recent = (select(dag_run.run_id)
-              .where(dag_run.dag_id == dag_id, dag_run.state.in_(("success", "failed")))
-              .order_by(dag_run.id.desc()).limit(runs))
     with create_session() as session:
-        dialect = session.get_bind().dialect.name
-        hint = f"/*+ MAX_EXECUTION_TIME({millis}) */"
-        if dialect == "postgresql":
-            session.execute(text(f"SET LOCAL statement_timeout = {millis}"))
-        elif dialect == "mysql":
-            recent = recent.prefix_with(hint, dialect="mysql")
-        run_ids = [row[0] for row in session.execute(recent)]
+        setup = statement_timeout_sql(session.get_bind().dialect.name, millis)
+        if setup is not None:
+            session.execute(setup)
+        run_ids = [row[0] for row in
+                   session.execute(recent_runs_query(dag_run, dag_id, runs, millis))]
         if not run_ids:
             return []
-        query = select(ti.task_id, ti.duration).where(
+        return [(str(task_id), float(duration)) for task_id, duration in
+                session.execute(durations_query(ti, dag_id, run_ids, millis))]
+
+
+def statement_timeout_sql(dialect: str, millis: int) -> Any:
+    """PostgreSQL: SET LOCAL statement_timeout for the rest of this transaction only (the pooled
+    connection keeps its own setting afterwards); None elsewhere."""
+    if dialect != "postgresql":
+        return None
+    from sqlalchemy import text  # noqa: PLC0415
+    return text(f"SET LOCAL statement_timeout = {int(millis)}")
+
+
+def _mysql_timeout(query: Any, millis: int) -> Any:
+    # An optimizer hint: MySQL stops the SELECT after `millis` ms; rendered for MySQL only.
+    return query.prefix_with(f"/*+ MAX_EXECUTION_TIME({int(millis)}) */", dialect="mysql")
+
+
+def recent_runs_query(dag_run: Any, dag_id: str, runs: int, millis: int) -> Any:
+    """run_id of the DAG's `runs` most recently created finished runs (dag_run's dag_id index)."""
+    from sqlalchemy import select  # noqa: PLC0415 - Airflow brings SQLAlchemy
+    return _mysql_timeout(
+        select(dag_run.run_id)
+        .where(dag_run.dag_id == dag_id, dag_run.state.in_(("success", "failed")))
+        .order_by(dag_run.id.desc()).limit(runs), millis)
+
+
+def durations_query(ti: Any, dag_id: str, run_ids: list[str], millis: int) -> Any:
+    """(task_id, duration) of those runs' successful task instances (map index -1 or 0)."""
+    from sqlalchemy import select  # noqa: PLC0415
+    return _mysql_timeout(
+        select(ti.task_id, ti.duration).where(
             ti.dag_id == dag_id, ti.run_id.in_(run_ids), ti.state == "success",
-            ti.duration.isnot(None), ti.map_index <= 0)
-        if dialect == "mysql":
-            query = query.prefix_with(hint, dialect="mysql")
-        return [(str(task_id), float(duration)) for task_id, duration in session.execute(query)]
+            ti.duration.isnot(None), ti.map_index <= 0), millis)
 
 
 class _Interval(NamedTuple):
