@@ -82,6 +82,27 @@ class Scheduler:
         return results
 
 
+def install_listener(fake: FakeAirflow, server: harness.Prewarmd, gateway: harness.Gateway,
+                     monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, list[Any]]:
+    """The provider against the fake Airflow and `server`: (the listener module, the example
+    DAG, the list every service call's result is appended to)."""
+    fake.set_connection("prewarm_default", conn_type="prewarm", host="127.0.0.1",
+                        port=server.grpc_port, extra={"timeout": 5, "cancel_grace": 0})
+    from prewarm_client.airflow import hooks, listener, plugin  # noqa: PLC0415 - after the fake
+    fake.listener_manager([plugin.PrewarmPlugin])
+    calls: list[Any] = []
+    call_service = hooks.PrewarmHook.call_service
+
+    def recording_call_service(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = call_service(self, *args, **kwargs)
+        calls.append(result)
+        return result
+
+    monkeypatch.setattr(hooks.PrewarmHook, "call_service", recording_call_service)
+    dag = load_example_dag(f"http://127.0.0.1:{gateway.port}", monkeypatch)
+    return listener, dag, calls
+
+
 @pytest.mark.parametrize("fake_airflow", ["2.10", "3.1"], indirect=True)
 def test_seed_workflow_downstream_services_warm_through_the_listener(
         fake_airflow: FakeAirflow, start_prewarmd: Callable[..., harness.Prewarmd],
@@ -94,21 +115,7 @@ def test_seed_workflow_downstream_services_warm_through_the_listener(
     for service in SERVICES:
         admin.register_service(service, warmup_url=gateway.url(service, "/warmup"),
                                keep_alive=KEEP_ALIVE_SECONDS)
-    fake_airflow.set_connection("prewarm_default", conn_type="prewarm", host="127.0.0.1",
-                                port=server.grpc_port, extra={"timeout": 5, "cancel_grace": 0})
-
-    from prewarm_client.airflow import hooks, listener, plugin  # noqa: PLC0415 - after the fake
-    fake_airflow.listener_manager([plugin.PrewarmPlugin])
-    calls: list[Any] = []
-    call_service = hooks.PrewarmHook.call_service
-
-    def recording_call_service(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = call_service(self, *args, **kwargs)
-        calls.append(result)
-        return result
-
-    monkeypatch.setattr(hooks.PrewarmHook, "call_service", recording_call_service)
-    dag = load_example_dag(f"http://127.0.0.1:{gateway.port}", monkeypatch)
+    listener, dag, calls = install_listener(fake_airflow, server, gateway, monkeypatch)
     assert [t.params["prewarm_service"] for t in dag.tasks] == list(SERVICES)
     scheduler = Scheduler(fake_airflow, dag, calls)
 
@@ -218,20 +225,7 @@ def test_first_run_with_airflow_history_hides_downstream_cold_starts(
         # No cold start learned yet either: the registered prior is a generous guess.
         admin.register_service(service, warmup_url=gateway.url(service, "/warmup"),
                                keep_alive=KEEP_ALIVE_SECONDS, cold_start_prior=0.5)
-    fake_airflow.set_connection("prewarm_default", conn_type="prewarm", host="127.0.0.1",
-                                port=server.grpc_port, extra={"timeout": 5, "cancel_grace": 0})
-    from prewarm_client.airflow import hooks, listener, plugin  # noqa: PLC0415 - after the fake
-    fake_airflow.listener_manager([plugin.PrewarmPlugin])
-    calls: list[Any] = []
-    call_service = hooks.PrewarmHook.call_service
-
-    def recording_call_service(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = call_service(self, *args, **kwargs)
-        calls.append(result)
-        return result
-
-    monkeypatch.setattr(hooks.PrewarmHook, "call_service", recording_call_service)
-    dag = load_example_dag(f"http://127.0.0.1:{gateway.port}", monkeypatch)
+    listener, dag, calls = install_listener(fake_airflow, server, gateway, monkeypatch)
     # The example's work at this scale (0.3 s, 0.7 s, 0.5 s) plus a little Airflow overhead.
     add_past_runs(fake_airflow, dag, [{"task1": 0.35, "task2": 0.75, "task3": 0.55},
                                       {"task1": 0.32, "task2": 0.72, "task3": 0.52},
