@@ -254,6 +254,21 @@ def test_hook_talks_to_prewarmd(shared_prewarmd: harness.Prewarmd, monkeypatch: 
     down.close()
 
 
+def test_prewarm_dag_run_passes_duration_hints(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = provider()
+    monkeypatch.setenv("AIRFLOW_CONN_HINTS", "prewarm://127.0.0.1:1")
+    hook = p.hooks.PrewarmHook("hints")
+    recorder = RecordingClient()
+    monkeypatch.setattr(hook, "get_conn", lambda: recorder)
+    hook.prewarm_dag_run(seed_dag(), "manual-1",
+                         expected_durations={"task1": 30, "task3": dt.timedelta(minutes=2)})
+    (announce,) = recorder.of("prewarm")
+    assert {t["task_id"]: t.get("expected_duration") for t in announce[3]} == {
+        "task1": 30, "task2": None, "task3": dt.timedelta(minutes=2)}
+    with pytest.raises(ValueError, match=r"has no task \['taskX'\]"):
+        hook.prewarm_dag_run(seed_dag(), "manual-2", expected_durations={"taskX": 1})
+
+
 # DAG structure and services -----------------------------------------------------------------
 
 

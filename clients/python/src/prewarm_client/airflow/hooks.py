@@ -192,20 +192,31 @@ class PrewarmHook(_compat.BaseHook):
     # Helpers ------------------------------------------------------------------------------
 
     def prewarm_dag_run(self, dag: Any, run_id: str, start_time: Optional[Any] = None,
-                        dag_id: Optional[str] = None) -> Any:
+                        dag_id: Optional[str] = None,
+                        expected_durations: Optional[Mapping[str, convert.Span]] = None) -> Any:
         """Announces an Airflow DAG run to prewarmd now (for example a run you will trigger at
         `start_time`, so that its first tasks are warmed too). Returns the plan, or None when
-        the run was already announced."""
+        the run was already announced. `expected_durations` (task_id -> seconds or timedelta)
+        are duration hints (Task.expected_duration); a task id the DAG does not have raises
+        ValueError. (The listener reads such hints from Airflow's history itself; this helper
+        reads no database, so it can run anywhere.)"""
         settings = self.settings()
         dag_id = dag_id or str(dag.dag_id)
         client = self.get_conn()
         nodes = dags.dag_structure(dag_id, dag, settings)
+        hints = dict(expected_durations or {})
+        unknown = sorted(set(hints) - {n.task_id for n in nodes})
+        if unknown:
+            raise ValueError(f"expected_durations: DAG {dag_id!r} has no task {unknown}")
         registered = None
         if any(n.candidate for n in nodes) and settings.pattern_requires_registered:
             registered = {s.name for s in client.list_services()}
+        tasks = dags.resolve(nodes, settings, registered)
+        for task in tasks:
+            if task["task_id"] in hints:
+                task["expected_duration"] = hints[task["task_id"]]
         try:
-            return client.prewarm(dags.server_run_id(dag_id, run_id), dag_id,
-                                  dags.resolve(nodes, settings, registered),
+            return client.prewarm(dags.server_run_id(dag_id, run_id), dag_id, tasks,
                                   start_time=start_time,
                                   delay_cost_ratio=settings.delay_cost_ratio)
         except AlreadyExistsError:
