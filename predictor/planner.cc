@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "predictor/check.h"
 #include "predictor/bucket_sort.h"
+#include "predictor/check.h"
 #include "predictor/random.h"
 
 namespace prewarm {
@@ -89,15 +89,18 @@ RunPlanner::RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Tim
       start_(start),
       seed_(seed),
       options_(options),
-      m_(options.sample_count) {
+      m_(options.sample_count),
+      words_((options.sample_count + 63) / 64) {
   PREWARM_CHECK(static_cast<int>(model_.tasks.size()) == dag_->size(), "one model per task");
   PREWARM_CHECK(m_ > 0, "sample_count > 0");
   PREWARM_CHECK(options_.delay_cost_ratio > 0, "delay_cost_ratio > 0");
   const int n = dag_->size();
-  start_samples_.assign(static_cast<size_t>(n) * m_, 0);
   finish_samples_.assign(static_cast<size_t>(n) * m_, 0);
-  ran_.assign(static_cast<size_t>(n) * m_, 0);
+  ran_bits_.assign(static_cast<size_t>(n) * words_, 0);
+  starts_.assign(m_, 0);
+  ran_now_.assign(m_, 0);
   run_count_.assign(n, 0);
+  sampled_at_.assign(n, 0);
   finish_confidence_.assign(n, Confidence::kHigh);
   progress_.resize(n);
   plans_.resize(n);
@@ -111,13 +114,10 @@ RunPlanner::RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Tim
   }
 }
 
-std::span<const float> RunPlanner::start_samples(int task) const {
-  return {start_samples_.data() + static_cast<size_t>(task) * m_, static_cast<size_t>(m_)};
-}
-
 size_t RunPlanner::MemoryBytes() const {
-  size_t bytes = (start_samples_.capacity() + finish_samples_.capacity()) * sizeof(float) +
-                 ran_.capacity() + run_count_.capacity() * sizeof(int) +
+  size_t bytes = (starts_.capacity() + finish_samples_.capacity()) * sizeof(float) +
+                 ran_now_.capacity() + ran_bits_.capacity() * sizeof(uint64_t) +
+                 run_count_.capacity() * sizeof(int) + sampled_at_.capacity() * sizeof(double) +
                  plans_.capacity() * sizeof(TaskPlan) + progress_.capacity() * sizeof(TaskProgress);
   for (const TaskPlan& p : plans_) bytes += p.reason.capacity();
   return bytes;
@@ -143,7 +143,7 @@ std::vector<int> RunPlanner::Replan(int task, absl::Time now) {
 }
 
 absl::StatusOr<std::vector<int>> RunPlanner::Started(int task, absl::Time at, absl::Time now,
-                                                      std::optional<absl::Duration> container_wait) {
+                                                     std::optional<absl::Duration> container_wait) {
   TaskProgress& p = progress_[task];
   if (p.state == TaskState::kSucceeded || p.state == TaskState::kSkipped) {
     return AlreadyDone(dag_->task(task), p.state);
@@ -162,9 +162,9 @@ absl::StatusOr<std::vector<int>> RunPlanner::Finished(int task, absl::Time at, a
   }
   if (p.state == TaskState::kPending) p.started = at;  // Its start was never reported.
   if (at < p.started) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "task '", dag_->task(task).task_id, "' finishes at ", absl::FormatTime(at),
-        ", before it started at ", absl::FormatTime(p.started)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("task '", dag_->task(task).task_id, "' finishes at ", absl::FormatTime(at),
+                     ", before it started at ", absl::FormatTime(p.started)));
   }
   p.state = TaskState::kSucceeded;
   p.finished = at;
@@ -196,33 +196,53 @@ void RunPlanner::SetTaskWarmUntil(int task, absl::Time warm_until) {
   model_.tasks[task].service.warm_until = warm_until;
 }
 
+void RunPlanner::PendingStarts(int v, double now_rel, Rng& rng, float* s) const {
+  const std::vector<int>& parents = dag_->parents(v);
+  if (parents.empty()) {
+    std::fill(s, s + m_, 0.0f);
+  } else {
+    // Parent by parent, so the inner loop runs over contiguous samples.
+    std::fill(s, s + m_, -std::numeric_limits<float>::infinity());
+    for (int u : parents) {
+      const float* fu = finish_samples_.data() + static_cast<size_t>(u) * m_;
+      for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], fu[i]);
+    }
+    const Distribution& gap = *model_.dispatch_gap.distribution;
+    for (int i = 0; i < m_; ++i) s[i] += static_cast<float>(gap.Draw(rng));
+  }
+  // It has not started by now, so it starts no earlier than now.
+  const float floor = static_cast<float>(now_rel);
+  for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], floor);
+}
+
+std::vector<float> RunPlanner::start_samples(int task) const {
+  std::vector<float> s(m_);
+  const TaskProgress& progress = progress_[task];
+  if (progress.state == TaskState::kPending) {
+    // Drawn again from the same stream: the parents have not been re-sampled since (a re-plan
+    // of a task re-samples its descendants).
+    Rng rng(StreamSeed(seed_, task, kGapAndDuration));
+    PendingStarts(task, sampled_at_[task], rng, s.data());
+  } else {
+    std::fill(s.begin(), s.end(), static_cast<float>(Rel(progress.started)));
+  }
+  return s;
+}
+
 void RunPlanner::Sample(int v, double now_rel) {
-  float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
+  sampled_at_[v] = now_rel;
+  float* s = starts_.data();
   float* f = finish_samples_.data() + static_cast<size_t>(v) * m_;
-  uint8_t* r = ran_.data() + static_cast<size_t>(v) * m_;
+  uint8_t* r = ran_now_.data();
   const TaskModel& model = model_.tasks[v];
   const TaskProgress& progress = progress_[v];
   switch (progress.state) {
     case TaskState::kPending: {
       const std::vector<int>& parents = dag_->parents(v);
       Rng rng(StreamSeed(seed_, v, kGapAndDuration));
+      PendingStarts(v, now_rel, rng, s);
       Confidence confidence = Confidence::kHigh;
-      if (parents.empty()) {
-        std::fill(s, s + m_, 0.0f);
-      } else {
-        // Parent by parent, so the inner loop runs over contiguous samples.
-        std::fill(s, s + m_, -std::numeric_limits<float>::infinity());
-        for (int u : parents) {
-          const float* fu = finish_samples_.data() + static_cast<size_t>(u) * m_;
-          for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], fu[i]);
-          confidence = Weakest(confidence, finish_confidence_[u]);
-        }
-        const Distribution& gap = *model_.dispatch_gap.distribution;
-        for (int i = 0; i < m_; ++i) s[i] += static_cast<float>(gap.Draw(rng));
-      }
-      // It has not started by now, so it starts no earlier than now.
-      const float floor = static_cast<float>(now_rel);
-      for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], floor);
+      for (int u : parents) confidence = Weakest(confidence, finish_confidence_[u]);
       // It may run where it has no parents or one of them ran (run_probability is conditional on
       // that). A parent that runs in every sample settles it without a pass over the flags.
       bool may_always = parents.empty();
@@ -237,8 +257,7 @@ void RunPlanner::Sample(int v, double now_rel) {
         std::fill(r, r + m_, may_always ? 1 : 0);
         if (!may_always) {
           for (int u : parents) {
-            const uint8_t* ru = ran_.data() + static_cast<size_t>(u) * m_;
-            for (int i = 0; i < m_; ++i) r[i] |= ru[i];
+            for (int i = 0; i < m_; ++i) r[i] |= static_cast<uint8_t>(Ran(u, i));
           }
         }
         int runs = 0;
@@ -292,6 +311,10 @@ void RunPlanner::Sample(int v, double now_rel) {
       break;
     }
   }
+  // Kept as bits: the children's samples read them at every re-plan.
+  uint64_t* bits = ran_bits_.data() + static_cast<size_t>(v) * words_;
+  std::fill(bits, bits + words_, 0);
+  for (int i = 0; i < m_; ++i) bits[i / 64] |= static_cast<uint64_t>(r[i]) << (i % 64);
 }
 
 Confidence RunPlanner::StartConfidence(int v) const {
@@ -313,8 +336,8 @@ void RunPlanner::Evaluate(int v, double now_rel) {
 
   // Start-time summary: mean and latest here; quantiles once the samples are sorted below. Over
   // the samples in which the task runs (when it starts if it runs), or all when it runs in none.
-  const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
-  const uint8_t* r = ran_.data() + static_cast<size_t>(v) * m_;
+  const float* s = starts_.data();
+  const uint8_t* r = ran_now_.data();
   const bool some_skip = runs > 0 && runs < m_;
   double sum = 0;
   float latest = -std::numeric_limits<float>::infinity();
@@ -369,14 +392,14 @@ void RunPlanner::Evaluate(int v, double now_rel) {
 
 void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan& plan) {
   const TaskModel& model = model_.tasks[v];
-  const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
+  const float* s = starts_.data();
   const double keep_alive = std::max(0.0, absl::ToDoubleSeconds(model.service.keep_alive));
   const double warm_until = model.service.warm_until == absl::InfinitePast()
                                 ? -std::numeric_limits<double>::infinity()
                                 : Rel(model.service.warm_until);
   const Distribution& cold_start = *model.cold_start.distribution;
   const std::vector<int>& warm_parents = same_service_parents_[v];
-  const uint8_t* r = ran_.data() + static_cast<size_t>(v) * m_;
+  const uint8_t* r = ran_now_.data();
   const int runs = run_count_[v];
 
   needs_warmup_.assign(m_, 0);
@@ -392,9 +415,10 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
   // Samples in which the task runs and its service is cold when it starts: (latest firing time,
   // cold start). A warm-up matters in those only.
   Rng rng(StreamSeed(seed_, v, kColdStart));
-  scratch_a_.clear();
-  scratch_b_.clear();
+  scratch_a_.resize(m_);
+  scratch_b_.resize(m_);
   cold_draws_.resize(m_);
+  int need = 0;
   int warm_by_other_run = 0;
   for (int i = 0; i < m_; ++i) {
     // Drawn in every sample, so that each keeps its draw whichever samples run.
@@ -409,16 +433,19 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
     for (int u : warm_parents) {
       // A parent that did not run in this sample warmed nothing.
       const size_t ui = static_cast<size_t>(u) * m_ + i;
-      if (ran_[ui] && (keep_alive <= 0 || s[i] - finish_samples_[ui] <= keep_alive)) {
+      if (Ran(u, i) && (keep_alive <= 0 || s[i] - finish_samples_[ui] <= keep_alive)) {
         warm_by_parent = true;
         break;
       }
     }
     if (warm_by_parent) continue;
     needs_warmup_[i] = 1;
-    scratch_a_.push_back(static_cast<float>(s[i] - c));
-    scratch_b_.push_back(static_cast<float>(c));
+    scratch_a_[need] = static_cast<float>(s[i] - c);
+    scratch_b_[need] = static_cast<float>(c);
+    ++need;
   }
+  scratch_a_.resize(need);
+  scratch_b_.resize(need);
 
   if (scratch_a_.empty()) {
     plan.decision = WarmupDecision::kSkipAlreadyWarm;
@@ -456,8 +483,9 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
   // after it was fired (or last refreshed, about when the task was due).
   const double until_due =
       std::max(0.0, absl::ToDoubleSeconds(plan.expected_start - start_) - choice.fire_at);
-  const double wasted_if_skipped =
-      keep_alive <= 0 ? until_due : options_.refresh_warmups ? until_due + keep_alive : keep_alive;
+  const double wasted_if_skipped = keep_alive <= 0            ? until_due
+                                   : options_.refresh_warmups ? until_due + keep_alive
+                                                              : keep_alive;
   const double cost_warm = p * choice.expected_cost + (1 - p) * wasted_if_skipped;
   const double cost_none = p * choice.cost_without;
 
@@ -498,19 +526,19 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
 void RunPlanner::AddColdStartDelays(int v, double fire_at, double keep_alive) {
   // The task's own cold start (or the part a late warm-up leaves) delays its finish, and so its
   // descendants: a cold root runs C longer than its warm history says.
-  const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
+  const float* s = starts_.data();
   float* f = finish_samples_.data() + static_cast<size_t>(v) * m_;
+  // Without branches on the samples (they are unpredictable): the task waits the part of the
+  // cold start the warm-up leaves, min((w - x)+, C); all of C with no warm-up (w infinite) or
+  // one reclaimed before use.
+  const bool reclaims = keep_alive > 0;
   for (int i = 0; i < m_; ++i) {
-    if (!needs_warmup_[i]) continue;
     const double c = cold_draws_[i];
     const double x = s[i] - c;
-    double delay = c;  // No warm-up, a late one past the start, or one reclaimed before use.
-    if (fire_at <= x) {
-      if (keep_alive <= 0 || x - fire_at <= keep_alive) delay = 0;
-    } else if (fire_at - x < c) {
-      delay = fire_at - x;
-    }
-    f[i] += static_cast<float>(delay);
+    const double lead = x - fire_at;
+    double delay = std::min(std::max(-lead, 0.0), c);
+    delay = reclaims && lead > keep_alive ? c : delay;
+    f[i] += needs_warmup_[i] ? static_cast<float>(delay) : 0.0f;
   }
 }
 

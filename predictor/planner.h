@@ -5,13 +5,14 @@
 #include <optional>
 #include <span>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "predictor/dag.h"
 #include "predictor/bucket_sort.h"
+#include "predictor/dag.h"
+#include "predictor/random.h"
 #include "predictor/run_model.h"
 #include "predictor/warmup_optimizer.h"
 
@@ -76,7 +77,8 @@ struct TaskProgress {
 // Seeded: the same seed, model and events give the same plan. Task events condition the samples
 // and re-plan only the descendants of the task. Skips travel through the samples: a task runs in
 // a sample only when it has no parents or one of them ran there, and then with its
-// TaskModel::run_probability. Memory: 2 floats and 1 byte (ran or not) per task and sample.
+// TaskModel::run_probability. Memory: 1 float (finish time) and 1 bit (ran or not) per task and
+// sample.
 // Not thread-safe: the server guards each run with its own lock.
 //
 // Example:
@@ -119,15 +121,19 @@ class RunPlanner {
   absl::Time start() const { return start_; }
   const TaskPlan& plan(int task) const { return plans_[task]; }
   const TaskProgress& progress(int task) const { return progress_[task]; }
-  // Start-time samples of a task, in seconds after start() (for tests and diagnostics).
-  std::span<const float> start_samples(int task) const;
-  // Bytes held by the samples and plans.
+  // Start-time samples of a task as of its last plan, in seconds after start() (for tests and
+  // diagnostics; drawn again on each call, since a plan keeps only the finish samples).
+  std::vector<float> start_samples(int task) const;
+  // Bytes held by the samples and plans (not the model).
   size_t MemoryBytes() const;
 
  private:
   double Rel(absl::Time t) const { return absl::ToDoubleSeconds(t - start_); }
   absl::Time Abs(double rel) const { return start_ + absl::Seconds(rel); }
   void Sample(int task, double now_rel);
+  // The start samples of a pending task as of `now_rel`, from its parents' finish samples and
+  // gap draws from `rng` (its kGapAndDuration stream, which then goes on to its durations).
+  void PendingStarts(int task, double now_rel, Rng& rng, float* starts) const;
   void Evaluate(int task, double now_rel);
   void EvaluateWarmup(int task, double now_rel, bool starts_now, TaskPlan& plan);
   Confidence StartConfidence(int task) const;
@@ -140,24 +146,33 @@ class RunPlanner {
   absl::Time start_;
   uint64_t seed_;
   PlannerOptions options_;
-  int m_;  // samples per task
-  std::vector<float> start_samples_;   // [task * m_ + i]: S, seconds after start_
-  std::vector<float> finish_samples_;  // [task * m_ + i]: S + D
-  // [task * m_ + i]: whether the task runs in sample i. A byte rather than a bit keeps the
-  // per-sample loops plain, for 1/8 of the memory of the float samples.
-  std::vector<uint8_t> ran_;
-  std::vector<int> run_count_;  // per task: samples in which it runs
+  bool Ran(int task, int i) const {
+    return (ran_bits_[static_cast<size_t>(task) * words_ + i / 64] >> (i % 64)) & 1;
+  }
+
+  int m_;      // samples per task
+  int words_;  // 64-bit words of run flags per task
+  // [task * m_ + i]: S + D, seconds after start_. What a re-plan of the children reads; the
+  // start samples S are needed only while the task itself is evaluated (starts_).
+  std::vector<float> finish_samples_;
+  // Bit i of words [task * words_, (task + 1) * words_): whether the task runs in sample i.
+  std::vector<uint64_t> ran_bits_;
+  std::vector<int> run_count_;      // per task: samples in which it runs
+  std::vector<double> sampled_at_;  // per task: now_rel of its last Sample()
   std::vector<Confidence> finish_confidence_;
   std::vector<TaskProgress> progress_;
   std::vector<TaskPlan> plans_;
   // For each task, its parents that call the same service: they leave it warm.
   std::vector<std::vector<int>> same_service_parents_;
-  // Scratch, reused across tasks.
+  // Scratch, reused across tasks. Sample() leaves the task's start samples S (seconds after
+  // start_) and run flags here for Evaluate() of the same task.
+  std::vector<float> starts_;
+  std::vector<uint8_t> ran_now_;
   std::vector<float> scratch_a_;
   std::vector<float> scratch_b_;
   std::vector<uint32_t> bucket_counts_;
-  std::vector<float> cold_draws_;       // EvaluateWarmup: the cold start of each sample
-  std::vector<uint8_t> needs_warmup_;   // EvaluateWarmup: the task runs, its service cold
+  std::vector<float> cold_draws_;      // EvaluateWarmup: the cold start of each sample
+  std::vector<uint8_t> needs_warmup_;  // EvaluateWarmup: the task runs, its service cold
   // Evaluate(): the optimizer holds every start of the samples in which the task runs, sorted.
   bool sorted_by_optimizer_ = false;
   WarmupOptimizer optimizer_;
