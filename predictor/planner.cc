@@ -95,8 +95,15 @@ RunPlanner::RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Tim
   PREWARM_CHECK(m_ > 0, "sample_count > 0");
   PREWARM_CHECK(options_.delay_cost_ratio > 0, "delay_cost_ratio > 0");
   const int n = dag_->size();
-  finish_samples_.assign(static_cast<size_t>(n) * m_, 0);
-  ran_bits_.assign(static_cast<size_t>(n) * words_, 0);
+  // Only tasks with children keep their finish samples: nothing reads a leaf's.
+  finish_row_.assign(n, -1);
+  int rows = 0;
+  for (int v = 0; v < n; ++v) {
+    if (!dag_->children(v).empty()) finish_row_[v] = rows++;
+  }
+  finish_samples_.assign(static_cast<size_t>(rows) * m_, 0);
+  leaf_finish_.assign(m_, 0);
+  ran_row_.assign(n, -1);
   starts_.assign(m_, 0);
   ran_now_.assign(m_, 0);
   run_count_.assign(n, 0);
@@ -104,22 +111,16 @@ RunPlanner::RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Tim
   finish_confidence_.assign(n, Confidence::kHigh);
   progress_.resize(n);
   plans_.resize(n);
-  same_service_parents_.resize(n);
-  for (int v = 0; v < n; ++v) {
-    const std::string& service = dag_->task(v).service;
-    if (service.empty()) continue;
-    for (int u : dag_->parents(v)) {
-      if (dag_->task(u).service == service) same_service_parents_[v].push_back(u);
-    }
-  }
 }
 
 size_t RunPlanner::MemoryBytes() const {
-  size_t bytes = (starts_.capacity() + finish_samples_.capacity()) * sizeof(float) +
-                 ran_now_.capacity() + ran_bits_.capacity() * sizeof(uint64_t) +
-                 run_count_.capacity() * sizeof(int) + sampled_at_.capacity() * sizeof(double) +
-                 plans_.capacity() * sizeof(TaskPlan) + progress_.capacity() * sizeof(TaskProgress);
-  for (const TaskPlan& p : plans_) bytes += p.reason.capacity();
+  size_t bytes =
+      (starts_.capacity() + finish_samples_.capacity() + leaf_finish_.capacity()) * sizeof(float) +
+      finish_row_.capacity() * sizeof(int) + ran_now_.capacity() +
+      ran_bits_.capacity() * sizeof(uint64_t) + ran_row_.capacity() * sizeof(int) +
+      run_count_.capacity() * sizeof(int) + sampled_at_.capacity() * sizeof(float) +
+      finish_confidence_.capacity() * sizeof(Confidence) + plans_.capacity() * sizeof(StoredPlan) +
+      progress_.capacity() * sizeof(TaskProgress);
   return bytes;
 }
 
@@ -204,7 +205,7 @@ void RunPlanner::PendingStarts(int v, double now_rel, Rng& rng, float* s) const 
     // Parent by parent, so the inner loop runs over contiguous samples.
     std::fill(s, s + m_, -std::numeric_limits<float>::infinity());
     for (int u : parents) {
-      const float* fu = finish_samples_.data() + static_cast<size_t>(u) * m_;
+      const float* fu = Finish(u);
       for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], fu[i]);
     }
     const Distribution& gap = *model_.dispatch_gap.distribution;
@@ -230,9 +231,9 @@ std::vector<float> RunPlanner::start_samples(int task) const {
 }
 
 void RunPlanner::Sample(int v, double now_rel) {
-  sampled_at_[v] = now_rel;
+  sampled_at_[v] = static_cast<float>(now_rel);  // PendingStarts floors at the float anyway.
   float* s = starts_.data();
-  float* f = finish_samples_.data() + static_cast<size_t>(v) * m_;
+  float* f = Finish(v);
   uint8_t* r = ran_now_.data();
   const TaskModel& model = model_.tasks[v];
   const TaskProgress& progress = progress_[v];
@@ -312,7 +313,13 @@ void RunPlanner::Sample(int v, double now_rel) {
     }
   }
   // Kept as bits: the children's samples read them at every re-plan.
-  uint64_t* bits = ran_bits_.data() + static_cast<size_t>(v) * words_;
+  const int runs = run_count_[v];
+  if (ran_row_[v] < 0) {
+    if (runs == 0 || runs == m_) return;  // Ran() answers from run_count_.
+    ran_row_[v] = static_cast<int>(ran_bits_.size() / words_);
+    ran_bits_.resize(ran_bits_.size() + words_);
+  }
+  uint64_t* bits = ran_bits_.data() + static_cast<size_t>(ran_row_[v]) * words_;
   std::fill(bits, bits + words_, 0);
   for (int i = 0; i < m_; ++i) bits[i / 64] |= static_cast<uint64_t>(r[i]) << (i % 64);
 }
@@ -328,10 +335,9 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   const TaskSpec& spec = dag_->task(v);
   const TaskModel& model = model_.tasks[v];
   const TaskProgress& progress = progress_[v];
-  TaskPlan& plan = plans_[v];
-  plan = TaskPlan{};
+  StoredPlan& plan = plans_[v];
+  plan = StoredPlan{};
   const int runs = run_count_[v];
-  plan.run_probability = static_cast<double>(runs) / m_;
   sorted_by_optimizer_ = false;
 
   // Start-time summary: mean and latest here; quantiles once the samples are sorted below. Over
@@ -346,24 +352,23 @@ void RunPlanner::Evaluate(int v, double now_rel) {
     sum += s[i];
     latest = std::max(latest, s[i]);
   }
-  plan.expected_start = Abs(sum / (some_skip ? runs : m_));
+  plan.expected_start = sum / (some_skip ? runs : m_);
   const bool starts_now = latest <= now_rel + kTooLateSlack;
-  if (progress.state != TaskState::kPending) plan.expected_start = progress.started;
-  plan.confidence = StartConfidence(v);
+  Confidence confidence = StartConfidence(v);
   if (model.cold_start.distribution != nullptr) {
-    plan.expected_cold_start = absl::Seconds(model.cold_start.distribution->Mean());
-    plan.confidence = Weakest(plan.confidence, ConfidenceOf(model.cold_start.source));
+    confidence = Weakest(confidence, ConfidenceOf(model.cold_start.source));
   }
+  plan.confidence = confidence;
 
   if (progress.state != TaskState::kPending) {
     plan.decision = WarmupDecision::kSkipStarted;
-    plan.reason = absl::StrCat("task is ", TaskStateName(progress.state));
+    plan.reason = Reason::kStarted;
   } else if (spec.service.empty()) {
     plan.decision = WarmupDecision::kSkipNoService;
-    plan.reason = "task calls no service";
+    plan.reason = Reason::kNoService;
   } else if (!model.service.warmable) {
     plan.decision = WarmupDecision::kSkipNoService;
-    plan.reason = absl::StrCat("service '", spec.service, "' is not registered for warm-ups");
+    plan.reason = Reason::kNotRegistered;
   } else {
     EvaluateWarmup(v, now_rel, starts_now, plan);
   }
@@ -386,11 +391,11 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   const auto quantile = [&](double q) {
     return sorted[static_cast<size_t>(q * (sorted.size() - 1))];
   };
-  plan.start_p10 = Abs(quantile(0.1));
-  plan.start_p90 = Abs(quantile(0.9));
+  plan.start_p10 = quantile(0.1);
+  plan.start_p90 = quantile(0.9);
 }
 
-void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan& plan) {
+void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, StoredPlan& plan) {
   const TaskModel& model = model_.tasks[v];
   const float* s = starts_.data();
   const double keep_alive = std::max(0.0, absl::ToDoubleSeconds(model.service.keep_alive));
@@ -398,7 +403,13 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
                                 ? -std::numeric_limits<double>::infinity()
                                 : Rel(model.service.warm_until);
   const Distribution& cold_start = *model.cold_start.distribution;
-  const std::vector<int>& warm_parents = same_service_parents_[v];
+  // Its parents that call the same service leave it warm. Found here rather than kept: a plan is
+  // held by every active run, and this costs a string comparison per parent.
+  std::vector<int>& warm_parents = warm_parents_;
+  warm_parents.clear();
+  for (int u : dag_->parents(v)) {
+    if (dag_->task(u).service == dag_->task(v).service) warm_parents.push_back(u);
+  }
   const uint8_t* r = ran_now_.data();
   const int runs = run_count_[v];
 
@@ -407,8 +418,7 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
     plan.decision = WarmupDecision::kSkipUnlikely;
     bool parent_runs = dag_->parents(v).empty();
     for (int u : dag_->parents(v)) parent_runs = parent_runs || run_count_[u] > 0;
-    plan.reason = parent_runs ? absl::StrFormat("runs in none of %d sampled runs", m_)
-                              : "no upstream task runs: its branch is skipped";
+    plan.reason = parent_runs ? Reason::kRunsInNone : Reason::kBranchSkipped;
     return;
   }
 
@@ -432,8 +442,7 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
     bool warm_by_parent = false;
     for (int u : warm_parents) {
       // A parent that did not run in this sample warmed nothing.
-      const size_t ui = static_cast<size_t>(u) * m_ + i;
-      if (Ran(u, i) && (keep_alive <= 0 || s[i] - finish_samples_[ui] <= keep_alive)) {
+      if (Ran(u, i) && (keep_alive <= 0 || s[i] - Finish(u)[i] <= keep_alive)) {
         warm_by_parent = true;
         break;
       }
@@ -449,22 +458,19 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
 
   if (scratch_a_.empty()) {
     plan.decision = WarmupDecision::kSkipAlreadyWarm;
-    plan.reason = warm_by_other_run == runs
-                      ? absl::StrCat("service is warm until ",
-                                     absl::FormatTime("%H:%M:%E3S", model.service.warm_until,
-                                                      absl::UTCTimeZone()),
-                                     " (another warm-up or call)")
-                      : "an upstream task on the same service leaves it warm";
+    if (warm_by_other_run == runs) {
+      plan.reason = Reason::kWarmUntil;
+      plan.warm_until_ns = absl::ToInt64Nanoseconds(model.service.warm_until - start_);
+    } else {
+      plan.reason = Reason::kUpstreamWarm;
+    }
     return;
   }
 
   if (starts_now) {
     plan.decision = WarmupDecision::kSkipTooLate;
-    plan.expected_delay = plan.expected_cold_start;
-    plan.reason = absl::StrFormat(
-        "starts now: too late to hide its %.2fs cold start (submit the run before it starts to "
-        "warm it)",
-        absl::ToDoubleSeconds(plan.expected_cold_start));
+    plan.reason = Reason::kStartsNow;
+    plan.delay_is_cold_start = true;
     AddColdStartDelays(v, std::numeric_limits<double>::infinity(), keep_alive);
     return;
   }
@@ -482,7 +488,7 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
   // A skipped task leaves a fired warm-up idle until the container is reclaimed: keep_alive
   // after it was fired (or last refreshed, about when the task was due).
   const double until_due =
-      std::max(0.0, absl::ToDoubleSeconds(plan.expected_start - start_) - choice.fire_at);
+      std::max(0.0, absl::ToDoubleSeconds(Abs(plan.expected_start) - start_) - choice.fire_at);
   const double wasted_if_skipped = keep_alive <= 0            ? until_due
                                    : options_.refresh_warmups ? until_due + keep_alive
                                                               : keep_alive;
@@ -490,44 +496,119 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
   const double cost_none = p * choice.cost_without;
 
   if (!choice.warm || cost_warm >= cost_none) {
-    plan.expected_delay = absl::Seconds(p * choice.cost_without / alpha);
+    plan.expected_delay = p * choice.cost_without / alpha;
     AddColdStartDelays(v, std::numeric_limits<double>::infinity(), keep_alive);
     if (choice.warm && p < 1) {
       plan.decision = WarmupDecision::kSkipUnlikely;
-      plan.reason = absl::StrFormat(
-          "runs in %.0f%% of runs; a warm-up would idle more than the %.2fs it hides", 100 * p,
-          absl::ToDoubleSeconds(plan.expected_cold_start));
+      plan.reason = Reason::kUnlikely;
     } else {
       plan.decision = WarmupDecision::kSkipNotWorth;
-      plan.reason = absl::StrFormat(
-          "a warm-up would cost more idle time than the delay it hides at delay_cost_ratio %g",
-          alpha);
+      plan.reason = Reason::kNotWorth;
     }
     return;
   }
 
   plan.decision = WarmupDecision::kWarm;
-  plan.warmup_time = Abs(choice.fire_at);
+  plan.warmup_time = choice.fire_at;
   AddColdStartDelays(v, choice.fire_at, cliff);
-  plan.expected_delay = absl::Seconds(p * choice.expected_delay);
-  plan.expected_idle = absl::Seconds(p * choice.expected_idle + (1 - p) * wasted_if_skipped);
-  const double lead = absl::ToDoubleSeconds(plan.expected_start - plan.warmup_time);
-  if (choice.fire_at <= now_rel) {
-    plan.reason = absl::StrFormat(
-        "deadline passed: fires now, %.2fs before the expected start (cold start %.2fs)", lead,
-        absl::ToDoubleSeconds(plan.expected_cold_start));
-  } else {
-    plan.reason = absl::StrFormat(
-        "fires %.2fs before the expected start (cold start %.2fs); %.0f%% chance the task waits",
-        lead, absl::ToDoubleSeconds(plan.expected_cold_start), 100 * choice.late_probability);
+  plan.expected_delay = p * choice.expected_delay;
+  plan.expected_idle = p * choice.expected_idle + (1 - p) * wasted_if_skipped;
+  plan.reason = choice.fire_at <= now_rel ? Reason::kDeadlinePassed : Reason::kFires;
+  plan.late_samples = choice.late_samples;
+}
+
+absl::Duration RunPlanner::ExpectedColdStart(int v) const {
+  const Distribution* cold_start = model_.tasks[v].cold_start.distribution.get();
+  return cold_start == nullptr ? absl::ZeroDuration() : absl::Seconds(cold_start->Mean());
+}
+
+TaskPlan RunPlanner::plan(int task) const {
+  const StoredPlan& stored = plans_[task];
+  const TaskProgress& progress = progress_[task];
+  const TaskSpec& spec = dag_->task(task);
+  TaskPlan plan;
+  plan.decision = stored.decision;
+  plan.warmup_time =
+      stored.decision == WarmupDecision::kWarm ? Abs(stored.warmup_time) : absl::InfiniteFuture();
+  plan.expected_start =
+      progress.state == TaskState::kPending ? Abs(stored.expected_start) : progress.started;
+  plan.start_p10 = Abs(stored.start_p10);
+  plan.start_p90 = Abs(stored.start_p90);
+  plan.expected_cold_start = ExpectedColdStart(task);
+  plan.expected_delay =
+      stored.delay_is_cold_start ? plan.expected_cold_start : absl::Seconds(stored.expected_delay);
+  plan.expected_idle = absl::Seconds(stored.expected_idle);
+  plan.confidence = stored.confidence;
+  plan.run_probability = static_cast<double>(run_count_[task]) / m_;
+  const double cold = absl::ToDoubleSeconds(plan.expected_cold_start);
+  switch (stored.reason) {
+    case Reason::kStarted:
+      plan.reason = absl::StrCat("task is ", TaskStateName(progress.state));
+      break;
+    case Reason::kNoService:
+      plan.reason = "task calls no service";
+      break;
+    case Reason::kNotRegistered:
+      plan.reason = absl::StrCat("service '", spec.service, "' is not registered for warm-ups");
+      break;
+    case Reason::kRunsInNone:
+      plan.reason = absl::StrFormat("runs in none of %d sampled runs", m_);
+      break;
+    case Reason::kBranchSkipped:
+      plan.reason = "no upstream task runs: its branch is skipped";
+      break;
+    case Reason::kWarmUntil:
+      plan.reason = absl::StrCat(
+          "service is warm until ",
+          absl::FormatTime("%H:%M:%E3S", start_ + absl::Nanoseconds(stored.warm_until_ns),
+                           absl::UTCTimeZone()),
+          " (another warm-up or call)");
+      break;
+    case Reason::kUpstreamWarm:
+      plan.reason = "an upstream task on the same service leaves it warm";
+      break;
+    case Reason::kStartsNow:
+      plan.reason = absl::StrFormat(
+          "starts now: too late to hide its %.2fs cold start (submit the run before it starts to "
+          "warm it)",
+          cold);
+      break;
+    case Reason::kUnlikely:
+      plan.reason = absl::StrFormat(
+          "runs in %.0f%% of runs; a warm-up would idle more than the %.2fs it hides",
+          100 * plan.run_probability, cold);
+      break;
+    case Reason::kNotWorth:
+      plan.reason = absl::StrFormat(
+          "a warm-up would cost more idle time than the delay it hides at delay_cost_ratio %g",
+          options_.delay_cost_ratio);
+      break;
+    case Reason::kDeadlinePassed:
+    case Reason::kFires: {
+      const double lead = absl::ToDoubleSeconds(plan.expected_start - plan.warmup_time);
+      plan.reason =
+          stored.reason == Reason::kDeadlinePassed
+              ? absl::StrFormat(
+                    "deadline passed: fires now, %.2fs before the expected start (cold start "
+                    "%.2fs)",
+                    lead, cold)
+              : absl::StrFormat(
+                    "fires %.2fs before the expected start (cold start %.2fs); %.0f%% chance the "
+                    "task waits",
+                    lead, cold,
+                    // As WarmupChoice::late_probability computes it, for the same digits.
+                    100 * (stored.late_samples * (1.0 / run_count_[task])));
+      break;
+    }
   }
+  return plan;
 }
 
 void RunPlanner::AddColdStartDelays(int v, double fire_at, double keep_alive) {
   // The task's own cold start (or the part a late warm-up leaves) delays its finish, and so its
   // descendants: a cold root runs C longer than its warm history says.
   const float* s = starts_.data();
-  float* f = finish_samples_.data() + static_cast<size_t>(v) * m_;
+  float* f = Finish(v);
   // Without branches on the samples (they are unpredictable): the task waits the part of the
   // cold start the warm-up leaves, min((w - x)+, C); all of C with no warm-up (w infinite) or
   // one reclaimed before use.

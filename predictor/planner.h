@@ -119,7 +119,8 @@ class RunPlanner {
 
   const Dag& dag() const { return *dag_; }
   absl::Time start() const { return start_; }
-  const TaskPlan& plan(int task) const { return plans_[task]; }
+  // The task's plan, its reason formatted on each call (a plan keeps it as a code and numbers).
+  TaskPlan plan(int task) const;
   const TaskProgress& progress(int task) const { return progress_[task]; }
   // Start-time samples of a task as of its last plan, in seconds after start() (for tests and
   // diagnostics; drawn again on each call, since a plan keeps only the finish samples).
@@ -135,7 +136,40 @@ class RunPlanner {
   // gap draws from `rng` (its kGapAndDuration stream, which then goes on to its durations).
   void PendingStarts(int task, double now_rel, Rng& rng, float* starts) const;
   void Evaluate(int task, double now_rel);
-  void EvaluateWarmup(int task, double now_rel, bool starts_now, TaskPlan& plan);
+  // Why a task got its decision; plan() turns it into TaskPlan::reason.
+  enum class Reason : uint8_t {
+    kStarted,
+    kNoService,
+    kNotRegistered,
+    kRunsInNone,
+    kBranchSkipped,
+    kWarmUntil,
+    kUpstreamWarm,
+    kStartsNow,
+    kUnlikely,
+    kNotWorth,
+    kDeadlinePassed,
+    kFires,
+  };
+  // What a plan keeps of a TaskPlan (about a quarter of its size, no string): times in seconds
+  // after start_; what can be derived (run probability, cold start, the reason's text) is derived
+  // in plan().
+  struct StoredPlan {
+    double expected_start = 0;  // of a pending task (else progress.started)
+    double warmup_time = 0;     // when decision == kWarm
+    double expected_delay = 0;  // seconds
+    double expected_idle = 0;   // seconds
+    int64_t warm_until_ns = 0;  // kWarmUntil: until when the service is warm, after start_
+    float start_p10 = 0;
+    float start_p90 = 0;
+    int late_samples = 0;  // kFires: WarmupChoice::late_samples (of run_count_ samples)
+    WarmupDecision decision = WarmupDecision::kSkipNoService;
+    Confidence confidence = Confidence::kHigh;
+    Reason reason = Reason::kNoService;
+    bool delay_is_cold_start = false;  // kSkipTooLate: the whole expected cold start
+  };
+  void EvaluateWarmup(int task, double now_rel, bool starts_now, StoredPlan& plan);
+  absl::Duration ExpectedColdStart(int task) const;
   Confidence StartConfidence(int task) const;
   // Adds to the task's finish samples the cold-start delay it pays when warmed at `fire_at`
   // (infinity: not warmed). Uses the draws of the last EvaluateWarmup.
@@ -147,23 +181,37 @@ class RunPlanner {
   uint64_t seed_;
   PlannerOptions options_;
   bool Ran(int task, int i) const {
-    return (ran_bits_[static_cast<size_t>(task) * words_ + i / 64] >> (i % 64)) & 1;
+    const int row = ran_row_[task];
+    if (row < 0) return run_count_[task] == m_;
+    return (ran_bits_[static_cast<size_t>(row) * words_ + i / 64] >> (i % 64)) & 1;
   }
 
   int m_;      // samples per task
   int words_;  // 64-bit words of run flags per task
-  // [task * m_ + i]: S + D, seconds after start_. What a re-plan of the children reads; the
-  // start samples S are needed only while the task itself is evaluated (starts_).
+  // The finish samples S + D of a task (seconds after start_): what a re-plan of its children
+  // reads. A leaf's are scratch, valid only while it is sampled and evaluated.
+  float* Finish(int task) {
+    const int row = finish_row_[task];
+    return row < 0 ? leaf_finish_.data() : finish_samples_.data() + static_cast<size_t>(row) * m_;
+  }
+  const float* Finish(int task) const { return const_cast<RunPlanner*>(this)->Finish(task); }
+
+  // [finish_row_[task] * m_ + i]: finish samples of the tasks that have children (row -1: a
+  // leaf). The start samples S are needed only while the task itself is evaluated (starts_).
   std::vector<float> finish_samples_;
-  // Bit i of words [task * words_, (task + 1) * words_): whether the task runs in sample i.
+  std::vector<int> finish_row_;
+  std::vector<float> leaf_finish_;
+  // Bit i of words [row * words_, (row + 1) * words_): whether the task of ran_row_[task] == row
+  // runs in sample i. Only tasks that ever ran in some samples and not others have a row (-1:
+  // none; it runs in all samples or in none, as run_count_ says).
   std::vector<uint64_t> ran_bits_;
-  std::vector<int> run_count_;      // per task: samples in which it runs
-  std::vector<double> sampled_at_;  // per task: now_rel of its last Sample()
+  std::vector<int> ran_row_;
+  std::vector<int> run_count_;     // per task: samples in which it runs
+  std::vector<float> sampled_at_;  // per task: now_rel of its last Sample()
   std::vector<Confidence> finish_confidence_;
   std::vector<TaskProgress> progress_;
-  std::vector<TaskPlan> plans_;
-  // For each task, its parents that call the same service: they leave it warm.
-  std::vector<std::vector<int>> same_service_parents_;
+  std::vector<StoredPlan> plans_;
+  std::vector<int> warm_parents_;  // EvaluateWarmup: parents on the task's service
   // Scratch, reused across tasks. Sample() leaves the task's start samples S (seconds after
   // start_) and run flags here for Evaluate() of the same task.
   std::vector<float> starts_;

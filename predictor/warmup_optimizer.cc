@@ -102,6 +102,7 @@ WarmupChoice WarmupOptimizer::Choose(std::span<const float> latest_fire,
       best.expected_idle = idle * inv_total;
       best.expected_cost = cost;
       best.late_probability = late * inv_total;
+      best.late_samples = late;
     }
     return true;
   };

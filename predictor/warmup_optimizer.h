@@ -29,6 +29,8 @@ struct WarmupChoice {
   double cost_without = 0;
   // Share of samples in which the warm-up comes after x: the task waits for part of the start.
   double late_probability = 0;
+  // How many samples that is (late_probability * total_samples).
+  int late_samples = 0;
 };
 
 // Finds the expected-cost-minimising warm-up time over candidate times. The cost between
