@@ -46,6 +46,8 @@ History::Windows* History::WindowsOf(HistoryWindow kind) {
       return &warm_latencies_;
     case HistoryWindow::kDispatchGap:
       return &dispatch_gaps_;
+    case HistoryWindow::kChildOutcomes:
+      return &child_outcomes_;
     case HistoryWindow::kTaskRun:
       return nullptr;
   }
@@ -164,6 +166,9 @@ const SampleWindow* History::WarmLatencies(absl::string_view service) const {
 }
 const SampleWindow* History::DispatchGaps(absl::string_view workflow) const {
   return Lookup(dispatch_gaps_, workflow);
+}
+const SampleWindow* History::ChildOutcomes(absl::string_view key) const {
+  return Lookup(child_outcomes_, key);
 }
 
 std::shared_ptr<const Distribution> History::Snapshot(const Windows& windows,

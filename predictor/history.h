@@ -51,6 +51,9 @@ enum class HistoryWindow {
   kWarmLatency,      // key: service
   kDispatchGap,      // key: workflow
   kTaskRun,          // key: TaskKey(workflow, task); value 1 ran, 0 skipped
+  // key: ChildOutcomeKey (predictor/branch_outcomes.h); value: which children of a task that ran
+  // ran themselves, as a bit mask (see ChildOutcomesSettledBy).
+  kChildOutcomes,
 };
 
 // An estimate: a distribution and where it came from.
@@ -97,6 +100,8 @@ class History {
   const SampleWindow* ColdStarts(absl::string_view service) const;
   const SampleWindow* WarmLatencies(absl::string_view service) const;
   const SampleWindow* DispatchGaps(absl::string_view workflow) const;
+  // Recent joint outcomes of a task's children (key: ChildOutcomeKey), oldest first.
+  const SampleWindow* ChildOutcomes(absl::string_view key) const;
 
   // Estimates with fallback. Duration: the task's history, else its service's, else the prior.
   Estimate TaskDuration(absl::string_view workflow, absl::string_view task,
@@ -161,6 +166,7 @@ class History {
   Windows cold_starts_;
   Windows warm_latencies_;
   Windows dispatch_gaps_;
+  Windows child_outcomes_;  // Masks below 2^24: exact as the windows' floats.
   absl::flat_hash_map<std::string, Runs> task_runs_;
   // Priors are shared by every plan that falls back to them.
   std::shared_ptr<const Distribution> duration_prior_;

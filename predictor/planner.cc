@@ -15,7 +15,7 @@ namespace prewarm {
 namespace {
 
 // Independent random streams per task, one per kind of draw.
-enum Stream : uint64_t { kGapAndDuration = 0, kConditioned = 1, kColdStart = 2 };
+enum Stream : uint64_t { kGapAndDuration = 0, kConditioned = 1, kColdStart = 2, kChildOutcome = 3 };
 
 // A task whose every sampled start is this close to now cannot be helped by a warm-up.
 constexpr double kTooLateSlack = 1e-3;
@@ -132,10 +132,103 @@ void RunPlanner::PlanAll(absl::Time now) {
   }
 }
 
+const std::vector<uint32_t>* RunPlanner::MasksOf(int parent) const {
+  const std::vector<ChildOutcomes>& all = model_.child_outcomes;
+  auto it = std::lower_bound(all.begin(), all.end(), parent,
+                             [](const ChildOutcomes& c, int p) { return c.parent < p; });
+  return it == all.end() || it->parent != parent ? nullptr : &it->masks;
+}
+
+std::span<const uint32_t> RunPlanner::ConsistentMasks(int parent) {
+  const std::vector<uint32_t>* masks = MasksOf(parent);
+  if (masks == nullptr || dag_->children(parent).size() > 32) return {};
+  // Children whose outcome is known rule out the masks that disagree with it.
+  uint32_t known = 0;
+  uint32_t ran = 0;
+  const std::vector<int>& children = dag_->children(parent);
+  for (size_t j = 0; j < children.size(); ++j) {
+    const TaskState state = progress_[children[j]].state;
+    if (state == TaskState::kPending) continue;
+    known |= uint32_t{1} << j;
+    if (state != TaskState::kSkipped) ran |= uint32_t{1} << j;
+  }
+  consistent_masks_.clear();
+  for (uint32_t mask : *masks) {
+    if ((mask & known) == ran) consistent_masks_.push_back(mask);
+  }
+  return consistent_masks_;
+}
+
+void RunPlanner::SampleJointRuns(int v, Rng& rng) {
+  // A child runs in a sample when a parent that ran there chose it: by the mask drawn for that
+  // parent (the same draw for all of its children, from the parent's own stream), or, for a
+  // parent without learned outcomes, by the child's own run_probability as usual.
+  const TaskModel& model = model_.tasks[v];
+  const float* s = starts_.data();
+  float* f = Finish(v);
+  uint8_t* r = ran_now_.data();
+  std::vector<uint8_t>& chosen = chosen_now_;
+  chosen.assign(m_, 0);
+  std::fill(r, r + m_, 0);
+  for (int u : dag_->parents(v)) {
+    const std::span<const uint32_t> masks = ConsistentMasks(u);
+    if (masks.empty()) {
+      for (int i = 0; i < m_; ++i) r[i] |= static_cast<uint8_t>(Ran(u, i));
+      continue;
+    }
+    const std::vector<int>& siblings = dag_->children(u);
+    const int bit =
+        static_cast<int>(std::find(siblings.begin(), siblings.end(), v) - siblings.begin());
+    Rng pick(StreamSeed(seed_, u, kChildOutcome));
+    const auto count = static_cast<uint32_t>(masks.size());
+    for (int i = 0; i < m_; ++i) {
+      const uint32_t mask = masks[pick.Below(count)];
+      chosen[i] |= static_cast<uint8_t>(Ran(u, i) && ((mask >> bit) & 1));
+    }
+  }
+  const Distribution& duration = *model.duration.distribution;
+  const double p_run = model.run_probability;
+  int runs = 0;
+  for (int i = 0; i < m_; ++i) {
+    const bool own = p_run >= 1 || rng.Uniform() < p_run;
+    r[i] = chosen[i] | (r[i] & static_cast<uint8_t>(own));
+    f[i] = s[i] + (r[i] ? static_cast<float>(duration.Draw(rng)) : 0.0f);
+    runs += r[i];
+  }
+  run_count_[v] = runs;
+}
+
+std::vector<int> RunPlanner::Affected(int task) const {
+  // The task, its siblings under a parent with joint outcomes (what is known of the task changes
+  // which outcomes they can have), and the descendants of all of them, in topological order.
+  std::vector<bool> reached(dag_->size(), false);
+  reached[task] = true;
+  int first = task;
+  for (int u : dag_->parents(task)) {
+    if (MasksOf(u) == nullptr) continue;
+    for (int c : dag_->children(u)) {
+      reached[c] = true;
+      first = std::min(first, c);
+    }
+  }
+  std::vector<int> out;
+  for (int v = first; v < dag_->size(); ++v) {
+    if (!reached[v]) {
+      for (int p : dag_->parents(v)) {
+        if (reached[p]) {
+          reached[v] = true;
+          break;
+        }
+      }
+    }
+    if (reached[v]) out.push_back(v);
+  }
+  return out;
+}
+
 std::vector<int> RunPlanner::Replan(int task, absl::Time now) {
   const double now_rel = Rel(now);
-  std::vector<int> touched = dag_->Descendants(task);
-  touched.insert(touched.begin(), task);
+  std::vector<int> touched = Affected(task);
   for (int v : touched) {
     Sample(v, now_rel);
     Evaluate(v, now_rel);
@@ -250,7 +343,11 @@ void RunPlanner::Sample(int v, double now_rel) {
       for (int u : parents) may_always = may_always || run_count_[u] == m_;
       const Distribution& duration = *model.duration.distribution;
       const double p_run = model.run_probability;
-      if (may_always && p_run >= 1) {
+      bool chosen_jointly = false;
+      for (int u : parents) chosen_jointly = chosen_jointly || !ConsistentMasks(u).empty();
+      if (chosen_jointly) {
+        SampleJointRuns(v, rng);
+      } else if (may_always && p_run >= 1) {
         for (int i = 0; i < m_; ++i) f[i] = s[i] + static_cast<float>(duration.Draw(rng));
         std::fill(r, r + m_, 1);
         run_count_[v] = m_;

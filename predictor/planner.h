@@ -75,10 +75,13 @@ struct TaskProgress {
 // Plans one run: Monte Carlo start-time distributions over the DAG (DESIGN §2) and, per task, the
 // warm-up time that minimises expected delay and idle cost, including the keep-alive cliff.
 // Seeded: the same seed, model and events give the same plan. Task events condition the samples
-// and re-plan only the descendants of the task. Skips travel through the samples: a task runs in
-// a sample only when it has no parents or one of them ran there, and then with its
-// TaskModel::run_probability. Memory: 1 float (finish time) and 1 bit (ran or not) per task and
-// sample.
+// and re-plan only what they can move. Skips travel through the samples: a task runs in a sample
+// only when it has no parents or one of them ran there, and then with its
+// TaskModel::run_probability; except that a parent with learned joint outcomes of its children
+// (RunModel::child_outcomes) draws one outcome per sample for all of them, so that exclusive
+// branches stay exclusive (a task runs where such a parent ran and chose it). Memory: 1 float
+// (finish time) per task with children and sample, 1 bit (ran or not) per sample of a task that
+// runs in some samples only.
 // Not thread-safe: the server guards each run with its own lock.
 //
 // Example:
@@ -97,10 +100,11 @@ class RunPlanner {
   void PlanAll(absl::Time now);
 
   // Task events at time `at`, re-planned as of `now`. Each returns the tasks whose plans were
-  // recomputed (the task and its descendants, in topological order). FAILED_PRECONDITION when the
-  // event contradicts what is known (e.g. finishing a task twice); a failed task may start again
-  // (a retry).
-  // `container_wait`: see TaskProgress (a task that started cold finishes that much later).
+  // recomputed, in topological order: the task, its siblings under a parent with joint outcomes
+  // (whose outcomes depend on the task's), and the descendants of those. FAILED_PRECONDITION when
+  // the event contradicts what is known (e.g. finishing a task twice); a failed task may start
+  // again (a retry). `container_wait`: see TaskProgress (a task that started cold finishes that
+  // much later).
   absl::StatusOr<std::vector<int>> Started(
       int task, absl::Time at, absl::Time now,
       std::optional<absl::Duration> container_wait = absl::ZeroDuration());
@@ -113,8 +117,8 @@ class RunPlanner {
   // Replan).
   void SetTaskWarmUntil(int task, absl::Time warm_until);
 
-  // Re-plans the task and its descendants as of `now`, after what is known of its service
-  // changed (SetTaskWarmUntil). Returns them in topological order.
+  // Re-plans the task and what depends on it (as for task events) as of `now`, after what is
+  // known of its service changed (SetTaskWarmUntil). Returns them in topological order.
   std::vector<int> Replan(int task, absl::Time now);
 
   const Dag& dag() const { return *dag_; }
@@ -132,6 +136,15 @@ class RunPlanner {
   double Rel(absl::Time t) const { return absl::ToDoubleSeconds(t - start_); }
   absl::Time Abs(double rel) const { return start_ + absl::Seconds(rel); }
   void Sample(int task, double now_rel);
+  // The learned joint outcomes of the parent's children (null: none), and those of them that
+  // agree with the children's known outcomes (valid until the next call).
+  const std::vector<uint32_t>* MasksOf(int parent) const;
+  std::span<const uint32_t> ConsistentMasks(int parent);
+  // Sample(): which samples a pending task with a jointly sampled parent runs in, and their
+  // finish times.
+  void SampleJointRuns(int task, Rng& rng);
+  // What an event of `task` re-plans (see Replan).
+  std::vector<int> Affected(int task) const;
   // The start samples of a pending task as of `now_rel`, from its parents' finish samples and
   // gap draws from `rng` (its kGapAndDuration stream, which then goes on to its durations).
   void PendingStarts(int task, double now_rel, Rng& rng, float* starts) const;
@@ -211,7 +224,9 @@ class RunPlanner {
   std::vector<Confidence> finish_confidence_;
   std::vector<TaskProgress> progress_;
   std::vector<StoredPlan> plans_;
-  std::vector<int> warm_parents_;  // EvaluateWarmup: parents on the task's service
+  std::vector<int> warm_parents_;           // EvaluateWarmup: parents on the task's service
+  std::vector<uint32_t> consistent_masks_;  // ConsistentMasks
+  std::vector<uint8_t> chosen_now_;         // SampleJointRuns
   // Scratch, reused across tasks. Sample() leaves the task's start samples S (seconds after
   // start_) and run flags here for Evaluate() of the same task.
   std::vector<float> starts_;
