@@ -196,22 +196,15 @@ void BM_HistoryMemoryPerKey(benchmark::State& state) {
   state.counters["bytes_per_key"] = per_key;
 }
 
-BENCHMARK_CAPTURE(BM_Plan, chain, true)
-    ->RangeMultiplier(10)
-    ->Range(10, 10'000)
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Plan, layered, false)
-    ->RangeMultiplier(10)
-    ->Range(10, 10'000)
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_ReplanAfterEvent, chain, true)
-    ->RangeMultiplier(10)
-    ->Range(10, 10'000)
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_ReplanAfterEvent, layered, false)
-    ->RangeMultiplier(10)
-    ->Range(10, 10'000)
-    ->Unit(benchmark::kMillisecond);
+// DAGs of 10 to 10,000 tasks.
+void DagSizes(benchmark::internal::Benchmark* b) {
+  b->RangeMultiplier(10)->Range(10, 10'000)->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK_CAPTURE(BM_Plan, chain, true)->Apply(DagSizes);
+BENCHMARK_CAPTURE(BM_Plan, layered, false)->Apply(DagSizes);
+BENCHMARK_CAPTURE(BM_ReplanAfterEvent, chain, true)->Apply(DagSizes);
+BENCHMARK_CAPTURE(BM_ReplanAfterEvent, layered, false)->Apply(DagSizes);
 BENCHMARK(BM_ActiveRuns)->Arg(10'000)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HistoryMemoryPerKey)->Arg(10'000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
