@@ -21,8 +21,11 @@ namespace prewarm {
 struct PlannerOptions {
   // Monte Carlo samples per task. More samples: smoother quantiles, proportionally slower plans.
   int sample_count = 128;
-  // alpha/beta: how many idle container-seconds one second of workflow delay is worth.
-  double delay_cost_ratio = 20;
+  // alpha/beta: how many idle container-seconds one second of workflow delay is worth. The
+  // default prices a container-second of a 256-1024 MiB service at about $1e-5 (Lambda, Cloud
+  // Run, a Knative node) against about $0.002-0.003 for a second of an awaited pipeline's delay
+  // (docs/planner.md, "Choosing delay_cost_ratio").
+  double delay_cost_ratio = 200;
   // Whether the server refreshes a ready warm-up (sends it again) before the platform's keep-alive
   // would reclaim the container of a task that has not started yet. With refreshes a warm-up is
   // never lost to the keep-alive, so its idle cost grows with the wait and has no cliff; without,

@@ -175,6 +175,9 @@ TEST_F(PlannerTest, UncertainLongUpstreamStillRespectsTheKeepAlive) {
     history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(500 + 200 * rng.Uniform()));
   }
   LearnColdStart("svc-b", 1);
+  // At a/b = 20 (the default before issue 13) a minute of idle outweighs the rare late sample;
+  // at higher ratios firing earlier is the cheaper choice (refreshes keep the container).
+  options_.delay_cost_ratio = 20;
   auto p = Plan({T("a"), T("b", {"a"})}, t0_);
   const TaskPlan& b = PlanOf(*p, "b");
   ASSERT_EQ(b.decision, WarmupDecision::kWarm);
@@ -350,6 +353,8 @@ TEST_F(PlannerTest, TaskBelowARareBranchRunsOnlyWhenTheBranchDoes) {
   LearnColdStart("svc-c", 1);
   LearnRuns("b", 2, 7);
   options_.sample_count = 1024;
+  // At a/b = 20 a 30% branch is not worth a warm-up (at 200 it is).
+  options_.delay_cost_ratio = 20;
   auto p = Plan({T("a"), T("b", {"a"}), T("c", {"b"})}, t0_);
   const TaskPlan& b = PlanOf(*p, "b");
   const TaskPlan& c = PlanOf(*p, "c");
@@ -534,6 +539,9 @@ TEST_F(PlannerTest, WithOneRequestPerContainerALateWarmupsSpareIsPriced) {
   std::vector<TaskSpec> tasks = {T("a", {}, "svc-a"), T("b", {"a"}, "svc-b")};
   KeepWarm("svc-a");
   services_["svc-b"] = ServiceInfo{.warmable = true, .keep_alive = keep_alive_};
+  // At a/b = 20 the unlimited service accepts a few late samples, so the spare's price shows (at
+  // 200 both fire before every sample's latest time).
+  options_.delay_cost_ratio = 20;
   const absl::Time unlimited = PlanOf(*Plan(tasks, t0_), "b").warmup_time;
   services_["svc-b"].container_concurrency = 1;
   auto p = Plan(tasks, t0_);
