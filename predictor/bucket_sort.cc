@@ -43,17 +43,20 @@ void SortImpl(std::vector<T>& items, std::vector<T>& scratch, std::vector<uint32
   }
   const uint32_t buckets = static_cast<uint32_t>(n);
   const double scale = (buckets - 1) / (static_cast<double>(hi) - lo);
-  auto bucket_of = [&](const T& item) {
-    const auto b = static_cast<uint32_t>((static_cast<double>(KeyOf(item)) - lo) * scale);
-    return std::min(b, buckets - 1);
-  };
-  counts.assign(buckets + 1, 0);
-  for (const T& item : items) ++counts[bucket_of(item) + 1];
+  // Each item's bucket, computed once for the count and the scatter. Monotone in the key, so equal
+  // keys share a bucket and keep their order through the (stable) scatter.
+  counts.assign(2 * static_cast<size_t>(buckets) + 1, 0);
+  uint32_t* bucket = counts.data() + buckets + 1;
+  for (size_t i = 0; i < n; ++i) {
+    const auto b = static_cast<uint32_t>((static_cast<double>(KeyOf(items[i])) - lo) * scale);
+    bucket[i] = std::min(b, buckets - 1);
+    ++counts[bucket[i] + 1];
+  }
   for (uint32_t b = 0; b < buckets; ++b) counts[b + 1] += counts[b];
   scratch.resize(n);
   // counts[b] is now the start of bucket b; scatter advances it to the bucket's end.
-  std::vector<uint32_t>& next = counts;
-  for (const T& item : items) scratch[next[bucket_of(item)]++] = item;
+  uint32_t* next = counts.data();
+  for (size_t i = 0; i < n; ++i) scratch[next[bucket[i]]++] = items[i];
   // Bucket b now spans [previous end, next[b]).
   uint32_t begin = 0;
   for (uint32_t b = 0; b < buckets; ++b) {

@@ -21,8 +21,8 @@ std::string TaskLabel(absl::string_view id) { return absl::StrCat("task '", id, 
 std::string FindCycle(const std::vector<TaskSpec>& tasks,
                       const std::vector<std::vector<int>>& parents,
                       const std::vector<bool>& remaining) {
-  int start = static_cast<int>(std::find(remaining.begin(), remaining.end(), true) -
-                               remaining.begin());
+  int start =
+      static_cast<int>(std::find(remaining.begin(), remaining.end(), true) - remaining.begin());
   std::vector<int> position(tasks.size(), -1);
   std::vector<int> walk;
   int v = start;
@@ -50,8 +50,8 @@ std::string FindCycle(const std::vector<TaskSpec>& tasks,
 absl::StatusOr<Dag> Dag::Build(std::vector<TaskSpec> tasks, const DagLimits& limits) {
   if (tasks.empty()) return absl::InvalidArgumentError("the DAG has no tasks");
   if (static_cast<int64_t>(tasks.size()) > limits.max_tasks) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "the DAG has %d tasks; the limit is %d", tasks.size(), limits.max_tasks));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("the DAG has %d tasks; the limit is %d", tasks.size(), limits.max_tasks));
   }
 
   absl::flat_hash_map<std::string, int> input_index;
@@ -68,9 +68,9 @@ absl::StatusOr<Dag> Dag::Build(std::vector<TaskSpec> tasks, const DagLimits& lim
       }
     }
     if (!input_index.emplace(t.task_id, static_cast<int>(i)).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("duplicate task id '", t.task_id, "' (tasks[", input_index[t.task_id],
-                       "] and tasks[", i, "])"));
+      return absl::InvalidArgumentError(absl::StrCat("duplicate task id '", t.task_id, "' (tasks[",
+                                                     input_index[t.task_id], "] and tasks[", i,
+                                                     "])"));
     }
   }
 
@@ -81,8 +81,8 @@ absl::StatusOr<Dag> Dag::Build(std::vector<TaskSpec> tasks, const DagLimits& lim
     const TaskSpec& t = tasks[i];
     edges += static_cast<int64_t>(t.upstream_task_ids.size());
     if (edges > limits.max_edges) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "the DAG has more than %d upstream edges (the limit)", limits.max_edges));
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("the DAG has more than %d upstream edges (the limit)", limits.max_edges));
     }
     absl::flat_hash_set<int> seen;
     for (const std::string& up : t.upstream_task_ids) {
@@ -135,22 +135,28 @@ absl::StatusOr<Dag> Dag::Build(std::vector<TaskSpec> tasks, const DagLimits& lim
   dag.tasks_.resize(n);
   dag.parents_.resize(n);
   dag.children_.resize(n);
-  dag.index_.reserve(n);
   for (int old = 0; old < n; ++old) {
     const int pos = new_index[old];
+    // Sized exactly: a DAG is held by every active run.
+    dag.parents_[pos].reserve(parents[old].size());
+    dag.children_[pos].reserve(children[old].size());
     for (int p : parents[old]) dag.parents_[pos].push_back(new_index[p]);
     for (int c : children[old]) dag.children_[pos].push_back(new_index[c]);
     std::sort(dag.children_[pos].begin(), dag.children_[pos].end());
-    dag.index_.emplace(tasks[old].task_id, pos);
     dag.tasks_[pos] = std::move(tasks[old]);
   }
+  dag.by_id_.resize(n);
+  for (int v = 0; v < n; ++v) dag.by_id_[v] = v;
+  std::sort(dag.by_id_.begin(), dag.by_id_.end(),
+            [&](int a, int b) { return dag.tasks_[a].task_id < dag.tasks_[b].task_id; });
   return dag;
 }
 
 std::optional<int> Dag::Find(absl::string_view task_id) const {
-  auto it = index_.find(task_id);
-  if (it == index_.end()) return std::nullopt;
-  return it->second;
+  auto it = std::lower_bound(by_id_.begin(), by_id_.end(), task_id,
+                             [&](int v, absl::string_view id) { return tasks_[v].task_id < id; });
+  if (it == by_id_.end() || tasks_[*it].task_id != task_id) return std::nullopt;
+  return *it;
 }
 
 std::vector<int> Dag::Descendants(int task) const {

@@ -2,11 +2,11 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace prewarm {
 
@@ -53,7 +53,8 @@ class Dag {
   std::vector<TaskSpec> tasks_;
   std::vector<std::vector<int>> parents_;
   std::vector<std::vector<int>> children_;
-  absl::flat_hash_map<std::string, int> index_;
+  // Task indices ordered by task id, for Find (a quarter of the memory of a hash map of ids).
+  std::vector<int> by_id_;
   int edge_count_ = 0;
 };
 

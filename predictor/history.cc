@@ -24,6 +24,7 @@ std::shared_ptr<const Distribution> SnapshotOf(const SampleWindow& window, bool 
 
 History::History(HistoryOptions options)
     : options_(std::move(options)),
+      snapshot_mu_(std::make_unique<absl::Mutex>()),
       duration_prior_(PointOf(options_.duration_prior)),
       cold_start_prior_(PointOf(options_.cold_start_prior)),
       dispatch_gap_prior_(PointOf(options_.dispatch_gap_prior)) {}
@@ -45,6 +46,8 @@ History::Windows* History::WindowsOf(HistoryWindow kind) {
       return &warm_latencies_;
     case HistoryWindow::kDispatchGap:
       return &dispatch_gaps_;
+    case HistoryWindow::kChildOutcomes:
+      return &child_outcomes_;
     case HistoryWindow::kTaskRun:
       return nullptr;
   }
@@ -58,11 +61,13 @@ void History::AddTo(Windows& windows, HistoryWindow kind, absl::string_view key,
   if (it != windows.end()) {
     recency_.splice(recency_.end(), recency_, it->second.recency);
     it->second.samples.Add(seconds);
+    it->second.snapshot.reset();
     return;
   }
   recency_.emplace_back(kind, std::string(key));
-  it = windows.emplace(std::string(key), Window{SampleWindow(options_.window_size),
-                                                std::prev(recency_.end())})
+  it = windows
+           .emplace(std::string(key),
+                    Window{SampleWindow(options_.window_size), std::prev(recency_.end())})
            .first;
   it->second.samples.Add(seconds);
   EvictOverCap();  // Never the new key: it is the most recent.
@@ -162,15 +167,28 @@ const SampleWindow* History::WarmLatencies(absl::string_view service) const {
 const SampleWindow* History::DispatchGaps(absl::string_view workflow) const {
   return Lookup(dispatch_gaps_, workflow);
 }
+const SampleWindow* History::ChildOutcomes(absl::string_view key) const {
+  return Lookup(child_outcomes_, key);
+}
+
+std::shared_ptr<const Distribution> History::Snapshot(const Windows& windows,
+                                                      absl::string_view key) const {
+  auto it = windows.find(key);
+  if (it == windows.end()) return nullptr;
+  absl::MutexLock lock(snapshot_mu_.get());
+  std::shared_ptr<const Distribution>& snapshot = it->second.snapshot;
+  if (snapshot == nullptr) snapshot = SnapshotOf(it->second.samples, options_.follow_trends);
+  return snapshot;
+}
 
 Estimate History::TaskDuration(absl::string_view workflow, absl::string_view task,
                                absl::string_view service) const {
-  if (const SampleWindow* w = TaskDurations(workflow, task)) {
-    return {SnapshotOf(*w, options_.follow_trends), EstimateSource::kLearned};
+  if (auto d = Snapshot(task_durations_, TaskKey(workflow, task))) {
+    return {std::move(d), EstimateSource::kLearned};
   }
   if (!service.empty()) {
-    if (const SampleWindow* w = ServiceDurations(service)) {
-      return {SnapshotOf(*w, options_.follow_trends), EstimateSource::kFallback};
+    if (auto d = Snapshot(service_durations_, service)) {
+      return {std::move(d), EstimateSource::kFallback};
     }
   }
   return {duration_prior_, EstimateSource::kPrior};
@@ -178,17 +196,13 @@ Estimate History::TaskDuration(absl::string_view workflow, absl::string_view tas
 
 Estimate History::ColdStart(absl::string_view service,
                             std::optional<absl::Duration> service_prior) const {
-  if (const SampleWindow* w = ColdStarts(service)) {
-    return {SnapshotOf(*w, options_.follow_trends), EstimateSource::kLearned};
-  }
+  if (auto d = Snapshot(cold_starts_, service)) return {std::move(d), EstimateSource::kLearned};
   if (service_prior.has_value()) return {PointOf(*service_prior), EstimateSource::kPrior};
   return {cold_start_prior_, EstimateSource::kPrior};
 }
 
 Estimate History::DispatchGap(absl::string_view workflow) const {
-  if (const SampleWindow* w = DispatchGaps(workflow)) {
-    return {SnapshotOf(*w, options_.follow_trends), EstimateSource::kLearned};
-  }
+  if (auto d = Snapshot(dispatch_gaps_, workflow)) return {std::move(d), EstimateSource::kLearned};
   return {dispatch_gap_prior_, EstimateSource::kPrior};
 }
 

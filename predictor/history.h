@@ -8,9 +8,10 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/string_view.h"
-
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "predictor/distribution.h"
 #include "predictor/sample_window.h"
@@ -50,6 +51,9 @@ enum class HistoryWindow {
   kWarmLatency,      // key: service
   kDispatchGap,      // key: workflow
   kTaskRun,          // key: TaskKey(workflow, task); value 1 ran, 0 skipped
+  // key: ChildOutcomeKey (predictor/branch_outcomes.h); value: which children of a task that ran
+  // ran themselves, as a bit mask (see ChildOutcomesSettledBy).
+  kChildOutcomes,
 };
 
 // An estimate: a distribution and where it came from.
@@ -62,7 +66,9 @@ struct Estimate {
 // service, cold-start costs and warm latencies per service, dispatch gaps per workflow, and how
 // often each task ran. Pure data, no I/O; the server persists observations and replays them here.
 // Bounded: at most options.max_keys keys, least recently observed evicted first (memory per key
-// is bounded by the window size). Not thread-safe: callers synchronise.
+// is bounded by the window size). Not thread-safe: callers synchronise writes; const methods may
+// run concurrently with each other (estimates are snapshotted once per change of a window and
+// shared, under an internal lock).
 class History {
  public:
   explicit History(HistoryOptions options = {});
@@ -73,8 +79,8 @@ class History {
   History& operator=(const History&) = delete;
 
   // A task's warm run time; also counts for its service (when it has one).
-  void AddTaskDuration(absl::string_view workflow, absl::string_view task, absl::string_view service,
-                       absl::Duration duration);
+  void AddTaskDuration(absl::string_view workflow, absl::string_view task,
+                       absl::string_view service, absl::Duration duration);
   void AddColdStart(absl::string_view service, absl::Duration cold_start);
   // How long a warm service takes to answer a warm-up: tells cold warm-ups from warm ones.
   void AddWarmLatency(absl::string_view service, absl::Duration latency);
@@ -94,6 +100,8 @@ class History {
   const SampleWindow* ColdStarts(absl::string_view service) const;
   const SampleWindow* WarmLatencies(absl::string_view service) const;
   const SampleWindow* DispatchGaps(absl::string_view workflow) const;
+  // Recent joint outcomes of a task's children (key: ChildOutcomeKey), oldest first.
+  const SampleWindow* ChildOutcomes(absl::string_view key) const;
 
   // Estimates with fallback. Duration: the task's history, else its service's, else the prior.
   Estimate TaskDuration(absl::string_view workflow, absl::string_view task,
@@ -126,6 +134,10 @@ class History {
   struct Window {
     SampleWindow samples;
     Recency::iterator recency;
+    // The estimate of the current samples, built at the first request after a change and shared
+    // by every run planned until the next one (so runs of a workflow do not each hold a copy).
+    // Read and filled under snapshot_mu_ (const lookups); reset by writers, who hold History.
+    mutable std::shared_ptr<const Distribution> snapshot;
   };
   struct Runs {
     RunRecord record;
@@ -134,12 +146,18 @@ class History {
   using Windows = absl::flat_hash_map<std::string, Window>;
   void AddTo(Windows& windows, HistoryWindow kind, absl::string_view key, double seconds);
   static const SampleWindow* Lookup(const Windows& windows, absl::string_view key);
+  // The (cached) estimate of a window; null when the key has none.
+  std::shared_ptr<const Distribution> Snapshot(const Windows& windows, absl::string_view key) const
+      ABSL_LOCKS_EXCLUDED(snapshot_mu_);
   // The map holding keys of `kind` (nullptr for kTaskRun, which has its own).
   Windows* WindowsOf(HistoryWindow kind);
   // Evicts least recent keys while more than max_keys are held.
   void EvictOverCap();
 
   HistoryOptions options_;
+  // Guards only the cached snapshots, so that const lookups may run concurrently (a pointer, so
+  // that History stays movable).
+  std::unique_ptr<absl::Mutex> snapshot_mu_;
   Recency recency_;
   std::vector<std::pair<HistoryWindow, std::string>> evicted_;
   int64_t evictions_ = 0;
@@ -148,6 +166,7 @@ class History {
   Windows cold_starts_;
   Windows warm_latencies_;
   Windows dispatch_gaps_;
+  Windows child_outcomes_;  // Masks below 2^24: exact as the windows' floats.
   absl::flat_hash_map<std::string, Runs> task_runs_;
   // Priors are shared by every plan that falls back to them.
   std::shared_ptr<const Distribution> duration_prior_;

@@ -7,15 +7,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "predictor/check.h"
 #include "predictor/bucket_sort.h"
+#include "predictor/check.h"
 #include "predictor/random.h"
 
 namespace prewarm {
 namespace {
 
 // Independent random streams per task, one per kind of draw.
-enum Stream : uint64_t { kGapAndDuration = 0, kConditioned = 1, kColdStart = 2 };
+enum Stream : uint64_t { kGapAndDuration = 0, kConditioned = 1, kColdStart = 2, kChildOutcome = 3 };
 
 // A task whose every sampled start is this close to now cannot be helped by a warm-up.
 constexpr double kTooLateSlack = 1e-3;
@@ -89,37 +89,38 @@ RunPlanner::RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Tim
       start_(start),
       seed_(seed),
       options_(options),
-      m_(options.sample_count) {
+      m_(options.sample_count),
+      words_((options.sample_count + 63) / 64) {
   PREWARM_CHECK(static_cast<int>(model_.tasks.size()) == dag_->size(), "one model per task");
   PREWARM_CHECK(m_ > 0, "sample_count > 0");
   PREWARM_CHECK(options_.delay_cost_ratio > 0, "delay_cost_ratio > 0");
   const int n = dag_->size();
-  start_samples_.assign(static_cast<size_t>(n) * m_, 0);
-  finish_samples_.assign(static_cast<size_t>(n) * m_, 0);
-  ran_.assign(static_cast<size_t>(n) * m_, 0);
+  // Only tasks with children keep their finish samples: nothing reads a leaf's.
+  finish_row_.assign(n, -1);
+  int rows = 0;
+  for (int v = 0; v < n; ++v) {
+    if (!dag_->children(v).empty()) finish_row_[v] = rows++;
+  }
+  finish_samples_.assign(static_cast<size_t>(rows) * m_, 0);
+  leaf_finish_.assign(m_, 0);
+  ran_row_.assign(n, -1);
+  starts_.assign(m_, 0);
+  ran_now_.assign(m_, 0);
   run_count_.assign(n, 0);
+  sampled_at_.assign(n, 0);
   finish_confidence_.assign(n, Confidence::kHigh);
   progress_.resize(n);
   plans_.resize(n);
-  same_service_parents_.resize(n);
-  for (int v = 0; v < n; ++v) {
-    const std::string& service = dag_->task(v).service;
-    if (service.empty()) continue;
-    for (int u : dag_->parents(v)) {
-      if (dag_->task(u).service == service) same_service_parents_[v].push_back(u);
-    }
-  }
-}
-
-std::span<const float> RunPlanner::start_samples(int task) const {
-  return {start_samples_.data() + static_cast<size_t>(task) * m_, static_cast<size_t>(m_)};
 }
 
 size_t RunPlanner::MemoryBytes() const {
-  size_t bytes = (start_samples_.capacity() + finish_samples_.capacity()) * sizeof(float) +
-                 ran_.capacity() + run_count_.capacity() * sizeof(int) +
-                 plans_.capacity() * sizeof(TaskPlan) + progress_.capacity() * sizeof(TaskProgress);
-  for (const TaskPlan& p : plans_) bytes += p.reason.capacity();
+  size_t bytes =
+      (starts_.capacity() + finish_samples_.capacity() + leaf_finish_.capacity()) * sizeof(float) +
+      finish_row_.capacity() * sizeof(int) + ran_now_.capacity() +
+      ran_bits_.capacity() * sizeof(uint64_t) + ran_row_.capacity() * sizeof(int) +
+      run_count_.capacity() * sizeof(int) + sampled_at_.capacity() * sizeof(float) +
+      finish_confidence_.capacity() * sizeof(Confidence) + plans_.capacity() * sizeof(StoredPlan) +
+      progress_.capacity() * sizeof(TaskProgress);
   return bytes;
 }
 
@@ -131,10 +132,103 @@ void RunPlanner::PlanAll(absl::Time now) {
   }
 }
 
+const std::vector<uint32_t>* RunPlanner::MasksOf(int parent) const {
+  const std::vector<ChildOutcomes>& all = model_.child_outcomes;
+  auto it = std::lower_bound(all.begin(), all.end(), parent,
+                             [](const ChildOutcomes& c, int p) { return c.parent < p; });
+  return it == all.end() || it->parent != parent ? nullptr : &it->masks;
+}
+
+std::span<const uint32_t> RunPlanner::ConsistentMasks(int parent) {
+  const std::vector<uint32_t>* masks = MasksOf(parent);
+  if (masks == nullptr || dag_->children(parent).size() > 32) return {};
+  // Children whose outcome is known rule out the masks that disagree with it.
+  uint32_t known = 0;
+  uint32_t ran = 0;
+  const std::vector<int>& children = dag_->children(parent);
+  for (size_t j = 0; j < children.size(); ++j) {
+    const TaskState state = progress_[children[j]].state;
+    if (state == TaskState::kPending) continue;
+    known |= uint32_t{1} << j;
+    if (state != TaskState::kSkipped) ran |= uint32_t{1} << j;
+  }
+  consistent_masks_.clear();
+  for (uint32_t mask : *masks) {
+    if ((mask & known) == ran) consistent_masks_.push_back(mask);
+  }
+  return consistent_masks_;
+}
+
+void RunPlanner::SampleJointRuns(int v, Rng& rng) {
+  // A child runs in a sample when a parent that ran there chose it: by the mask drawn for that
+  // parent (the same draw for all of its children, from the parent's own stream), or, for a
+  // parent without learned outcomes, by the child's own run_probability as usual.
+  const TaskModel& model = model_.tasks[v];
+  const float* s = starts_.data();
+  float* f = Finish(v);
+  uint8_t* r = ran_now_.data();
+  std::vector<uint8_t>& chosen = chosen_now_;
+  chosen.assign(m_, 0);
+  std::fill(r, r + m_, 0);
+  for (int u : dag_->parents(v)) {
+    const std::span<const uint32_t> masks = ConsistentMasks(u);
+    if (masks.empty()) {
+      for (int i = 0; i < m_; ++i) r[i] |= static_cast<uint8_t>(Ran(u, i));
+      continue;
+    }
+    const std::vector<int>& siblings = dag_->children(u);
+    const int bit =
+        static_cast<int>(std::find(siblings.begin(), siblings.end(), v) - siblings.begin());
+    Rng pick(StreamSeed(seed_, u, kChildOutcome));
+    const auto count = static_cast<uint32_t>(masks.size());
+    for (int i = 0; i < m_; ++i) {
+      const uint32_t mask = masks[pick.Below(count)];
+      chosen[i] |= static_cast<uint8_t>(Ran(u, i) && ((mask >> bit) & 1));
+    }
+  }
+  const Distribution& duration = *model.duration.distribution;
+  const double p_run = model.run_probability;
+  int runs = 0;
+  for (int i = 0; i < m_; ++i) {
+    const bool own = p_run >= 1 || rng.Uniform() < p_run;
+    r[i] = chosen[i] | (r[i] & static_cast<uint8_t>(own));
+    f[i] = s[i] + (r[i] ? static_cast<float>(duration.Draw(rng)) : 0.0f);
+    runs += r[i];
+  }
+  run_count_[v] = runs;
+}
+
+std::vector<int> RunPlanner::Affected(int task) const {
+  // The task, its siblings under a parent with joint outcomes (what is known of the task changes
+  // which outcomes they can have), and the descendants of all of them, in topological order.
+  std::vector<bool> reached(dag_->size(), false);
+  reached[task] = true;
+  int first = task;
+  for (int u : dag_->parents(task)) {
+    if (MasksOf(u) == nullptr) continue;
+    for (int c : dag_->children(u)) {
+      reached[c] = true;
+      first = std::min(first, c);
+    }
+  }
+  std::vector<int> out;
+  for (int v = first; v < dag_->size(); ++v) {
+    if (!reached[v]) {
+      for (int p : dag_->parents(v)) {
+        if (reached[p]) {
+          reached[v] = true;
+          break;
+        }
+      }
+    }
+    if (reached[v]) out.push_back(v);
+  }
+  return out;
+}
+
 std::vector<int> RunPlanner::Replan(int task, absl::Time now) {
   const double now_rel = Rel(now);
-  std::vector<int> touched = dag_->Descendants(task);
-  touched.insert(touched.begin(), task);
+  std::vector<int> touched = Affected(task);
   for (int v : touched) {
     Sample(v, now_rel);
     Evaluate(v, now_rel);
@@ -143,7 +237,7 @@ std::vector<int> RunPlanner::Replan(int task, absl::Time now) {
 }
 
 absl::StatusOr<std::vector<int>> RunPlanner::Started(int task, absl::Time at, absl::Time now,
-                                                      std::optional<absl::Duration> container_wait) {
+                                                     std::optional<absl::Duration> container_wait) {
   TaskProgress& p = progress_[task];
   if (p.state == TaskState::kSucceeded || p.state == TaskState::kSkipped) {
     return AlreadyDone(dag_->task(task), p.state);
@@ -162,9 +256,9 @@ absl::StatusOr<std::vector<int>> RunPlanner::Finished(int task, absl::Time at, a
   }
   if (p.state == TaskState::kPending) p.started = at;  // Its start was never reported.
   if (at < p.started) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "task '", dag_->task(task).task_id, "' finishes at ", absl::FormatTime(at),
-        ", before it started at ", absl::FormatTime(p.started)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("task '", dag_->task(task).task_id, "' finishes at ", absl::FormatTime(at),
+                     ", before it started at ", absl::FormatTime(p.started)));
   }
   p.state = TaskState::kSucceeded;
   p.finished = at;
@@ -196,40 +290,64 @@ void RunPlanner::SetTaskWarmUntil(int task, absl::Time warm_until) {
   model_.tasks[task].service.warm_until = warm_until;
 }
 
+void RunPlanner::PendingStarts(int v, double now_rel, Rng& rng, float* s) const {
+  const std::vector<int>& parents = dag_->parents(v);
+  if (parents.empty()) {
+    std::fill(s, s + m_, 0.0f);
+  } else {
+    // Parent by parent, so the inner loop runs over contiguous samples.
+    std::fill(s, s + m_, -std::numeric_limits<float>::infinity());
+    for (int u : parents) {
+      const float* fu = Finish(u);
+      for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], fu[i]);
+    }
+    const Distribution& gap = *model_.dispatch_gap.distribution;
+    for (int i = 0; i < m_; ++i) s[i] += static_cast<float>(gap.Draw(rng));
+  }
+  // It has not started by now, so it starts no earlier than now.
+  const float floor = static_cast<float>(now_rel);
+  for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], floor);
+}
+
+std::vector<float> RunPlanner::start_samples(int task) const {
+  std::vector<float> s(m_);
+  const TaskProgress& progress = progress_[task];
+  if (progress.state == TaskState::kPending) {
+    // Drawn again from the same stream: the parents have not been re-sampled since (a re-plan
+    // of a task re-samples its descendants).
+    Rng rng(StreamSeed(seed_, task, kGapAndDuration));
+    PendingStarts(task, sampled_at_[task], rng, s.data());
+  } else {
+    std::fill(s.begin(), s.end(), static_cast<float>(Rel(progress.started)));
+  }
+  return s;
+}
+
 void RunPlanner::Sample(int v, double now_rel) {
-  float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
-  float* f = finish_samples_.data() + static_cast<size_t>(v) * m_;
-  uint8_t* r = ran_.data() + static_cast<size_t>(v) * m_;
+  sampled_at_[v] = static_cast<float>(now_rel);  // PendingStarts floors at the float anyway.
+  float* s = starts_.data();
+  float* f = Finish(v);
+  uint8_t* r = ran_now_.data();
   const TaskModel& model = model_.tasks[v];
   const TaskProgress& progress = progress_[v];
   switch (progress.state) {
     case TaskState::kPending: {
       const std::vector<int>& parents = dag_->parents(v);
       Rng rng(StreamSeed(seed_, v, kGapAndDuration));
+      PendingStarts(v, now_rel, rng, s);
       Confidence confidence = Confidence::kHigh;
-      if (parents.empty()) {
-        std::fill(s, s + m_, 0.0f);
-      } else {
-        // Parent by parent, so the inner loop runs over contiguous samples.
-        std::fill(s, s + m_, -std::numeric_limits<float>::infinity());
-        for (int u : parents) {
-          const float* fu = finish_samples_.data() + static_cast<size_t>(u) * m_;
-          for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], fu[i]);
-          confidence = Weakest(confidence, finish_confidence_[u]);
-        }
-        const Distribution& gap = *model_.dispatch_gap.distribution;
-        for (int i = 0; i < m_; ++i) s[i] += static_cast<float>(gap.Draw(rng));
-      }
-      // It has not started by now, so it starts no earlier than now.
-      const float floor = static_cast<float>(now_rel);
-      for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], floor);
+      for (int u : parents) confidence = Weakest(confidence, finish_confidence_[u]);
       // It may run where it has no parents or one of them ran (run_probability is conditional on
       // that). A parent that runs in every sample settles it without a pass over the flags.
       bool may_always = parents.empty();
       for (int u : parents) may_always = may_always || run_count_[u] == m_;
       const Distribution& duration = *model.duration.distribution;
       const double p_run = model.run_probability;
-      if (may_always && p_run >= 1) {
+      bool chosen_jointly = false;
+      for (int u : parents) chosen_jointly = chosen_jointly || !ConsistentMasks(u).empty();
+      if (chosen_jointly) {
+        SampleJointRuns(v, rng);
+      } else if (may_always && p_run >= 1) {
         for (int i = 0; i < m_; ++i) f[i] = s[i] + static_cast<float>(duration.Draw(rng));
         std::fill(r, r + m_, 1);
         run_count_[v] = m_;
@@ -237,8 +355,7 @@ void RunPlanner::Sample(int v, double now_rel) {
         std::fill(r, r + m_, may_always ? 1 : 0);
         if (!may_always) {
           for (int u : parents) {
-            const uint8_t* ru = ran_.data() + static_cast<size_t>(u) * m_;
-            for (int i = 0; i < m_; ++i) r[i] |= ru[i];
+            for (int i = 0; i < m_; ++i) r[i] |= static_cast<uint8_t>(Ran(u, i));
           }
         }
         int runs = 0;
@@ -292,6 +409,16 @@ void RunPlanner::Sample(int v, double now_rel) {
       break;
     }
   }
+  // Kept as bits: the children's samples read them at every re-plan.
+  const int runs = run_count_[v];
+  if (ran_row_[v] < 0) {
+    if (runs == 0 || runs == m_) return;  // Ran() answers from run_count_.
+    ran_row_[v] = static_cast<int>(ran_bits_.size() / words_);
+    ran_bits_.resize(ran_bits_.size() + words_);
+  }
+  uint64_t* bits = ran_bits_.data() + static_cast<size_t>(ran_row_[v]) * words_;
+  std::fill(bits, bits + words_, 0);
+  for (int i = 0; i < m_; ++i) bits[i / 64] |= static_cast<uint64_t>(r[i]) << (i % 64);
 }
 
 Confidence RunPlanner::StartConfidence(int v) const {
@@ -305,16 +432,15 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   const TaskSpec& spec = dag_->task(v);
   const TaskModel& model = model_.tasks[v];
   const TaskProgress& progress = progress_[v];
-  TaskPlan& plan = plans_[v];
-  plan = TaskPlan{};
+  StoredPlan& plan = plans_[v];
+  plan = StoredPlan{};
   const int runs = run_count_[v];
-  plan.run_probability = static_cast<double>(runs) / m_;
   sorted_by_optimizer_ = false;
 
   // Start-time summary: mean and latest here; quantiles once the samples are sorted below. Over
   // the samples in which the task runs (when it starts if it runs), or all when it runs in none.
-  const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
-  const uint8_t* r = ran_.data() + static_cast<size_t>(v) * m_;
+  const float* s = starts_.data();
+  const uint8_t* r = ran_now_.data();
   const bool some_skip = runs > 0 && runs < m_;
   double sum = 0;
   float latest = -std::numeric_limits<float>::infinity();
@@ -323,24 +449,23 @@ void RunPlanner::Evaluate(int v, double now_rel) {
     sum += s[i];
     latest = std::max(latest, s[i]);
   }
-  plan.expected_start = Abs(sum / (some_skip ? runs : m_));
+  plan.expected_start = sum / (some_skip ? runs : m_);
   const bool starts_now = latest <= now_rel + kTooLateSlack;
-  if (progress.state != TaskState::kPending) plan.expected_start = progress.started;
-  plan.confidence = StartConfidence(v);
+  Confidence confidence = StartConfidence(v);
   if (model.cold_start.distribution != nullptr) {
-    plan.expected_cold_start = absl::Seconds(model.cold_start.distribution->Mean());
-    plan.confidence = Weakest(plan.confidence, ConfidenceOf(model.cold_start.source));
+    confidence = Weakest(confidence, ConfidenceOf(model.cold_start.source));
   }
+  plan.confidence = confidence;
 
   if (progress.state != TaskState::kPending) {
     plan.decision = WarmupDecision::kSkipStarted;
-    plan.reason = absl::StrCat("task is ", TaskStateName(progress.state));
+    plan.reason = Reason::kStarted;
   } else if (spec.service.empty()) {
     plan.decision = WarmupDecision::kSkipNoService;
-    plan.reason = "task calls no service";
+    plan.reason = Reason::kNoService;
   } else if (!model.service.warmable) {
     plan.decision = WarmupDecision::kSkipNoService;
-    plan.reason = absl::StrCat("service '", spec.service, "' is not registered for warm-ups");
+    plan.reason = Reason::kNotRegistered;
   } else {
     EvaluateWarmup(v, now_rel, starts_now, plan);
   }
@@ -363,20 +488,26 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   const auto quantile = [&](double q) {
     return sorted[static_cast<size_t>(q * (sorted.size() - 1))];
   };
-  plan.start_p10 = Abs(quantile(0.1));
-  plan.start_p90 = Abs(quantile(0.9));
+  plan.start_p10 = quantile(0.1);
+  plan.start_p90 = quantile(0.9);
 }
 
-void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan& plan) {
+void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, StoredPlan& plan) {
   const TaskModel& model = model_.tasks[v];
-  const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
+  const float* s = starts_.data();
   const double keep_alive = std::max(0.0, absl::ToDoubleSeconds(model.service.keep_alive));
   const double warm_until = model.service.warm_until == absl::InfinitePast()
                                 ? -std::numeric_limits<double>::infinity()
                                 : Rel(model.service.warm_until);
   const Distribution& cold_start = *model.cold_start.distribution;
-  const std::vector<int>& warm_parents = same_service_parents_[v];
-  const uint8_t* r = ran_.data() + static_cast<size_t>(v) * m_;
+  // Its parents that call the same service leave it warm. Found here rather than kept: a plan is
+  // held by every active run, and this costs a string comparison per parent.
+  std::vector<int>& warm_parents = warm_parents_;
+  warm_parents.clear();
+  for (int u : dag_->parents(v)) {
+    if (dag_->task(u).service == dag_->task(v).service) warm_parents.push_back(u);
+  }
+  const uint8_t* r = ran_now_.data();
   const int runs = run_count_[v];
 
   needs_warmup_.assign(m_, 0);
@@ -384,17 +515,17 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
     plan.decision = WarmupDecision::kSkipUnlikely;
     bool parent_runs = dag_->parents(v).empty();
     for (int u : dag_->parents(v)) parent_runs = parent_runs || run_count_[u] > 0;
-    plan.reason = parent_runs ? absl::StrFormat("runs in none of %d sampled runs", m_)
-                              : "no upstream task runs: its branch is skipped";
+    plan.reason = parent_runs ? Reason::kRunsInNone : Reason::kBranchSkipped;
     return;
   }
 
   // Samples in which the task runs and its service is cold when it starts: (latest firing time,
   // cold start). A warm-up matters in those only.
   Rng rng(StreamSeed(seed_, v, kColdStart));
-  scratch_a_.clear();
-  scratch_b_.clear();
+  scratch_a_.resize(m_);
+  scratch_b_.resize(m_);
   cold_draws_.resize(m_);
+  int need = 0;
   int warm_by_other_run = 0;
   for (int i = 0; i < m_; ++i) {
     // Drawn in every sample, so that each keeps its draw whichever samples run.
@@ -408,36 +539,35 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
     bool warm_by_parent = false;
     for (int u : warm_parents) {
       // A parent that did not run in this sample warmed nothing.
-      const size_t ui = static_cast<size_t>(u) * m_ + i;
-      if (ran_[ui] && (keep_alive <= 0 || s[i] - finish_samples_[ui] <= keep_alive)) {
+      if (Ran(u, i) && (keep_alive <= 0 || s[i] - Finish(u)[i] <= keep_alive)) {
         warm_by_parent = true;
         break;
       }
     }
     if (warm_by_parent) continue;
     needs_warmup_[i] = 1;
-    scratch_a_.push_back(static_cast<float>(s[i] - c));
-    scratch_b_.push_back(static_cast<float>(c));
+    scratch_a_[need] = static_cast<float>(s[i] - c);
+    scratch_b_[need] = static_cast<float>(c);
+    ++need;
   }
+  scratch_a_.resize(need);
+  scratch_b_.resize(need);
 
   if (scratch_a_.empty()) {
     plan.decision = WarmupDecision::kSkipAlreadyWarm;
-    plan.reason = warm_by_other_run == runs
-                      ? absl::StrCat("service is warm until ",
-                                     absl::FormatTime("%H:%M:%E3S", model.service.warm_until,
-                                                      absl::UTCTimeZone()),
-                                     " (another warm-up or call)")
-                      : "an upstream task on the same service leaves it warm";
+    if (warm_by_other_run == runs) {
+      plan.reason = Reason::kWarmUntil;
+      plan.warm_until_ns = absl::ToInt64Nanoseconds(model.service.warm_until - start_);
+    } else {
+      plan.reason = Reason::kUpstreamWarm;
+    }
     return;
   }
 
   if (starts_now) {
     plan.decision = WarmupDecision::kSkipTooLate;
-    plan.expected_delay = plan.expected_cold_start;
-    plan.reason = absl::StrFormat(
-        "starts now: too late to hide its %.2fs cold start (submit the run before it starts to "
-        "warm it)",
-        absl::ToDoubleSeconds(plan.expected_cold_start));
+    plan.reason = Reason::kStartsNow;
+    plan.delay_is_cold_start = true;
     AddColdStartDelays(v, std::numeric_limits<double>::infinity(), keep_alive);
     return;
   }
@@ -455,62 +585,138 @@ void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, TaskPlan
   // A skipped task leaves a fired warm-up idle until the container is reclaimed: keep_alive
   // after it was fired (or last refreshed, about when the task was due).
   const double until_due =
-      std::max(0.0, absl::ToDoubleSeconds(plan.expected_start - start_) - choice.fire_at);
-  const double wasted_if_skipped =
-      keep_alive <= 0 ? until_due : options_.refresh_warmups ? until_due + keep_alive : keep_alive;
+      std::max(0.0, absl::ToDoubleSeconds(Abs(plan.expected_start) - start_) - choice.fire_at);
+  const double wasted_if_skipped = keep_alive <= 0            ? until_due
+                                   : options_.refresh_warmups ? until_due + keep_alive
+                                                              : keep_alive;
   const double cost_warm = p * choice.expected_cost + (1 - p) * wasted_if_skipped;
   const double cost_none = p * choice.cost_without;
 
   if (!choice.warm || cost_warm >= cost_none) {
-    plan.expected_delay = absl::Seconds(p * choice.cost_without / alpha);
+    plan.expected_delay = p * choice.cost_without / alpha;
     AddColdStartDelays(v, std::numeric_limits<double>::infinity(), keep_alive);
     if (choice.warm && p < 1) {
       plan.decision = WarmupDecision::kSkipUnlikely;
-      plan.reason = absl::StrFormat(
-          "runs in %.0f%% of runs; a warm-up would idle more than the %.2fs it hides", 100 * p,
-          absl::ToDoubleSeconds(plan.expected_cold_start));
+      plan.reason = Reason::kUnlikely;
     } else {
       plan.decision = WarmupDecision::kSkipNotWorth;
-      plan.reason = absl::StrFormat(
-          "a warm-up would cost more idle time than the delay it hides at delay_cost_ratio %g",
-          alpha);
+      plan.reason = Reason::kNotWorth;
     }
     return;
   }
 
   plan.decision = WarmupDecision::kWarm;
-  plan.warmup_time = Abs(choice.fire_at);
+  plan.warmup_time = choice.fire_at;
   AddColdStartDelays(v, choice.fire_at, cliff);
-  plan.expected_delay = absl::Seconds(p * choice.expected_delay);
-  plan.expected_idle = absl::Seconds(p * choice.expected_idle + (1 - p) * wasted_if_skipped);
-  const double lead = absl::ToDoubleSeconds(plan.expected_start - plan.warmup_time);
-  if (choice.fire_at <= now_rel) {
-    plan.reason = absl::StrFormat(
-        "deadline passed: fires now, %.2fs before the expected start (cold start %.2fs)", lead,
-        absl::ToDoubleSeconds(plan.expected_cold_start));
-  } else {
-    plan.reason = absl::StrFormat(
-        "fires %.2fs before the expected start (cold start %.2fs); %.0f%% chance the task waits",
-        lead, absl::ToDoubleSeconds(plan.expected_cold_start), 100 * choice.late_probability);
+  plan.expected_delay = p * choice.expected_delay;
+  plan.expected_idle = p * choice.expected_idle + (1 - p) * wasted_if_skipped;
+  plan.reason = choice.fire_at <= now_rel ? Reason::kDeadlinePassed : Reason::kFires;
+  plan.late_samples = choice.late_samples;
+}
+
+absl::Duration RunPlanner::ExpectedColdStart(int v) const {
+  const Distribution* cold_start = model_.tasks[v].cold_start.distribution.get();
+  return cold_start == nullptr ? absl::ZeroDuration() : absl::Seconds(cold_start->Mean());
+}
+
+TaskPlan RunPlanner::plan(int task) const {
+  const StoredPlan& stored = plans_[task];
+  const TaskProgress& progress = progress_[task];
+  const TaskSpec& spec = dag_->task(task);
+  TaskPlan plan;
+  plan.decision = stored.decision;
+  plan.warmup_time =
+      stored.decision == WarmupDecision::kWarm ? Abs(stored.warmup_time) : absl::InfiniteFuture();
+  plan.expected_start =
+      progress.state == TaskState::kPending ? Abs(stored.expected_start) : progress.started;
+  plan.start_p10 = Abs(stored.start_p10);
+  plan.start_p90 = Abs(stored.start_p90);
+  plan.expected_cold_start = ExpectedColdStart(task);
+  plan.expected_delay =
+      stored.delay_is_cold_start ? plan.expected_cold_start : absl::Seconds(stored.expected_delay);
+  plan.expected_idle = absl::Seconds(stored.expected_idle);
+  plan.confidence = stored.confidence;
+  plan.run_probability = static_cast<double>(run_count_[task]) / m_;
+  const double cold = absl::ToDoubleSeconds(plan.expected_cold_start);
+  switch (stored.reason) {
+    case Reason::kStarted:
+      plan.reason = absl::StrCat("task is ", TaskStateName(progress.state));
+      break;
+    case Reason::kNoService:
+      plan.reason = "task calls no service";
+      break;
+    case Reason::kNotRegistered:
+      plan.reason = absl::StrCat("service '", spec.service, "' is not registered for warm-ups");
+      break;
+    case Reason::kRunsInNone:
+      plan.reason = absl::StrFormat("runs in none of %d sampled runs", m_);
+      break;
+    case Reason::kBranchSkipped:
+      plan.reason = "no upstream task runs: its branch is skipped";
+      break;
+    case Reason::kWarmUntil:
+      plan.reason = absl::StrCat(
+          "service is warm until ",
+          absl::FormatTime("%H:%M:%E3S", start_ + absl::Nanoseconds(stored.warm_until_ns),
+                           absl::UTCTimeZone()),
+          " (another warm-up or call)");
+      break;
+    case Reason::kUpstreamWarm:
+      plan.reason = "an upstream task on the same service leaves it warm";
+      break;
+    case Reason::kStartsNow:
+      plan.reason = absl::StrFormat(
+          "starts now: too late to hide its %.2fs cold start (submit the run before it starts to "
+          "warm it)",
+          cold);
+      break;
+    case Reason::kUnlikely:
+      plan.reason = absl::StrFormat(
+          "runs in %.0f%% of runs; a warm-up would idle more than the %.2fs it hides",
+          100 * plan.run_probability, cold);
+      break;
+    case Reason::kNotWorth:
+      plan.reason = absl::StrFormat(
+          "a warm-up would cost more idle time than the delay it hides at delay_cost_ratio %g",
+          options_.delay_cost_ratio);
+      break;
+    case Reason::kDeadlinePassed:
+    case Reason::kFires: {
+      const double lead = absl::ToDoubleSeconds(plan.expected_start - plan.warmup_time);
+      plan.reason =
+          stored.reason == Reason::kDeadlinePassed
+              ? absl::StrFormat(
+                    "deadline passed: fires now, %.2fs before the expected start (cold start "
+                    "%.2fs)",
+                    lead, cold)
+              : absl::StrFormat(
+                    "fires %.2fs before the expected start (cold start %.2fs); %.0f%% chance the "
+                    "task waits",
+                    lead, cold,
+                    // As WarmupChoice::late_probability computes it, for the same digits.
+                    100 * (stored.late_samples * (1.0 / run_count_[task])));
+      break;
+    }
   }
+  return plan;
 }
 
 void RunPlanner::AddColdStartDelays(int v, double fire_at, double keep_alive) {
   // The task's own cold start (or the part a late warm-up leaves) delays its finish, and so its
   // descendants: a cold root runs C longer than its warm history says.
-  const float* s = start_samples_.data() + static_cast<size_t>(v) * m_;
-  float* f = finish_samples_.data() + static_cast<size_t>(v) * m_;
+  const float* s = starts_.data();
+  float* f = Finish(v);
+  // Without branches on the samples (they are unpredictable): the task waits the part of the
+  // cold start the warm-up leaves, min((w - x)+, C); all of C with no warm-up (w infinite) or
+  // one reclaimed before use.
+  const bool reclaims = keep_alive > 0;
   for (int i = 0; i < m_; ++i) {
-    if (!needs_warmup_[i]) continue;
     const double c = cold_draws_[i];
     const double x = s[i] - c;
-    double delay = c;  // No warm-up, a late one past the start, or one reclaimed before use.
-    if (fire_at <= x) {
-      if (keep_alive <= 0 || x - fire_at <= keep_alive) delay = 0;
-    } else if (fire_at - x < c) {
-      delay = fire_at - x;
-    }
-    f[i] += static_cast<float>(delay);
+    const double lead = x - fire_at;
+    double delay = std::min(std::max(-lead, 0.0), c);
+    delay = reclaims && lead > keep_alive ? c : delay;
+    f[i] += needs_warmup_[i] ? static_cast<float>(delay) : 0.0f;
   }
 }
 

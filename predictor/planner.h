@@ -5,13 +5,14 @@
 #include <optional>
 #include <span>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "predictor/dag.h"
 #include "predictor/bucket_sort.h"
+#include "predictor/dag.h"
+#include "predictor/random.h"
 #include "predictor/run_model.h"
 #include "predictor/warmup_optimizer.h"
 
@@ -20,8 +21,11 @@ namespace prewarm {
 struct PlannerOptions {
   // Monte Carlo samples per task. More samples: smoother quantiles, proportionally slower plans.
   int sample_count = 128;
-  // alpha/beta: how many idle container-seconds one second of workflow delay is worth.
-  double delay_cost_ratio = 20;
+  // alpha/beta: how many idle container-seconds one second of workflow delay is worth. The
+  // default prices a container-second of a 256-1024 MiB service at about $1e-5 (Lambda, Cloud
+  // Run, a Knative node) against about $0.002-0.003 for a second of an awaited pipeline's delay
+  // (docs/planner.md, "Choosing delay_cost_ratio").
+  double delay_cost_ratio = 200;
   // Whether the server refreshes a ready warm-up (sends it again) before the platform's keep-alive
   // would reclaim the container of a task that has not started yet. With refreshes a warm-up is
   // never lost to the keep-alive, so its idle cost grows with the wait and has no cliff; without,
@@ -74,9 +78,13 @@ struct TaskProgress {
 // Plans one run: Monte Carlo start-time distributions over the DAG (DESIGN §2) and, per task, the
 // warm-up time that minimises expected delay and idle cost, including the keep-alive cliff.
 // Seeded: the same seed, model and events give the same plan. Task events condition the samples
-// and re-plan only the descendants of the task. Skips travel through the samples: a task runs in
-// a sample only when it has no parents or one of them ran there, and then with its
-// TaskModel::run_probability. Memory: 2 floats and 1 byte (ran or not) per task and sample.
+// and re-plan only what they can move. Skips travel through the samples: a task runs in a sample
+// only when it has no parents or one of them ran there, and then with its
+// TaskModel::run_probability; except that a parent with learned joint outcomes of its children
+// (RunModel::child_outcomes) draws one outcome per sample for all of them, so that exclusive
+// branches stay exclusive (a task runs where such a parent ran and chose it). Memory: 1 float
+// (finish time) per task with children and sample, 1 bit (ran or not) per sample of a task that
+// runs in some samples only.
 // Not thread-safe: the server guards each run with its own lock.
 //
 // Example:
@@ -95,10 +103,11 @@ class RunPlanner {
   void PlanAll(absl::Time now);
 
   // Task events at time `at`, re-planned as of `now`. Each returns the tasks whose plans were
-  // recomputed (the task and its descendants, in topological order). FAILED_PRECONDITION when the
-  // event contradicts what is known (e.g. finishing a task twice); a failed task may start again
-  // (a retry).
-  // `container_wait`: see TaskProgress (a task that started cold finishes that much later).
+  // recomputed, in topological order: the task, its siblings under a parent with joint outcomes
+  // (whose outcomes depend on the task's), and the descendants of those. FAILED_PRECONDITION when
+  // the event contradicts what is known (e.g. finishing a task twice); a failed task may start
+  // again (a retry). `container_wait`: see TaskProgress (a task that started cold finishes that
+  // much later).
   absl::StatusOr<std::vector<int>> Started(
       int task, absl::Time at, absl::Time now,
       std::optional<absl::Duration> container_wait = absl::ZeroDuration());
@@ -111,25 +120,72 @@ class RunPlanner {
   // Replan).
   void SetTaskWarmUntil(int task, absl::Time warm_until);
 
-  // Re-plans the task and its descendants as of `now`, after what is known of its service
-  // changed (SetTaskWarmUntil). Returns them in topological order.
+  // Re-plans the task and what depends on it (as for task events) as of `now`, after what is
+  // known of its service changed (SetTaskWarmUntil). Returns them in topological order.
   std::vector<int> Replan(int task, absl::Time now);
 
   const Dag& dag() const { return *dag_; }
   absl::Time start() const { return start_; }
-  const TaskPlan& plan(int task) const { return plans_[task]; }
+  // The task's plan, its reason formatted on each call (a plan keeps it as a code and numbers).
+  TaskPlan plan(int task) const;
   const TaskProgress& progress(int task) const { return progress_[task]; }
-  // Start-time samples of a task, in seconds after start() (for tests and diagnostics).
-  std::span<const float> start_samples(int task) const;
-  // Bytes held by the samples and plans.
+  // Start-time samples of a task as of its last plan, in seconds after start() (for tests and
+  // diagnostics; drawn again on each call, since a plan keeps only the finish samples).
+  std::vector<float> start_samples(int task) const;
+  // Bytes held by the samples and plans (not the model).
   size_t MemoryBytes() const;
 
  private:
   double Rel(absl::Time t) const { return absl::ToDoubleSeconds(t - start_); }
   absl::Time Abs(double rel) const { return start_ + absl::Seconds(rel); }
   void Sample(int task, double now_rel);
+  // The learned joint outcomes of the parent's children (null: none), and those of them that
+  // agree with the children's known outcomes (valid until the next call).
+  const std::vector<uint32_t>* MasksOf(int parent) const;
+  std::span<const uint32_t> ConsistentMasks(int parent);
+  // Sample(): which samples a pending task with a jointly sampled parent runs in, and their
+  // finish times.
+  void SampleJointRuns(int task, Rng& rng);
+  // What an event of `task` re-plans (see Replan).
+  std::vector<int> Affected(int task) const;
+  // The start samples of a pending task as of `now_rel`, from its parents' finish samples and
+  // gap draws from `rng` (its kGapAndDuration stream, which then goes on to its durations).
+  void PendingStarts(int task, double now_rel, Rng& rng, float* starts) const;
   void Evaluate(int task, double now_rel);
-  void EvaluateWarmup(int task, double now_rel, bool starts_now, TaskPlan& plan);
+  // Why a task got its decision; plan() turns it into TaskPlan::reason.
+  enum class Reason : uint8_t {
+    kStarted,
+    kNoService,
+    kNotRegistered,
+    kRunsInNone,
+    kBranchSkipped,
+    kWarmUntil,
+    kUpstreamWarm,
+    kStartsNow,
+    kUnlikely,
+    kNotWorth,
+    kDeadlinePassed,
+    kFires,
+  };
+  // What a plan keeps of a TaskPlan (about a quarter of its size, no string): times in seconds
+  // after start_; what can be derived (run probability, cold start, the reason's text) is derived
+  // in plan().
+  struct StoredPlan {
+    double expected_start = 0;  // of a pending task (else progress.started)
+    double warmup_time = 0;     // when decision == kWarm
+    double expected_delay = 0;  // seconds
+    double expected_idle = 0;   // seconds
+    int64_t warm_until_ns = 0;  // kWarmUntil: until when the service is warm, after start_
+    float start_p10 = 0;
+    float start_p90 = 0;
+    int late_samples = 0;  // kFires: WarmupChoice::late_samples (of run_count_ samples)
+    WarmupDecision decision = WarmupDecision::kSkipNoService;
+    Confidence confidence = Confidence::kHigh;
+    Reason reason = Reason::kNoService;
+    bool delay_is_cold_start = false;  // kSkipTooLate: the whole expected cold start
+  };
+  void EvaluateWarmup(int task, double now_rel, bool starts_now, StoredPlan& plan);
+  absl::Duration ExpectedColdStart(int task) const;
   Confidence StartConfidence(int task) const;
   // Adds to the task's finish samples the cold-start delay it pays when warmed at `fire_at`
   // (infinity: not warmed). Uses the draws of the last EvaluateWarmup.
@@ -140,24 +196,49 @@ class RunPlanner {
   absl::Time start_;
   uint64_t seed_;
   PlannerOptions options_;
-  int m_;  // samples per task
-  std::vector<float> start_samples_;   // [task * m_ + i]: S, seconds after start_
-  std::vector<float> finish_samples_;  // [task * m_ + i]: S + D
-  // [task * m_ + i]: whether the task runs in sample i. A byte rather than a bit keeps the
-  // per-sample loops plain, for 1/8 of the memory of the float samples.
-  std::vector<uint8_t> ran_;
-  std::vector<int> run_count_;  // per task: samples in which it runs
+  bool Ran(int task, int i) const {
+    const int row = ran_row_[task];
+    if (row < 0) return run_count_[task] == m_;
+    return (ran_bits_[static_cast<size_t>(row) * words_ + i / 64] >> (i % 64)) & 1;
+  }
+
+  int m_;      // samples per task
+  int words_;  // 64-bit words of run flags per task
+  // The finish samples S + D of a task (seconds after start_): what a re-plan of its children
+  // reads. A leaf's are scratch, valid only while it is sampled and evaluated.
+  float* Finish(int task) {
+    const int row = finish_row_[task];
+    return row < 0 ? leaf_finish_.data() : finish_samples_.data() + static_cast<size_t>(row) * m_;
+  }
+  const float* Finish(int task) const { return const_cast<RunPlanner*>(this)->Finish(task); }
+
+  // [finish_row_[task] * m_ + i]: finish samples of the tasks that have children (row -1: a
+  // leaf). The start samples S are needed only while the task itself is evaluated (starts_).
+  std::vector<float> finish_samples_;
+  std::vector<int> finish_row_;
+  std::vector<float> leaf_finish_;
+  // Bit i of words [row * words_, (row + 1) * words_): whether the task of ran_row_[task] == row
+  // runs in sample i. Only tasks that ever ran in some samples and not others have a row (-1:
+  // none; it runs in all samples or in none, as run_count_ says).
+  std::vector<uint64_t> ran_bits_;
+  std::vector<int> ran_row_;
+  std::vector<int> run_count_;     // per task: samples in which it runs
+  std::vector<float> sampled_at_;  // per task: now_rel of its last Sample()
   std::vector<Confidence> finish_confidence_;
   std::vector<TaskProgress> progress_;
-  std::vector<TaskPlan> plans_;
-  // For each task, its parents that call the same service: they leave it warm.
-  std::vector<std::vector<int>> same_service_parents_;
-  // Scratch, reused across tasks.
+  std::vector<StoredPlan> plans_;
+  std::vector<int> warm_parents_;           // EvaluateWarmup: parents on the task's service
+  std::vector<uint32_t> consistent_masks_;  // ConsistentMasks
+  std::vector<uint8_t> chosen_now_;         // SampleJointRuns
+  // Scratch, reused across tasks. Sample() leaves the task's start samples S (seconds after
+  // start_) and run flags here for Evaluate() of the same task.
+  std::vector<float> starts_;
+  std::vector<uint8_t> ran_now_;
   std::vector<float> scratch_a_;
   std::vector<float> scratch_b_;
   std::vector<uint32_t> bucket_counts_;
-  std::vector<float> cold_draws_;       // EvaluateWarmup: the cold start of each sample
-  std::vector<uint8_t> needs_warmup_;   // EvaluateWarmup: the task runs, its service cold
+  std::vector<float> cold_draws_;      // EvaluateWarmup: the cold start of each sample
+  std::vector<uint8_t> needs_warmup_;  // EvaluateWarmup: the task runs, its service cold
   // Evaluate(): the optimizer holds every start of the samples in which the task runs, sorted.
   bool sorted_by_optimizer_ = false;
   WarmupOptimizer optimizer_;

@@ -1,6 +1,7 @@
 #include "predictor/run_model.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "predictor/branch_outcomes.h"
 
 namespace prewarm {
 
@@ -25,6 +26,10 @@ RunModel BuildRunModel(const Dag& dag, absl::string_view workflow, const History
     }
     task.service = it->second.first;
     task.cold_start = it->second.second;
+  }
+  for (int v = 0; v < dag.size(); ++v) {
+    std::vector<uint32_t> masks = LearnedChildOutcomes(history, workflow, dag, v);
+    if (!masks.empty()) model.child_outcomes.push_back({v, std::move(masks)});
   }
   return model;
 }

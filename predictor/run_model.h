@@ -1,11 +1,12 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "predictor/dag.h"
 #include "predictor/history.h"
@@ -44,10 +45,22 @@ struct TaskModel {
   ServiceInfo service;
 };
 
+// Which children of a task ran together in its recent runs (predictor/branch_outcomes.h).
+struct ChildOutcomes {
+  int parent = 0;  // DAG index of the task
+  // One mask per learned run of the parent, oldest first: bit j set when dag.children(parent)[j]
+  // ran in it.
+  std::vector<uint32_t> masks;
+};
+
 // The inputs of a run's plan: one TaskModel per DAG task (same indices) and the dispatch gap.
 struct RunModel {
   std::vector<TaskModel> tasks;
   Estimate dispatch_gap;
+  // Joint outcomes of the children of tasks that have them, ascending by parent (only tasks with
+  // 2 or more children and learned outcomes). A child of such a task runs in a sample when the
+  // mask drawn for the parent there says so, instead of by its own run_probability.
+  std::vector<ChildOutcomes> child_outcomes;
 };
 
 // Snapshots the estimates of every task of `dag` in `workflow` from `history`.

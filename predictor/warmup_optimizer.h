@@ -29,6 +29,8 @@ struct WarmupChoice {
   double cost_without = 0;
   // Share of samples in which the warm-up comes after x: the task waits for part of the start.
   double late_probability = 0;
+  // How many samples that is (late_probability * total_samples).
+  int late_samples = 0;
 };
 
 // Finds the expected-cost-minimising warm-up time over candidate times. The cost between
@@ -50,18 +52,20 @@ class WarmupOptimizer {
                       double beta, double late_idle = 0);
 
   // The task starts (x + C) of the samples given to the last Choose(), ascending.
-  std::span<const float> sorted_starts() const { return s_; }
+  std::span<const float> sorted_starts() const {
+    return s_.empty() ? std::span<const float>() : std::span<const float>(s_.data(), s_.size() - 1);
+  }
 
  private:
   // key: latest useful firing time x; payload: cold start C. Ascending by x.
   std::vector<KeyedFloat> samples_;
   std::vector<KeyedFloat> sample_scratch_;
-  std::vector<double> x_sum_;    // prefix sums of x
-  std::vector<double> c_sum_;    // prefix sums of c, in x order
+  std::vector<double> x_sum_;  // prefix sums of x
+  std::vector<double> c_sum_;  // prefix sums of c, in x order
   std::vector<float> s_scratch_;
   std::vector<uint32_t> counts_;
-  std::vector<float> s_;        // x + C (the task's start), ascending
-  std::vector<double> s_sum_;   // prefix sums of s_
+  std::vector<float> s_;       // x + C (the task's start), ascending, then +infinity
+  std::vector<double> s_sum_;  // prefix sums of s_
 };
 
 }  // namespace prewarm

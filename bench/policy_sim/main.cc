@@ -26,7 +26,8 @@ ABSL_FLAG(std::string, workloads, "all", "comma-separated workloads, or all");
 ABSL_FLAG(std::string, policies, "all",
           "comma-separated: none, eager, lookahead, pinger, always_on, histogram, prewarm (every "
           "--ratios) or prewarm:R; or all. none and eager are always added (the reference points)");
-ABSL_FLAG(std::string, ratios, "1,5,20,100,500", "prewarm's delay_cost_ratio (alpha/beta) values");
+ABSL_FLAG(std::string, ratios, "1,5,20,100,200,500",
+          "prewarm's delay_cost_ratio (alpha/beta) values (200: the server's default)");
 ABSL_FLAG(int, training_runs, 20, "runs per workflow before measuring");
 ABSL_FLAG(int, measured_runs, 100, "measured runs per workflow");
 ABSL_FLAG(uint64_t, seed, 1, "workload seed");
@@ -110,11 +111,11 @@ int Main() {
       results.push_back(Simulate(workloads.back(), policy, sim_options));
       const SimResult& r = results.back();
       cpu += r.cpu_seconds;
-      std::cerr << absl::StrFormat("%-11s %-20s runs=%d delay=%.1fs idle=%.0fs warmups=%d "
-                                   "errors=%d  (%.2f CPU s, %.1f simulated h)\n",
-                                   r.workload, r.policy, r.measured_runs, r.hideable_delay_s,
-                                   r.policy_idle_s, r.warmups, r.errors, r.cpu_seconds,
-                                   r.simulated_hours);
+      std::cerr << absl::StrFormat(
+          "%-11s %-20s runs=%d delay=%.1fs idle=%.0fs warmups=%d "
+          "errors=%d  (%.2f CPU s, %.1f simulated h)\n",
+          r.workload, r.policy, r.measured_runs, r.hideable_delay_s, r.policy_idle_s, r.warmups,
+          r.errors, r.cpu_seconds, r.simulated_hours);
     }
   }
   std::cerr << absl::StrFormat("%d simulations, %.1f CPU s\n", results.size(), cpu);

@@ -25,8 +25,8 @@ TaskSpec T(std::string id, std::vector<std::string> up = {}, std::string service
   return TaskSpec{std::move(id), std::move(service), std::move(up)};
 }
 
-#define EXPECT_TIME_NEAR(actual, expected, tolerance)                                   \
-  EXPECT_LE(absl::AbsDuration((actual) - (expected)), (tolerance))                      \
+#define EXPECT_TIME_NEAR(actual, expected, tolerance)              \
+  EXPECT_LE(absl::AbsDuration((actual) - (expected)), (tolerance)) \
       << "actual " << absl::FormatTime(actual) << " expected " << absl::FormatTime(expected)
 
 // Builds plans from a history and a set of registered services, on a fake clock.
@@ -65,14 +65,14 @@ class PlannerTest : public ::testing::Test {
       if (it != services_.end()) return it->second;
       return ServiceInfo{.warmable = true, .keep_alive = keep_alive_};
     };
-    auto planner = std::make_unique<RunPlanner>(
-        shared, BuildRunModel(*shared, "wf", history_, lookup), start, SeedFromString(run_id),
-        options_);
+    auto planner =
+        std::make_unique<RunPlanner>(shared, BuildRunModel(*shared, "wf", history_, lookup), start,
+                                     SeedFromString(run_id), options_);
     planner->PlanAll(clock_.Now());
     return planner;
   }
 
-  static const TaskPlan& PlanOf(const RunPlanner& p, absl::string_view task) {
+  static TaskPlan PlanOf(const RunPlanner& p, absl::string_view task) {
     return p.plan(*p.dag().Find(task));
   }
   static int Index(const RunPlanner& p, absl::string_view task) { return *p.dag().Find(task); }
@@ -175,6 +175,9 @@ TEST_F(PlannerTest, UncertainLongUpstreamStillRespectsTheKeepAlive) {
     history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(500 + 200 * rng.Uniform()));
   }
   LearnColdStart("svc-b", 1);
+  // At a/b = 20 (the default before issue 13) a minute of idle outweighs the rare late sample;
+  // at higher ratios firing earlier is the cheaper choice (refreshes keep the container).
+  options_.delay_cost_ratio = 20;
   auto p = Plan({T("a"), T("b", {"a"})}, t0_);
   const TaskPlan& b = PlanOf(*p, "b");
   ASSERT_EQ(b.decision, WarmupDecision::kWarm);
@@ -249,7 +252,8 @@ TEST_F(PlannerTest, EarlyFinishMovesDeadlinesEarlier) {
 
 TEST_F(PlannerTest, RunningTaskIsConditionedOnItsElapsedTime) {
   // a took 2, 3, 4 or 10 s before. Still running after 5 s: it is a 10 s run.
-  for (double d : {2.0, 3.0, 4.0, 10.0}) history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(d));
+  for (double d : {2.0, 3.0, 4.0, 10.0})
+    history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(d));
   LearnColdStart("svc-b", 1);
   auto p = Plan({T("a"), T("b", {"a"})}, t0_);
   EXPECT_LT(PlanOf(*p, "b").warmup_time, t0_ + absl::Seconds(5));
@@ -349,6 +353,8 @@ TEST_F(PlannerTest, TaskBelowARareBranchRunsOnlyWhenTheBranchDoes) {
   LearnColdStart("svc-c", 1);
   LearnRuns("b", 2, 7);
   options_.sample_count = 1024;
+  // At a/b = 20 a 30% branch is not worth a warm-up (at 200 it is).
+  options_.delay_cost_ratio = 20;
   auto p = Plan({T("a"), T("b", {"a"}), T("c", {"b"})}, t0_);
   const TaskPlan& b = PlanOf(*p, "b");
   const TaskPlan& c = PlanOf(*p, "c");
@@ -533,6 +539,9 @@ TEST_F(PlannerTest, WithOneRequestPerContainerALateWarmupsSpareIsPriced) {
   std::vector<TaskSpec> tasks = {T("a", {}, "svc-a"), T("b", {"a"}, "svc-b")};
   KeepWarm("svc-a");
   services_["svc-b"] = ServiceInfo{.warmable = true, .keep_alive = keep_alive_};
+  // At a/b = 20 the unlimited service accepts a few late samples, so the spare's price shows (at
+  // 200 both fire before every sample's latest time).
+  options_.delay_cost_ratio = 20;
   const absl::Time unlimited = PlanOf(*Plan(tasks, t0_), "b").warmup_time;
   services_["svc-b"].container_concurrency = 1;
   auto p = Plan(tasks, t0_);
