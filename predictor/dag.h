@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace prewarm {
 
@@ -16,6 +17,9 @@ struct TaskSpec {
   // The serverless service the task calls; empty when it calls none.
   std::string service;
   std::vector<std::string> upstream_task_ids;
+  // How long the task usually runs, as the scheduler knows it (v1.Task.expected_duration): its
+  // duration estimate until the task's own history has an observation. Unset: no hint.
+  std::optional<absl::Duration> expected_duration;
 };
 
 // Size limits a DAG must respect; the server makes them configurable.

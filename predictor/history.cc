@@ -182,10 +182,12 @@ std::shared_ptr<const Distribution> History::Snapshot(const Windows& windows,
 }
 
 Estimate History::TaskDuration(absl::string_view workflow, absl::string_view task,
-                               absl::string_view service) const {
+                               absl::string_view service,
+                               std::optional<absl::Duration> hint) const {
   if (auto d = Snapshot(task_durations_, TaskKey(workflow, task))) {
     return {std::move(d), EstimateSource::kLearned};
   }
+  if (hint.has_value()) return {PointOf(*hint), EstimateSource::kFallback};
   if (!service.empty()) {
     if (auto d = Snapshot(service_durations_, service)) {
       return {std::move(d), EstimateSource::kFallback};

@@ -103,9 +103,12 @@ class History {
   // Recent joint outcomes of a task's children (key: ChildOutcomeKey), oldest first.
   const SampleWindow* ChildOutcomes(absl::string_view key) const;
 
-  // Estimates with fallback. Duration: the task's history, else its service's, else the prior.
+  // Estimates with fallback. Duration: the task's history, else the scheduler's `hint` for the
+  // task (a point value, source kFallback), else its service's history, else the prior. The hint
+  // outranks the service's history because it is about this very task.
   Estimate TaskDuration(absl::string_view workflow, absl::string_view task,
-                        absl::string_view service) const;
+                        absl::string_view service,
+                        std::optional<absl::Duration> hint = std::nullopt) const;
   // Cold start: the service's history, else `service_prior` when given, else the global prior.
   Estimate ColdStart(absl::string_view service,
                      std::optional<absl::Duration> service_prior = std::nullopt) const;

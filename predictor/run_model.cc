@@ -15,7 +15,8 @@ RunModel BuildRunModel(const Dag& dag, absl::string_view workflow, const History
   for (int v = 0; v < dag.size(); ++v) {
     const TaskSpec& spec = dag.task(v);
     TaskModel& task = model.tasks[v];
-    task.duration = history.TaskDuration(workflow, spec.task_id, spec.service);
+    task.duration =
+        history.TaskDuration(workflow, spec.task_id, spec.service, spec.expected_duration);
     task.run_probability = history.RunProbability(workflow, spec.task_id);
     if (spec.service.empty()) continue;
     auto it = seen.find(spec.service);

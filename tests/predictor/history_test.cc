@@ -31,6 +31,23 @@ TEST(HistoryTest, DurationFallsBackFromTaskToServiceToPrior) {
   EXPECT_EQ(h.TaskDuration("wf", "t3", "").source, EstimateSource::kPrior);
 }
 
+TEST(HistoryTest, DurationHintStandsInUntilTheTaskHasHistory) {
+  History h(HistoryOptions{.duration_prior = absl::Seconds(42)});
+  h.AddTaskDuration("wf", "other", "svc", absl::Seconds(3));
+
+  // The hint outranks the prior and the service's history: it is about this very task.
+  Estimate hinted = h.TaskDuration("wf", "t", "svc", absl::Seconds(7));
+  EXPECT_EQ(hinted.source, EstimateSource::kFallback);
+  EXPECT_DOUBLE_EQ(hinted.distribution->Mean(), 7);
+  EXPECT_DOUBLE_EQ(h.TaskDuration("wf", "t", "", absl::Seconds(7)).distribution->Mean(), 7);
+
+  // From the task's first observation on, its own history takes over.
+  h.AddTaskDuration("wf", "t", "svc", absl::Seconds(5));
+  Estimate learned = h.TaskDuration("wf", "t", "svc", absl::Seconds(7));
+  EXPECT_EQ(learned.source, EstimateSource::kLearned);
+  EXPECT_DOUBLE_EQ(learned.distribution->Mean(), 5);
+}
+
 TEST(HistoryTest, ColdStartPrefersLearnedThenServicePriorThenGlobalPrior) {
   History h(HistoryOptions{.cold_start_prior = absl::Seconds(2)});
   EXPECT_DOUBLE_EQ(h.ColdStart("svc").distribution->Mean(), 2);
