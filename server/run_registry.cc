@@ -367,8 +367,8 @@ std::function<void()> RunRegistry::Persist(std::vector<Observation> observations
     }
   }
   deps_.metrics->SetHistoryKeys(static_cast<int64_t>(history_.key_count()));
-  const int writes = static_cast<int>(observations.size()) +
-                     (run_write.kind == RunWrite::Kind::kNone ? 0 : 1);
+  const int writes =
+      static_cast<int>(observations.size()) + (run_write.kind == RunWrite::Kind::kNone ? 0 : 1);
   if (writes == 0) {
     return [done = std::move(done)] {
       if (done) done(absl::OkStatus());
@@ -393,13 +393,14 @@ std::function<void()> RunRegistry::Persist(std::vector<Observation> observations
     if (!status.ok()) {
       absl::MutexLock lock(&pending->mu);
       if (pending->first_error.ok()) {
-        pending->first_error = absl::UnavailableError(
-            absl::StrCat("the store could not commit: ", status.message()));
+        pending->first_error =
+            absl::UnavailableError(absl::StrCat("the store could not commit: ", status.message()));
       }
     }
     finish_one();
   };
-  for (Observation& o : observations) deps_.store->AppendObservation(std::move(o), Tracked(on_commit));
+  for (Observation& o : observations)
+    deps_.store->AppendObservation(std::move(o), Tracked(on_commit));
   switch (run_write.kind) {
     case RunWrite::Kind::kNone:
       break;
@@ -442,9 +443,8 @@ absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
   if (absl::Status s = ValidateId(request.run_id(), "run_id"); !s.ok()) return s;
   if (absl::Status s = ValidateId(request.workflow_id(), "workflow_id"); !s.ok()) return s;
   if (request.tasks_size() > options_.dag.max_tasks) {
-    return absl::ResourceExhaustedError(absl::StrCat("the DAG has ", request.tasks_size(),
-                                                     " tasks; the limit is ",
-                                                     options_.dag.max_tasks));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the DAG has ", request.tasks_size(), " tasks; the limit is ", options_.dag.max_tasks));
   }
   auto run = std::make_unique<Run>();
   run->request = request;
@@ -453,9 +453,9 @@ absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
     absl::StatusOr<absl::Time> t = FromProto(request.start_time(), "start_time");
     if (!t.ok()) return t.status();
     if (*t > now + options_.max_future_start) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "start_time ", absl::FormatTime(*t), " is more than ",
-          absl::FormatDuration(options_.max_future_start), " in the future"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("start_time ", absl::FormatTime(*t), " is more than ",
+                       absl::FormatDuration(options_.max_future_start), " in the future"));
     }
     if (*t < now - options_.run_idle_timeout) {
       return absl::InvalidArgumentError(
@@ -470,8 +470,8 @@ absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
   const double ratio = request.delay_cost_ratio();
   if (ratio != 0) {
     if (!std::isfinite(ratio) || ratio < 0 || ratio > kMaxDelayCostRatio) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "delay_cost_ratio ", ratio, " must be in (0, ", kMaxDelayCostRatio, "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("delay_cost_ratio ", ratio, " must be in (0, ", kMaxDelayCostRatio, "]"));
     }
     planner_options.delay_cost_ratio = ratio;
   }
@@ -480,8 +480,8 @@ absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
   std::vector<TaskSpec> specs;
   specs.reserve(request.tasks_size());
   for (const v1::Task& t : request.tasks()) {
-    specs.push_back(TaskSpec{t.task_id(), t.service(),
-                             {t.upstream_task_ids().begin(), t.upstream_task_ids().end()}});
+    specs.push_back(TaskSpec{
+        t.task_id(), t.service(), {t.upstream_task_ids().begin(), t.upstream_task_ids().end()}});
   }
   absl::StatusOr<Dag> dag = Dag::Build(std::move(specs), options_.dag);
   if (!dag.ok()) return dag.status();
@@ -510,175 +510,181 @@ absl::StatusOr<std::unique_ptr<RunRegistry::Run>> RunRegistry::BuildRun(
 
 void RunRegistry::Prewarm(const v1::PrewarmRequest& request, PlanCallback done) {
   std::function<void()> persisted;
+  absl::StatusOr<v1::RunPlan> answer;
   {
-    absl::ReleasableMutexLock lock(&mu_);
-    // Callbacks never run under mu_.
-    auto answer = [&](absl::StatusOr<v1::RunPlan> result) {
-      lock.Release();
-      done(std::move(result));
-    };
-    const absl::Time now = deps_.clock->Now();
-    if (!request.dry_run()) {
-      if (runs_.contains(request.run_id())) {
-        return answer(absl::AlreadyExistsError(
-            absl::StrCat("run '", request.run_id(), "' is already active")));
-      }
-      if (static_cast<int>(runs_.size()) >= options_.max_active_runs) {
-        return answer(absl::ResourceExhaustedError(absl::StrCat(
-            "the limit of ", options_.max_active_runs, " active runs is reached")));
-      }
-    }
-    absl::StatusOr<std::unique_ptr<Run>> built = BuildRun(request, now);
-    if (!built.ok()) return answer(built.status());
-    Run& run = **built;
-    if (request.dry_run()) return answer(PlanProto(run));
-
-    std::vector<int> all(run.dag->size());
-    for (int v = 0; v < run.dag->size(); ++v) all[v] = v;
-    SyncWarmups(run, all);
-    for (int v = 0; v < run.dag->size(); ++v) {
-      const WarmupDecision d = run.planner->plan(v).decision;
-      if (d == WarmupDecision::kSkipAlreadyWarm) {
-        deps_.metrics->WarmupResult(run.dag->task(v).service, "skipped_warm");
-      } else if (d == WarmupDecision::kSkipUnlikely) {
-        deps_.metrics->WarmupResult(run.dag->task(v).service, "skipped_unlikely");
-      }
-    }
-    v1::RunPlan plan = PlanProto(run);
-    RunWrite write{RunWrite::Kind::kSnapshot, request.run_id(), Snapshot(run)};
-    run.model.Clear();  // Stored; not needed in memory.
-    runs_[request.run_id()] = *std::move(built);
-    deps_.metrics->RunStarted();
-    UpdateGauges();
-    persisted = Persist({}, std::move(write),
-                        [done = std::move(done), plan = std::move(plan)](absl::Status st) mutable {
-                          if (!st.ok()) return done(st);
-                          done(std::move(plan));
-                        });
+    absl::MutexLock lock(&mu_);
+    answer = StartRun(request, done, &persisted);
   }
-  persisted();
+  // Callbacks never run under mu_.
+  if (persisted) return persisted();
+  done(std::move(answer));
+}
+
+absl::StatusOr<v1::RunPlan> RunRegistry::StartRun(const v1::PrewarmRequest& request,
+                                                  PlanCallback& done,
+                                                  std::function<void()>* persisted) {
+  const absl::Time now = deps_.clock->Now();
+  if (!request.dry_run()) {
+    if (runs_.contains(request.run_id())) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("run '", request.run_id(), "' is already active"));
+    }
+    if (static_cast<int>(runs_.size()) >= options_.max_active_runs) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the limit of ", options_.max_active_runs, " active runs is reached"));
+    }
+  }
+  absl::StatusOr<std::unique_ptr<Run>> built = BuildRun(request, now);
+  if (!built.ok()) return built.status();
+  Run& run = **built;
+  if (request.dry_run()) return PlanProto(run);
+
+  std::vector<int> all(run.dag->size());
+  for (int v = 0; v < run.dag->size(); ++v) all[v] = v;
+  SyncWarmups(run, all);
+  for (int v = 0; v < run.dag->size(); ++v) {
+    const WarmupDecision d = run.planner->plan(v).decision;
+    if (d == WarmupDecision::kSkipAlreadyWarm) {
+      deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupSkippedWarm);
+    } else if (d == WarmupDecision::kSkipUnlikely) {
+      deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupSkippedUnlikely);
+    }
+  }
+  v1::RunPlan plan = PlanProto(run);
+  RunWrite write{RunWrite::Kind::kSnapshot, request.run_id(), Snapshot(run)};
+  run.model.Clear();  // Stored; not needed in memory.
+  runs_[request.run_id()] = *std::move(built);
+  deps_.metrics->RunStarted();
+  UpdateGauges();
+  *persisted = Persist({}, std::move(write),
+                       [done = std::move(done), plan = std::move(plan)](absl::Status st) mutable {
+                         if (!st.ok()) return done(st);
+                         done(std::move(plan));
+                       });
+  return v1::RunPlan();  // Unused: `persisted` answers.
 }
 
 void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
                                std::function<void(absl::StatusOr<v1::ReportTimingResponse>)> done) {
-  std::vector<Observation> learned;
-  std::optional<std::string> snapshot;
-  v1::ReportTimingResponse response;
   std::function<void()> persisted;
+  absl::StatusOr<v1::ReportTimingResponse> answer;
   {
-    absl::ReleasableMutexLock lock(&mu_);
-    // Callbacks never run under mu_.
-    auto fail = [&](absl::Status status) {
-      lock.Release();
-      done(std::move(status));
-    };
-    const absl::Time now = deps_.clock->Now();
-    auto it = runs_.find(request.run_id());
-    if (it == runs_.end()) {
-      if (absl::Status s = ValidateId(request.run_id(), "run_id"); !s.ok()) return fail(s);
-      // A repeated last event of a run that it ended (delivery at least once).
-      if (auto r = retired_.find(request.run_id()); r != retired_.end()) {
-        const v1::TaskState ended =
-            request.event() == v1::TASK_EVENT_TYPE_FINISHED  ? v1::TASK_STATE_SUCCEEDED
-            : request.event() == v1::TASK_EVENT_TYPE_FAILED  ? v1::TASK_STATE_FAILED
-            : request.event() == v1::TASK_EVENT_TYPE_SKIPPED ? v1::TASK_STATE_SKIPPED
-                                                             : v1::TASK_STATE_UNSPECIFIED;
-        for (const v1::TaskPlan& t : r->second.tasks()) {
-          if (t.task_id() != request.task_id()) continue;
-          if (ended == v1::TASK_STATE_UNSPECIFIED || t.task_state() != ended) break;
-          response.set_replan_count(r->second.replan_count());
-          response.set_run_finished(true);
-          lock.Release();
-          return done(std::move(response));
-        }
-      }
-      return fail(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' is not active")));
-    }
-    Run& run = *it->second;
-    if (!run.dag->Find(request.task_id()).has_value()) {
-      if (absl::Status s = ValidateId(request.task_id(), "task_id"); !s.ok()) return fail(s);
-      return fail(absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' has no task '",
-                                                   request.task_id().substr(0, 250), "'")));
-    }
-    if (request.event() == v1::TASK_EVENT_TYPE_UNSPECIFIED ||
-        !v1::TaskEventType_IsValid(request.event())) {
-      return fail(absl::InvalidArgumentError(
-          absl::StrCat("event ", request.event(), " is not a task event type")));
-    }
-    v1::ReportTimingRequest event = request;
-    absl::Time at = now;
-    if (request.has_event_time()) {
-      absl::StatusOr<absl::Time> t = FromProto(request.event_time(), "event_time");
-      if (!t.ok()) return fail(t.status());
-      if (*t > now + options_.max_clock_skew) {
-        return fail(absl::InvalidArgumentError(
-            absl::StrCat("event_time ", absl::FormatTime(*t), " is ",
-                         absl::FormatDuration(*t - now), " ahead of the server's clock")));
-      }
-      at = *t;
-    }
-    *event.mutable_event_time() = ToProtoTimestamp(at);
-    if (request.has_cold_start()) {
-      absl::StatusOr<absl::Duration> c = FromProto(request.cold_start(), "cold_start");
-      if (!c.ok()) return fail(c.status());
-      if (*c < absl::ZeroDuration() || *c > kMaxColdStart) {
-        return fail(absl::InvalidArgumentError(
-            absl::StrCat("cold_start ", absl::FormatDuration(*c), " must be in [0, ",
-                         absl::FormatDuration(kMaxColdStart), "]")));
-      }
-    }
-    if (IsRepeat(run, *run.dag->Find(request.task_id()), event)) {
-      run.last_event = now;
-      response.set_replan_count(run.replans);
-      lock.Release();
-      return done(std::move(response));
-    }
-    if (run.events >= options_.max_events_per_run) {
-      return fail(absl::ResourceExhaustedError(
-          absl::StrCat("run '", request.run_id(), "' has reached the limit of ",
-                       options_.max_events_per_run, " task events (max_events_per_run)")));
-    }
-    std::vector<int> replanned;
-    const int v = *run.dag->Find(request.task_id());
-    const bool settled = run.tasks[v].outcome_counted;
-    if (absl::Status s = ApplyEvent(run, event, now, &learned, &replanned); !s.ok()) {
-      return fail(s);
-    }
-    // What a restart needs to apply it again exactly: the time it was re-planned as of, and what
-    // the container pool decided.
-    store::v1::RunEvent record;
-    *record.mutable_applied_time() = ToProtoTimestamp(now);
-    if (!settled && run.tasks[v].outcome_counted) record.set_outcome(run.tasks[v].outcome);
-    if (run.tasks[v].found_warm.has_value()) record.set_found_warm(*run.tasks[v].found_warm);
-    run.last_event = now;
-    ++run.events;
-    for (int v : replanned) TaskPlanProto(run, v, response.add_replanned_tasks());
-    response.set_replan_count(run.replans);
-    bool finished = true;
-    for (int v = 0; v < run.dag->size() && finished; ++v) {
-      finished = Terminal(run.planner->progress(v).state);
-    }
-    response.set_run_finished(finished);
-    RunWrite write{RunWrite::Kind::kDelete, request.run_id(), ""};
-    if (finished) {
-      Retire(request.run_id(), "finished");  // `run` is gone from here on.
-    } else {
-      *record.mutable_timing() = std::move(event);
-      write = {RunWrite::Kind::kEvent, request.run_id(), record.SerializeAsString()};
-    }
-    UpdateGauges();
-    persisted = Persist(
-        std::move(learned), std::move(write),
-        [done = std::move(done), response = std::move(response)](absl::Status st) mutable {
-          if (!st.ok()) return done(st);
-          done(std::move(response));
-        });
+    absl::MutexLock lock(&mu_);
+    answer = ApplyReport(request, done, &persisted);
   }
-  persisted();
+  // Callbacks never run under mu_.
+  if (persisted) return persisted();
+  done(std::move(answer));
 }
 
-absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& event,
-                                     absl::Time now, std::vector<Observation>* learned,
+absl::StatusOr<v1::ReportTimingResponse> RunRegistry::ApplyReport(
+    const v1::ReportTimingRequest& request,
+    std::function<void(absl::StatusOr<v1::ReportTimingResponse>)>& done,
+    std::function<void()>* persisted) {
+  std::vector<Observation> learned;
+  v1::ReportTimingResponse response;
+  const absl::Time now = deps_.clock->Now();
+  auto it = runs_.find(request.run_id());
+  if (it == runs_.end()) {
+    if (absl::Status s = ValidateId(request.run_id(), "run_id"); !s.ok()) return s;
+    // A repeated last event of a run that it ended (delivery at least once).
+    if (auto r = retired_.find(request.run_id()); r != retired_.end()) {
+      const v1::TaskState ended =
+          request.event() == v1::TASK_EVENT_TYPE_FINISHED  ? v1::TASK_STATE_SUCCEEDED
+          : request.event() == v1::TASK_EVENT_TYPE_FAILED  ? v1::TASK_STATE_FAILED
+          : request.event() == v1::TASK_EVENT_TYPE_SKIPPED ? v1::TASK_STATE_SKIPPED
+                                                           : v1::TASK_STATE_UNSPECIFIED;
+      for (const v1::TaskPlan& t : r->second.tasks()) {
+        if (t.task_id() != request.task_id()) continue;
+        if (ended == v1::TASK_STATE_UNSPECIFIED || t.task_state() != ended) break;
+        response.set_replan_count(r->second.replan_count());
+        response.set_run_finished(true);
+        return response;
+      }
+    }
+    return absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' is not active"));
+  }
+  Run& run = *it->second;
+  if (!run.dag->Find(request.task_id()).has_value()) {
+    if (absl::Status s = ValidateId(request.task_id(), "task_id"); !s.ok()) return s;
+    return absl::NotFoundError(absl::StrCat("run '", request.run_id(), "' has no task '",
+                                            request.task_id().substr(0, 250), "'"));
+  }
+  if (request.event() == v1::TASK_EVENT_TYPE_UNSPECIFIED ||
+      !v1::TaskEventType_IsValid(request.event())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("event ", request.event(), " is not a task event type"));
+  }
+  v1::ReportTimingRequest event = request;
+  absl::Time at = now;
+  if (request.has_event_time()) {
+    absl::StatusOr<absl::Time> t = FromProto(request.event_time(), "event_time");
+    if (!t.ok()) return t.status();
+    if (*t > now + options_.max_clock_skew) {
+      return absl::InvalidArgumentError(absl::StrCat("event_time ", absl::FormatTime(*t), " is ",
+                                                     absl::FormatDuration(*t - now),
+                                                     " ahead of the server's clock"));
+    }
+    at = *t;
+  }
+  *event.mutable_event_time() = ToProtoTimestamp(at);
+  if (request.has_cold_start()) {
+    absl::StatusOr<absl::Duration> c = FromProto(request.cold_start(), "cold_start");
+    if (!c.ok()) return c.status();
+    if (*c < absl::ZeroDuration() || *c > kMaxColdStart) {
+      return absl::InvalidArgumentError(absl::StrCat("cold_start ", absl::FormatDuration(*c),
+                                                     " must be in [0, ",
+                                                     absl::FormatDuration(kMaxColdStart), "]"));
+    }
+  }
+  if (IsRepeat(run, *run.dag->Find(request.task_id()), event)) {
+    run.last_event = now;
+    response.set_replan_count(run.replans);
+    return response;
+  }
+  if (run.events >= options_.max_events_per_run) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("run '", request.run_id(), "' has reached the limit of ",
+                     options_.max_events_per_run, " task events (max_events_per_run)"));
+  }
+  std::vector<int> replanned;
+  const int v = *run.dag->Find(request.task_id());
+  const bool settled = run.tasks[v].outcome_counted;
+  if (absl::Status s = ApplyEvent(run, event, now, &learned, &replanned); !s.ok()) return s;
+  // What a restart needs to apply it again exactly: the time it was re-planned as of, and what
+  // the container pool decided.
+  store::v1::RunEvent record;
+  *record.mutable_applied_time() = ToProtoTimestamp(now);
+  if (!settled && run.tasks[v].outcome_counted) record.set_outcome(run.tasks[v].outcome);
+  if (run.tasks[v].found_warm.has_value()) record.set_found_warm(*run.tasks[v].found_warm);
+  run.last_event = now;
+  ++run.events;
+  for (int v : replanned) TaskPlanProto(run, v, response.add_replanned_tasks());
+  response.set_replan_count(run.replans);
+  bool finished = true;
+  for (int v = 0; v < run.dag->size() && finished; ++v) {
+    finished = Terminal(run.planner->progress(v).state);
+  }
+  response.set_run_finished(finished);
+  RunWrite write{RunWrite::Kind::kDelete, request.run_id(), ""};
+  if (finished) {
+    Retire(request.run_id(), kRunFinished);  // `run` is gone from here on.
+  } else {
+    *record.mutable_timing() = std::move(event);
+    write = {RunWrite::Kind::kEvent, request.run_id(), record.SerializeAsString()};
+  }
+  UpdateGauges();
+  *persisted =
+      Persist(std::move(learned), std::move(write),
+              [done = std::move(done), response = std::move(response)](absl::Status st) mutable {
+                if (!st.ok()) return done(st);
+                done(std::move(response));
+              });
+  return v1::ReportTimingResponse();  // Unused: `persisted` answers.
+}
+
+absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& event, absl::Time now,
+                                     std::vector<Observation>* learned,
                                      std::vector<int>* replanned) {
   const int v = *run.dag->Find(event.task_id());
   const TaskSpec& spec = run.dag->task(v);
@@ -742,15 +748,13 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
         } else if (rt.outcome == v1::TASK_OUTCOME_MISS) {
           cold_penalty = run.planner->plan(v).expected_cold_start;
         } else if (rt.outcome == v1::TASK_OUTCOME_LATE && rt.fired_at != absl::InfinitePast()) {
-          cold_penalty = std::max(absl::ZeroDuration(), rt.fired_at +
-                                                            run.planner->plan(v).expected_cold_start -
-                                                            started);
+          cold_penalty = std::max(absl::ZeroDuration(),
+                                  rt.fired_at + run.planner->plan(v).expected_cold_start - started);
         }
         deps_.services->ReleaseContainer(spec.service, TaskKey(run, v), at);
       }
       // The warm run time: what the task took minus the cold start it paid.
-      const double seconds =
-          std::max(0.0, absl::ToDoubleSeconds(at - started - cold_penalty));
+      const double seconds = std::max(0.0, absl::ToDoubleSeconds(at - started - cold_penalty));
       Learn(Make(Observation::Kind::kTaskDuration, History::TaskKey(workflow, spec.task_id),
                  seconds, now),
             learned);
@@ -809,12 +813,13 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
 }
 
 std::optional<absl::Duration> RunRegistry::ContainerWait(const Run& run, int v,
-                                                        const v1::ReportTimingRequest& event,
-                                                        absl::Time at) const {
+                                                         const v1::ReportTimingRequest& event,
+                                                         absl::Time at) const {
   if (run.dag->task(v).service.empty()) return absl::ZeroDuration();
   if (event.has_cold()) {
     if (!event.cold()) return absl::ZeroDuration();
-    if (event.has_cold_start()) return FromProto(event.cold_start(), "").value_or(absl::ZeroDuration());
+    if (event.has_cold_start())
+      return FromProto(event.cold_start(), "").value_or(absl::ZeroDuration());
     return std::nullopt;
   }
   const TaskRuntime& rt = run.tasks[v];
@@ -854,8 +859,7 @@ bool RunRegistry::IsRepeat(const Run& run, int v, const v1::ReportTimingRequest&
   }
 }
 
-void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_cold,
-                                absl::Time at) {
+void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_cold, absl::Time at) {
   TaskRuntime& rt = run.tasks[v];
   if (rt.outcome_counted) return;
   const std::string& service = run.dag->task(v).service;
@@ -867,7 +871,7 @@ void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_co
     const bool warmup_in_flight =
         rt.warmup == v1::WARMUP_STATE_FIRED ||
         (rt.warmup == v1::WARMUP_STATE_READY && rt.fired_at <= at && at < rt.ready_at);
-    outcome = !*reported_cold   ? v1::TASK_OUTCOME_HIT
+    outcome = !*reported_cold    ? v1::TASK_OUTCOME_HIT
               : warmup_in_flight ? v1::TASK_OUTCOME_LATE
                                  : v1::TASK_OUTCOME_MISS;
   } else if (rt.warmup == v1::WARMUP_STATE_READY) {
@@ -884,7 +888,7 @@ void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_co
   switch (outcome) {
     case v1::TASK_OUTCOME_HIT:
       ++counters.hits;
-      deps_.metrics->TaskStart(service, "hit");
+      deps_.metrics->TaskStart(service, kTaskHit);
       if (rt.warmup == v1::WARMUP_STATE_READY) {
         deps_.metrics->ColdStartHidden(service, cold_start);
         deps_.metrics->IdleWarmSeconds(service, std::max(absl::ZeroDuration(), at - rt.ready_at));
@@ -892,13 +896,13 @@ void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_co
       break;
     case v1::TASK_OUTCOME_LATE:
       ++counters.lates;
-      deps_.metrics->TaskStart(service, "late");
+      deps_.metrics->TaskStart(service, kTaskLate);
       deps_.metrics->ColdStartHidden(
           service, std::clamp(at - rt.fired_at, absl::ZeroDuration(), cold_start));
       break;
     default:
       ++counters.misses;
-      deps_.metrics->TaskStart(service, "miss");
+      deps_.metrics->TaskStart(service, kTaskMiss);
       break;
   }
 }
@@ -924,7 +928,7 @@ void RunRegistry::SyncWarmups(Run& run, const std::vector<int>& tasks) {
     if (plan.decision != WarmupDecision::kWarm) {
       if (rt.warmup == v1::WARMUP_STATE_PENDING) {
         CancelWarmup(rt);
-        deps_.metrics->WarmupResult(run.dag->task(v).service, "cancelled");
+        deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupCancelled);
         if (run.planner->progress(v).state != TaskState::kPending) {
           LogWarmup(run, v, store::v1::WarmupRecord::KIND_CANCELLED, deps_.clock->Now(),
                     absl::InfinitePast());
@@ -981,7 +985,7 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
       LogWarmup(run, v, store::v1::WarmupRecord::KIND_CLAIMED, now, held, false,
                 plan.expected_start);
       SyncWarmups(run, run.planner->Replan(v, now));  // Its descendants need not wait for C.
-      deps_.metrics->WarmupResult(name, "skipped_warm");
+      deps_.metrics->WarmupResult(name, kWarmupSkippedWarm);
       UpdateGauges();
       return;
     }
@@ -993,7 +997,7 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
     run.planner->SetTaskWarmUntil(v, warm_until);
     rt.warmup_id = next_warmup_id_++;
     ++CountersOf(name).fired;
-    deps_.metrics->WarmupResult(name, "fired");
+    deps_.metrics->WarmupResult(name, kWarmupFired);
     deps_.metrics->WarmupLateness(lateness);
     // Remember the firing, so that a restart does not fire it again.
     LogWarmup(run, v, store::v1::WarmupRecord::KIND_FIRED, now, warm_until);
@@ -1017,8 +1021,7 @@ RunRegistry::OutgoingWarmup RunRegistry::PrepareWarmup(const Run& run, int v,
     out.instruction.set_service(service.name());
     out.instruction.set_run_id(run_id);
     out.instruction.set_task_id(run.dag->task(v).task_id);
-    *out.instruction.mutable_warmup_time() =
-        ToProtoTimestamp(refresh ? now : plan.warmup_time);
+    *out.instruction.mutable_warmup_time() = ToProtoTimestamp(refresh ? now : plan.warmup_time);
     *out.instruction.mutable_expected_start_time() = ToProtoTimestamp(plan.expected_start);
     out.instruction.set_warmup_url(service.warmup_url());
   } else {
@@ -1108,7 +1111,7 @@ void RunRegistry::Rewarm(absl::string_view task_key) {
   TaskRuntime& rt = run.tasks[v];
   if (rt.warmup == v1::WARMUP_STATE_PENDING || rt.warmup == v1::WARMUP_STATE_FIRED) return;
   CancelRefresh(rt);
-  deps_.metrics->WarmupResult(run.dag->task(v).service, "displaced");
+  deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupDisplaced);
   // Plan it again as cold: a passed deadline fires at once.
   rt.warmup = v1::WARMUP_STATE_NONE;
   run.planner->SetTaskWarmUntil(v, absl::InfinitePast());
@@ -1142,7 +1145,7 @@ void RunRegistry::Refresh(const std::string& run_id, int v, uint64_t warmup_id) 
     ++rt.refreshes;
     LogWarmup(run, v, store::v1::WarmupRecord::KIND_REFRESHED, deps_.clock->Now(),
               absl::InfinitePast());
-    deps_.metrics->WarmupResult(service.name(), "refreshed");
+    deps_.metrics->WarmupResult(service.name(), kWarmupRefreshed);
     warmup = PrepareWarmup(run, v, service, rt.warmup_id, /*refresh=*/true);
   }
   SendWarmup(std::move(warmup));
@@ -1151,6 +1154,7 @@ void RunRegistry::Refresh(const std::string& run_id, int v, uint64_t warmup_id) 
 absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl::Duration latency,
                                          std::optional<bool> cold, bool shut_down) {
   std::vector<Observation> learned;
+  std::function<void()> persisted;
   {
     absl::MutexLock lock(&mu_);
     auto it = in_flight_.find(warmup_id);
@@ -1177,8 +1181,8 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
         rt != nullptr ? TaskKey(*run, flight.task) : absl::StrCat("\x1fwarmup#", warmup_id);
     // Whoever it was for, the container it reached is warm now; held for the task if it still
     // waits for it, else free for others.
-    const bool holds = rt != nullptr && run->planner->progress(flight.task).state ==
-                                            TaskState::kPending;
+    const bool holds =
+        rt != nullptr && run->planner->progress(flight.task).state == TaskState::kPending;
     const bool was_cold = latency > deps_.services->WarmLatency(flight.service);
     if (success) {
       deps_.services->WarmupAnswered(flight.service, task_key, now, cold.value_or(was_cold));
@@ -1205,19 +1209,19 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
           ScheduleRefresh(*run, flight.task, now);
         }
       } else {
-        deps_.metrics->WarmupResult(flight.service, "refresh_failed");
+        deps_.metrics->WarmupResult(flight.service, kWarmupRefreshFailed);
       }
     } else if (success) {
       deps_.metrics->WarmupLatency(flight.service, latency);
-      deps_.metrics->WarmupResult(flight.service, "ready");
+      deps_.metrics->WarmupResult(flight.service, kWarmupReady);
       if (cold.value_or(was_cold)) {
         Learn(Make(Observation::Kind::kColdStart, flight.service, absl::ToDoubleSeconds(latency),
                    now),
               &learned);
         deps_.metrics->ColdStartObserved(flight.service, latency);
       } else {
-        Learn(Make(Observation::Kind::kWarmLatency, flight.service,
-                   absl::ToDoubleSeconds(latency), now),
+        Learn(Make(Observation::Kind::kWarmLatency, flight.service, absl::ToDoubleSeconds(latency),
+                   now),
               &learned);
       }
       if (rt != nullptr && rt->warmup == v1::WARMUP_STATE_FIRED) {
@@ -1226,31 +1230,32 @@ absl::Status RunRegistry::OnWarmupResult(uint64_t warmup_id, bool success, absl:
         ScheduleRefresh(*run, flight.task, now);
       }
     } else {
-      deps_.metrics->WarmupResult(flight.service, "failed");
+      deps_.metrics->WarmupResult(flight.service, kWarmupFailed);
       ++CountersOf(flight.service).failed;
       if (rt != nullptr && rt->warmup == v1::WARMUP_STATE_FIRED) {
         rt->warmup = v1::WARMUP_STATE_FAILED;
       }
     }
+    persisted = Persist(std::move(learned), {}, nullptr);
   }
-  Persist(std::move(learned), {}, nullptr)();
+  persisted();
   return absl::OkStatus();
 }
 
 absl::Status RunRegistry::ReportWarmup(const v1::ReportWarmupRequest& request) {
   uint64_t id = 0;
   if (request.warmup_id().empty() || !absl::SimpleAtoi(request.warmup_id(), &id)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "warmup_id '", request.warmup_id().substr(0, 40), "' is not an id from WatchWarmups"));
+    return absl::InvalidArgumentError(absl::StrCat("warmup_id '", request.warmup_id().substr(0, 40),
+                                                   "' is not an id from WatchWarmups"));
   }
   absl::Duration latency;
   if (request.has_latency()) {
     absl::StatusOr<absl::Duration> d = FromProto(request.latency(), "latency");
     if (!d.ok()) return d.status();
     if (*d < absl::ZeroDuration() || *d > kMaxColdStart) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "latency ", absl::FormatDuration(*d), " must be in [0, ",
-          absl::FormatDuration(kMaxColdStart), "]"));
+      return absl::InvalidArgumentError(absl::StrCat("latency ", absl::FormatDuration(*d),
+                                                     " must be in [0, ",
+                                                     absl::FormatDuration(kMaxColdStart), "]"));
     }
     latency = *d;
   } else if (request.success()) {
@@ -1268,8 +1273,8 @@ absl::StatusOr<v1::RunPlan> RunRegistry::GetPlan(absl::string_view run_id) const
   return absl::NotFoundError(absl::StrCat("run '", run_id, "' is unknown"));
 }
 
-absl::StatusOr<int> RunRegistry::CancelRun(
-    absl::string_view run_id, std::function<void(absl::StatusOr<int>)> committed) {
+absl::StatusOr<int> RunRegistry::CancelRun(absl::string_view run_id,
+                                           std::function<void(absl::StatusOr<int>)> committed) {
   int cancelled = 0;
   std::function<void()> persisted;
   {
@@ -1282,7 +1287,7 @@ absl::StatusOr<int> RunRegistry::CancelRun(
     for (const TaskRuntime& t : it->second->tasks) {
       cancelled += t.warmup == v1::WARMUP_STATE_PENDING;
     }
-    Retire(std::string(run_id), "cancelled");
+    Retire(std::string(run_id), kRunCancelled);
     UpdateGauges();
     std::function<void(absl::Status)> done;
     if (committed) {
@@ -1305,7 +1310,7 @@ void RunRegistry::Retire(const std::string& run_id, absl::string_view outcome) {
     TaskRuntime& t = run.tasks[v];
     if (t.warmup == v1::WARMUP_STATE_PENDING) {
       CancelWarmup(t);
-      deps_.metrics->WarmupResult(run.dag->task(v).service, "cancelled");
+      deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupCancelled);
     }
     CancelRefresh(t);
     // Its holds and unfinished calls end with it.
@@ -1344,7 +1349,7 @@ void RunRegistry::ExpireIdleRuns() {
     for (std::string& id : expired) {
       PREWARM_LOG(INFO) << "run '" << id << "' expired after "
                         << absl::FormatDuration(options_.run_idle_timeout) << " without events";
-      Retire(id, "expired");
+      Retire(id, kRunExpired);
       persisted.push_back(Persist({}, {RunWrite::Kind::kDelete, std::move(id), ""}, nullptr));
     }
     UpdateGauges();
@@ -1368,7 +1373,8 @@ absl::StatusOr<v1::GetServiceStatsResponse> RunRegistry::GetServiceStats(
   const SampleWindow* durations = history_.ServiceDurations(service);
   const SampleWindow* colds = history_.ColdStarts(service);
   if (!registered && durations == nullptr && colds == nullptr) {
-    return absl::NotFoundError(absl::StrCat("service '", service, "' is not registered and has no history"));
+    return absl::NotFoundError(
+        absl::StrCat("service '", service, "' is not registered and has no history"));
   }
   v1::GetServiceStatsResponse out;
   out.set_service(std::string(service));
@@ -1577,14 +1583,16 @@ absl::Status RunRegistry::Restore() {
   absl::flat_hash_map<KindKey, absl::Time> newest;
   history_.SetMaxKeys(0);
   int64_t observations = 0;
-  status = deps_.store->LoadObservations([&](const Observation& o) {
-    history_.Add(WindowOf(o.kind), o.key, o.value);
-    ++observations;
-    absl::Time& t = newest.try_emplace(KindKey(static_cast<int>(o.kind), o.key),
-                                       absl::InfinitePast())
-                        .first->second;
-    t = std::max(t, o.time);
-  });
+  // Runs within LoadObservations, under the lock held here.
+  status =
+      deps_.store->LoadObservations([&](const Observation& o) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        history_.Add(WindowOf(o.kind), o.key, o.value);
+        ++observations;
+        absl::Time& t =
+            newest.try_emplace(KindKey(static_cast<int>(o.kind), o.key), absl::InfinitePast())
+                .first->second;
+        t = std::max(t, o.time);
+      });
   if (!status.ok()) return status;
   std::vector<std::pair<absl::Time, KindKey>> by_age;
   by_age.reserve(newest.size());

@@ -82,6 +82,11 @@ struct RunRegistryDeps {
 //
 // One mutex guards runs and history: every operation is short (no I/O under the lock; store
 // writes and HTTP warm-ups are asynchronous). Thread-safe.
+//
+// Lock order: mu_ is held while calling into the ServiceRegistry, TimerQueue, Metrics, the
+// HistoryStore's queue and the callback counters below, so their locks come after mu_, and none of
+// them calls back into the registry while holding its own (timer and commit callbacks, which take
+// mu_, run with no lock held).
 class RunRegistry {
  public:
   using PlanCallback = std::function<void(absl::StatusOr<v1::RunPlan>)>;
@@ -168,14 +173,14 @@ class RunRegistry {
     std::optional<absl::Duration> reported_cold_start;
   };
   struct Run {
-    v1::PrewarmRequest request;                  // as accepted, start_time filled in
+    v1::PrewarmRequest request;  // as accepted, start_time filled in
     std::shared_ptr<const Dag> dag;
     std::unique_ptr<RunPlanner> planner;
     std::vector<TaskRuntime> tasks;
     absl::Time plan_time;
     absl::Time last_event;
     int64_t replans = 0;
-    int64_t events = 0;  // Task events in the run's stored log (max_events_per_run).
+    int64_t events = 0;    // Task events in the run's stored log (max_events_per_run).
     absl::Time submitted;  // When Prewarm accepted it: its first plan is as of this time.
     // The model the run was planned with, kept only until its snapshot is written.
     store::v1::RunModel model;
@@ -208,10 +213,21 @@ class RunRegistry {
   // A warm-up request ready to leave, built under mu_ and sent after releasing it.
   struct OutgoingWarmup {
     v1::Service service;
-    WarmupRequest http;                       // managed services
-    v1::WatchWarmupsResponse instruction;     // delegated services
+    WarmupRequest http;                    // managed services
+    v1::WatchWarmupsResponse instruction;  // delegated services
   };
 
+  // Prewarm's work under mu_: an error or a dry run's plan to answer at once, or (`persisted` set)
+  // the run started, whose answer `persisted` gives `done` once durable (`done` is then moved
+  // from and the returned plan is empty). Call `persisted` after releasing mu_.
+  absl::StatusOr<v1::RunPlan> StartRun(const v1::PrewarmRequest& request, PlanCallback& done,
+                                       std::function<void()>* persisted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ReportTiming's work under mu_, answering as StartRun does.
+  absl::StatusOr<v1::ReportTimingResponse> ApplyReport(
+      const v1::ReportTimingRequest& request,
+      std::function<void(absl::StatusOr<v1::ReportTimingResponse>)>& done,
+      std::function<void()>* persisted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Builds a run from a validated request, planned as of `now`.
   // `stored`: the model of a restored run (else one is taken from the history).
   absl::StatusOr<std::unique_ptr<Run>> BuildRun(const v1::PrewarmRequest& request, absl::Time now,
@@ -243,8 +259,7 @@ class RunRegistry {
   void SendWarmup(OutgoingWarmup warmup) ABSL_LOCKS_EXCLUDED(mu_);
   // Schedules the next refresh of the task's ready warm-up, if the task is pending and refreshes
   // are left; `answered`: when the service last answered a warm-up for it.
-  void ScheduleRefresh(Run& run, int task, absl::Time answered)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleRefresh(Run& run, int task, absl::Time answered) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelRefresh(TaskRuntime& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The task's name in the service registry's container pools: "run_id#index".
   static std::string TaskKey(const Run& run, int task);
@@ -299,7 +314,8 @@ class RunRegistry {
   // never runs under it.
   [[nodiscard]] std::function<void()> Persist(std::vector<Observation> observations,
                                               RunWrite run_write,
-                                              std::function<void(absl::Status)> done);
+                                              std::function<void(absl::Status)> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Counts the store callbacks of the registry's writes that have not finished yet. Shared with
   // the callbacks, so that the last one can still unlock it while ~RunRegistry returns.
@@ -335,7 +351,7 @@ class RunRegistry {
   std::list<std::string> counters_recency_ ABSL_GUARDED_BY(mu_);  // Least recent first.
   uint64_t next_warmup_id_ ABSL_GUARDED_BY(mu_) = 1;
   int pending_warmups_ ABSL_GUARDED_BY(mu_) = 0;
-  TimerQueue::TimerId expiry_timer_ = 0;
+  TimerQueue::TimerId expiry_timer_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace prewarm
