@@ -6,7 +6,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "predictor/names.h"
-#include "predictor/random.h"
 #include "server/event_learning.h"
 #include "server/log.h"
 #include "server/proto_time.h"
@@ -119,32 +118,26 @@ absl::StatusOr<std::unique_ptr<Run>> RunRegistry::BuildRun(const v1::PrewarmRequ
                        .max_past_start = options_.run_idle_timeout,
                        .default_delay_cost_ratio = options_.planner.delay_cost_ratio});
   if (!checked.ok()) return checked.status();
-  auto run = std::make_unique<Run>();
-  run->request = std::move(checked->request);
-  run->dag = std::move(checked->dag);
   PlannerOptions planner_options = options_.planner;
   planner_options.refresh_warmups = options_.max_warmup_refreshes > 0;
   planner_options.delay_cost_ratio = checked->delay_cost_ratio;
   std::optional<RunModel> restored;
   if (stored != nullptr) {
-    restored = ModelFromProto(*stored, run->dag->size());
+    restored = ModelFromProto(*stored, checked->dag->size());
     if (!restored.has_value()) {
       return absl::DataLossError("the stored run model does not fit its DAG");
     }
   }
   RunModel model = restored.has_value() ? *std::move(restored)
-                                        : BuildRunModel(*run->dag, request.workflow_id(), history_,
-                                                        [this, now](absl::string_view s) {
+                                        : BuildRunModel(*checked->dag, request.workflow_id(),
+                                                        history_, [this, now](absl::string_view s) {
                                                           return deps_.services->Info(s, now);
                                                         });
-  if (stored == nullptr) run->model = ModelToProto(model);
-  run->planner = std::make_unique<RunPlanner>(run->dag, std::move(model), checked->start,
-                                              SeedFromString(request.run_id()), planner_options);
-  run->planner->PlanAll(now);
-  run->tasks.resize(run->dag->size());
-  run->plan_time = now;
-  run->last_event = now;
-  run->submitted = now;
+  store::v1::RunModel to_store;
+  if (stored == nullptr) to_store = ModelToProto(model);
+  std::unique_ptr<Run> run = NewPlannedRun(std::move(checked->request), std::move(checked->dag),
+                                           std::move(model), checked->start, planner_options, now);
+  run->model = std::move(to_store);
   return run;
 }
 

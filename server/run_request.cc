@@ -11,6 +11,22 @@
 #include "server/proto_time.h"
 
 namespace prewarm {
+namespace {
+
+// `d` (the field `field`) as a duration in [0, kMaxColdStart].
+absl::StatusOr<absl::Duration> StartDuration(const google::protobuf::Duration& d,
+                                             absl::string_view field) {
+  absl::StatusOr<absl::Duration> out = FromProto(d, field);
+  if (!out.ok()) return out.status();
+  if (*out < absl::ZeroDuration() || *out > kMaxColdStart) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " ", absl::FormatDuration(*out),
+                                                   " must be in [0, ",
+                                                   absl::FormatDuration(kMaxColdStart), "]"));
+  }
+  return out;
+}
+
+}  // namespace
 
 absl::StatusOr<RunRequest> ParseRunRequest(const v1::PrewarmRequest& request, absl::Time now,
                                            const RunRequestLimits& limits) {
@@ -84,12 +100,8 @@ absl::StatusOr<v1::ReportTimingRequest> ParseTaskEvent(const v1::ReportTimingReq
   }
   *event.mutable_event_time() = ToProtoTimestamp(at);
   if (request.has_cold_start()) {
-    absl::StatusOr<absl::Duration> c = FromProto(request.cold_start(), "cold_start");
-    if (!c.ok()) return c.status();
-    if (*c < absl::ZeroDuration() || *c > kMaxColdStart) {
-      return absl::InvalidArgumentError(absl::StrCat("cold_start ", absl::FormatDuration(*c),
-                                                     " must be in [0, ",
-                                                     absl::FormatDuration(kMaxColdStart), "]"));
+    if (absl::Status c = StartDuration(request.cold_start(), "cold_start").status(); !c.ok()) {
+      return c;
     }
   }
   return event;
@@ -113,13 +125,8 @@ absl::StatusOr<WarmupReport> ParseWarmupReport(const v1::ReportWarmupRequest& re
                                                    "' is not an id from WatchWarmups"));
   }
   if (request.has_latency()) {
-    absl::StatusOr<absl::Duration> d = FromProto(request.latency(), "latency");
+    absl::StatusOr<absl::Duration> d = StartDuration(request.latency(), "latency");
     if (!d.ok()) return d.status();
-    if (*d < absl::ZeroDuration() || *d > kMaxColdStart) {
-      return absl::InvalidArgumentError(absl::StrCat("latency ", absl::FormatDuration(*d),
-                                                     " must be in [0, ",
-                                                     absl::FormatDuration(kMaxColdStart), "]"));
-    }
     out.latency = *d;
   } else if (request.success()) {
     return absl::InvalidArgumentError("latency is required for a successful warm-up");

@@ -4,12 +4,15 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "predictor/dag.h"
 #include "predictor/planner.h"
+#include "predictor/random.h"
+#include "predictor/run_model.h"
 #include "prewarm/store/v1/store.pb.h"
 #include "prewarm/v1/prewarm.pb.h"
 #include "server/timer_queue.h"
@@ -68,6 +71,25 @@ struct Run {
 // The task's name in the service registry's container pools: "run_id#index".
 inline std::string TaskKey(const Run& run, int task) {
   return absl::StrCat(run.request.run_id(), "#", task);
+}
+
+// A run of `request` (as accepted) over `dag`, planned with `model` from `start` as of `now`
+// (the planner's samples are seeded by the run id), its tasks' runtimes fresh.
+inline std::unique_ptr<Run> NewPlannedRun(v1::PrewarmRequest request,
+                                          std::shared_ptr<const Dag> dag, RunModel model,
+                                          absl::Time start, const PlannerOptions& options,
+                                          absl::Time now) {
+  auto run = std::make_unique<Run>();
+  run->request = std::move(request);
+  run->dag = std::move(dag);
+  run->planner = std::make_unique<RunPlanner>(run->dag, std::move(model), start,
+                                              SeedFromString(run->request.run_id()), options);
+  run->planner->PlanAll(now);
+  run->tasks.resize(run->dag->size());
+  run->plan_time = now;
+  run->last_event = now;
+  run->submitted = now;
+  return run;
 }
 
 // Whether a task in `state` is done for good (succeeded, failed or skipped).

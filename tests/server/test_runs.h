@@ -8,7 +8,6 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "predictor/history.h"
-#include "predictor/random.h"
 #include "predictor/run_model.h"
 #include "prewarm/v1/prewarm.pb.h"
 #include "server/proto_time.h"
@@ -54,21 +53,12 @@ inline std::unique_ptr<Run> BuildTestRun(const v1::PrewarmRequest& request, absl
   absl::StatusOr<RunRequest> checked = ParseRunRequest(request, now, {});
   EXPECT_TRUE(checked.ok()) << checked.status();
   if (!checked.ok()) return nullptr;
-  auto run = std::make_unique<Run>();
-  run->request = checked->request;
-  run->dag = checked->dag;
   PlannerOptions options;
   options.delay_cost_ratio = checked->delay_cost_ratio;
-  RunModel model = BuildRunModel(*run->dag, request.workflow_id(), history,
+  RunModel model = BuildRunModel(*checked->dag, request.workflow_id(), history,
                                  [](absl::string_view) { return ServiceInfo{.warmable = true}; });
-  run->planner = std::make_unique<RunPlanner>(run->dag, std::move(model), checked->start,
-                                              SeedFromString(request.run_id()), options);
-  run->planner->PlanAll(now);
-  run->tasks.resize(run->dag->size());
-  run->plan_time = now;
-  run->last_event = now;
-  run->submitted = now;
-  return run;
+  return NewPlannedRun(std::move(checked->request), std::move(checked->dag), std::move(model),
+                       checked->start, options, now);
 }
 
 // A ReportTimingRequest as ParseTaskEvent returns it (event_time set).
