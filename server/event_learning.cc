@@ -215,8 +215,9 @@ std::optional<absl::Duration> NewReportedColdStart(const Run& run, int v,
 
 bool ReportedColdStartIsWhole(const TaskRuntime& rt) { return rt.outcome != v1::TASK_OUTCOME_LATE; }
 
-Observation WarmupLesson(absl::string_view service, absl::Duration latency, bool cold,
-                         absl::Time now) {
+std::optional<Observation> WarmupLesson(absl::string_view service, absl::Duration latency,
+                                        bool cold, bool joined_start, absl::Time now) {
+  if (cold && joined_start) return std::nullopt;
   return MakeObservation(cold ? Observation::Kind::kColdStart : Observation::Kind::kWarmLatency,
                          std::string(service), absl::ToDoubleSeconds(latency), now);
 }

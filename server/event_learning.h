@@ -76,8 +76,11 @@ std::optional<absl::Duration> NewReportedColdStart(const Run& run, int v,
 bool ReportedColdStartIsWhole(const TaskRuntime& rt);
 
 // What an answered warm-up of `service` teaches: a cold start when it started a container, else
-// the latency of a warm call.
-Observation WarmupLesson(absl::string_view service, absl::Duration latency, bool cold,
-                         absl::Time now);
+// the latency of a warm call. Nothing when it was cold but `joined_start`: sent while another
+// warm-up of the service was starting a container that serves more than one request at once, it
+// may have joined that start and waited only for the rest of it (issue 13), which is no measure
+// of the whole.
+std::optional<Observation> WarmupLesson(absl::string_view service, absl::Duration latency,
+                                        bool cold, bool joined_start, absl::Time now);
 
 }  // namespace prewarm

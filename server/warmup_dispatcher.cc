@@ -157,7 +157,12 @@ OutgoingWarmup WarmupDispatcher::Prepare(const Run& run, int v, const v1::Servic
                                          uint64_t id, bool refresh) {
   const std::string& run_id = run.request.run_id();
   const absl::Time now = deps_.clock->Now();
-  in_flight_[id] = InFlight{run_id, v, service.name(), now, refresh};
+  InFlight& flight = in_flight_[id] = InFlight{run_id, v, service.name(), now, refresh};
+  if (!refresh) {
+    int& starting = starting_[service.name()];
+    flight.joined_start = starting > 0 && service.container_concurrency() != 1;
+    ++starting;
+  }
   OutgoingWarmup out;
   out.service = service;
   if (service.mode() == v1::WARMUP_MODE_DELEGATED) {
@@ -238,6 +243,11 @@ std::optional<InFlight> WarmupDispatcher::TakeInFlight(uint64_t id) {
   if (it == in_flight_.end()) return std::nullopt;
   InFlight flight = std::move(it->second);
   in_flight_.erase(it);
+  if (!flight.refresh) {
+    if (auto s = starting_.find(flight.service); s != starting_.end() && --s->second == 0) {
+      starting_.erase(s);
+    }
+  }
   return flight;
 }
 
@@ -294,8 +304,11 @@ WarmupDispatcher::Answer WarmupDispatcher::Answered(Run* run, const InFlight& fl
   } else if (success) {
     deps_.metrics->WarmupLatency(flight.service, latency);
     deps_.metrics->WarmupResult(flight.service, kWarmupReady);
-    answer.lesson = WarmupLesson(flight.service, latency, cold.value_or(was_cold), now);
-    if (cold.value_or(was_cold)) deps_.metrics->ColdStartObserved(flight.service, latency);
+    answer.lesson =
+        WarmupLesson(flight.service, latency, cold.value_or(was_cold), flight.joined_start, now);
+    if (answer.lesson.has_value() && answer.lesson->kind == Observation::Kind::kColdStart) {
+      deps_.metrics->ColdStartObserved(flight.service, latency);
+    }
     if (rt != nullptr && rt->warmup == v1::WARMUP_STATE_FIRED) {
       rt->warmup = v1::WARMUP_STATE_READY;
       rt->ready_at = now;

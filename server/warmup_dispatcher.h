@@ -58,6 +58,10 @@ struct InFlight {
   std::string service;
   absl::Time fired_at;
   bool refresh = false;  // a refresh of a ready warm-up, not its first firing
+  // A first firing sent while another first firing of the service was in flight, to a service
+  // whose containers serve more than one request at once: it may have joined that container's
+  // start (see WarmupLesson).
+  bool joined_start = false;
 };
 
 // A warm-up request ready to leave, built under the registry's lock and sent after releasing it.
@@ -172,6 +176,8 @@ class WarmupDispatcher {
   const Deps deps_;
   const Hooks hooks_;
   absl::flat_hash_map<uint64_t, InFlight> in_flight_;
+  // First firings in flight per service (refreshes go to warm containers and start nothing).
+  absl::flat_hash_map<std::string, int> starting_;
   uint64_t next_warmup_id_ = 1;
   int pending_warmups_ = 0;
 };

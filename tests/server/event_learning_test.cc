@@ -220,14 +220,31 @@ TEST_F(EventLearningTest, AReportedColdStartIsLearnedOncePerTask) {
 }
 
 TEST_F(EventLearningTest, AWarmupTeachesAColdStartOrAWarmLatency) {
-  Observation cold = WarmupLesson("svc-a", absl::Seconds(2), /*cold=*/true, kNow);
-  EXPECT_EQ(cold.kind, Observation::Kind::kColdStart);
-  EXPECT_EQ(cold.key, "svc-a");
-  EXPECT_DOUBLE_EQ(cold.value, 2);
-  EXPECT_EQ(cold.time, kNow);
-  Observation warm = WarmupLesson("svc-a", absl::Milliseconds(20), /*cold=*/false, kNow);
-  EXPECT_EQ(warm.kind, Observation::Kind::kWarmLatency);
-  EXPECT_DOUBLE_EQ(warm.value, 0.02);
+  std::optional<Observation> cold =
+      WarmupLesson("svc-a", absl::Seconds(2), /*cold=*/true, /*joined_start=*/false, kNow);
+  ASSERT_TRUE(cold.has_value());
+  EXPECT_EQ(cold->kind, Observation::Kind::kColdStart);
+  EXPECT_EQ(cold->key, "svc-a");
+  EXPECT_DOUBLE_EQ(cold->value, 2);
+  EXPECT_EQ(cold->time, kNow);
+  std::optional<Observation> warm =
+      WarmupLesson("svc-a", absl::Milliseconds(20), /*cold=*/false, /*joined_start=*/false, kNow);
+  ASSERT_TRUE(warm.has_value());
+  EXPECT_EQ(warm->kind, Observation::Kind::kWarmLatency);
+  EXPECT_DOUBLE_EQ(warm->value, 0.02);
+}
+
+// Issue 13: a warm-up sent while another one was starting the service's container waits only for
+// the rest of that start; its latency is no cold start.
+TEST_F(EventLearningTest, AWarmupThatJoinedAStartInProgressTeachesNoColdStart) {
+  EXPECT_EQ(WarmupLesson("svc-a", absl::Milliseconds(400), /*cold=*/true,
+                         /*joined_start=*/true, kNow),
+            std::nullopt);
+  // Warm, it still measures a warm call.
+  std::optional<Observation> warm = WarmupLesson("svc-a", absl::Milliseconds(20), /*cold=*/false,
+                                                 /*joined_start=*/true, kNow);
+  ASSERT_TRUE(warm.has_value());
+  EXPECT_EQ(warm->kind, Observation::Kind::kWarmLatency);
 }
 
 }  // namespace

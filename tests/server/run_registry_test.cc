@@ -834,6 +834,48 @@ TEST_F(RunRegistryTest, ASlowWarmupIsAColdStartAndAFastOneAWarmLatency) {
   EXPECT_THAT(Metric("prewarm_warmup_latency_seconds_count", {{"service", "fast"}}), Optional(1.0));
 }
 
+// Issue 13, "overlapping warm-ups are learned as cold starts": svc-a takes 0.7 s to start a
+// container. Two one-task runs 0.3 s apart warm it at 58 s and 58.3 s; the second warm-up reaches
+// the container still starting and waits only the remaining 0.4 s. Only the first is a cold
+// start; with one request per container each warm-up starts its own, and both are.
+TEST_F(RunRegistryTest, AWarmupThatJoinedAStartInProgressIsNotLearnedAsAColdStart) {
+  for (int concurrency : {0, 1}) {
+    SCOPED_TRACE(absl::StrCat("container_concurrency ", concurrency));
+    Halt();
+    Boot(NewInMemoryHistoryStore());
+    v1::Service svc;
+    svc.set_name("svc-a");
+    svc.set_warmup_url(absl::StrCat(kEndpoint, "/svc-a"));
+    svc.set_container_concurrency(concurrency);
+    Register(svc);
+    v1::PrewarmRequest first = OneTaskRun("svc-a");
+    *first.mutable_start_time() = ToProtoTimestamp(clock_.Now() + absl::Seconds(60));
+    v1::PrewarmRequest second = first;
+    second.set_run_id("run-2");
+    *second.mutable_start_time() = ToProtoTimestamp(clock_.Now() + absl::Milliseconds(60'300));
+    const absl::Time base = clock_.Now();
+    ASSERT_TRUE(Prewarm(first).ok());
+    ASSERT_TRUE(Prewarm(second).ok());
+    EXPECT_EQ(RunUntil(base + absl::Seconds(58)), 1);
+    EXPECT_EQ(RunUntil(base + absl::Milliseconds(58'300)), 1);
+    std::vector<WarmupRequest> pending = fake_warmer_->pending();
+    ASSERT_EQ(pending.size(), 2u);
+    clock_.AdvanceTo(base + absl::Milliseconds(58'700));
+    const absl::Duration second_wait =
+        concurrency == 1 ? absl::Milliseconds(700) : absl::Milliseconds(400);
+    ASSERT_TRUE(
+        fake_warmer_->Complete(pending[0].id, FakeHttpWarmer::Success(absl::Milliseconds(700)))
+            .ok());
+    ASSERT_TRUE(fake_warmer_->Complete(pending[1].id, FakeHttpWarmer::Success(second_wait)).ok());
+    EXPECT_EQ(Task("run-2", "x").warmup_state(), v1::WARMUP_STATE_READY);
+
+    v1::GetServiceStatsResponse stats = Stats("svc-a");
+    EXPECT_EQ(stats.warmups_fired(), 2);
+    EXPECT_EQ(stats.cold_start().sample_count(), concurrency == 1 ? 2 : 1);
+    EXPECT_NEAR(absl::ToDoubleSeconds(D(stats.cold_start().mean())), 0.7, 1e-6);  // floats
+  }
+}
+
 TEST_F(RunRegistryTest, AFailedWarmupIsCounted) {
   SetRoute("/broken", {.status = 500});
   RegisterManaged("broken");
