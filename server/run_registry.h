@@ -24,8 +24,12 @@
 #include "server/history_store.h"
 #include "server/http_warmer.h"
 #include "server/metrics.h"
+#include "server/plan_proto.h"
+#include "server/run_journal.h"
+#include "server/run_state.h"
 #include "server/service_registry.h"
 #include "server/timer_queue.h"
+#include "server/warmup_dispatcher.h"
 
 namespace prewarm {
 
@@ -80,8 +84,18 @@ struct RunRegistryDeps {
 // rescheduled, those whose deadlines passed fire at once, those of skipped tasks are cancelled.
 // Finished runs are retired to a bounded list of final plans.
 //
-// One mutex guards runs and history: every operation is short (no I/O under the lock; store
-// writes and HTTP warm-ups are asynchronous). Thread-safe.
+// The registry orchestrates; each job has its own part: run_request.h checks requests,
+// event_learning.h says what an event teaches, warmup_dispatcher.h runs the warm-up timers and the
+// warm-ups in flight, run_journal.h stores and restores runs and history, plan_proto.h shows plans
+// and stats, run_state.h holds a run's state.
+//
+// One mutex guards runs, history and the dispatcher: every operation is short (no I/O under the
+// lock; store writes and HTTP warm-ups are asynchronous). Thread-safe.
+//
+// Lock order: mu_ is held while calling into the ServiceRegistry, TimerQueue, Metrics, the
+// HistoryStore's queue, the RunJournal and GuardedTimers, so their locks come after mu_, and none
+// of them calls back into the registry while holding its own (timer and commit callbacks, which
+// take mu_, run with no lock held).
 class RunRegistry {
  public:
   using PlanCallback = std::function<void(absl::StatusOr<v1::RunPlan>)>;
@@ -141,133 +155,48 @@ class RunRegistry {
   int pending_warmups() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  struct TaskRuntime {
-    v1::WarmupState warmup = v1::WARMUP_STATE_NONE;
-    TimerQueue::TimerId timer = 0;
-    absl::Time scheduled_for = absl::InfiniteFuture();
-    absl::Time fired_at = absl::InfinitePast();
-    absl::Time ready_at = absl::InfinitePast();
-    uint64_t warmup_id = 0;
-    uint64_t generation = 0;  // Bumped at every (re)schedule: a stale timer finds a mismatch.
-    // While READY and the task pending: the timer of the next refresh (0: none), and how many
-    // refreshes were sent.
-    TimerQueue::TimerId refresh_timer = 0;
-    int refreshes = 0;
-    // When the service last answered a warm-up (or refresh) for the task.
-    absl::Time answered = absl::InfinitePast();
-    v1::TaskOutcome outcome = v1::TASK_OUTCOME_UNSPECIFIED;
-    // The task's last applied event (what a repeat is compared with).
-    v1::TaskEventType last_event = v1::TASK_EVENT_TYPE_UNSPECIFIED;
-    bool outcome_counted = false;
-    absl::Time actual_start = absl::InfinitePast();
-    // Whether a warm container took the task's (first) call, as far as the container pool
-    // knows: what decides hit or miss when nobody reports whether the call was cold.
-    std::optional<bool> found_warm;
-    // The cold start a task event reported for this task's call (learned once; its FINISHED
-    // subtracts it to learn the warm duration).
-    std::optional<absl::Duration> reported_cold_start;
-  };
-  struct Run {
-    v1::PrewarmRequest request;                  // as accepted, start_time filled in
-    std::shared_ptr<const Dag> dag;
-    std::unique_ptr<RunPlanner> planner;
-    std::vector<TaskRuntime> tasks;
-    absl::Time plan_time;
-    absl::Time last_event;
-    int64_t replans = 0;
-    int64_t events = 0;  // Task events in the run's stored log (max_events_per_run).
-    absl::Time submitted;  // When Prewarm accepted it: its first plan is as of this time.
-    // The model the run was planned with, kept only until its snapshot is written.
-    store::v1::RunModel model;
-  };
-  // A change of a service's container pool, collected while replaying run logs at Restore and
-  // applied to the pools in the order the server first made them.
-  struct PoolOp {
-    absl::Time applied;  // Sort key: when the server made the change.
-    std::string run_id;
-    int64_t seq;  // Tie-break: the record's place in its run's log.
-    enum class Kind { kAcquire, kRelease, kForget, kAnswered, kClaim } kind;
-    std::string service;
-    std::string task_key;
-    absl::Time at;
-    bool cold = false;          // kAnswered
-    bool forget_after = false;  // kAnswered: the task no longer waited for it
-    absl::Time needed;          // kClaim
-  };
-  struct ServiceCounters {
-    int64_t hits = 0, misses = 0, lates = 0, fired = 0, failed = 0;
+  struct ServiceCounters : ServiceCounts {
     std::list<std::string>::iterator recency;  // In counters_recency_.
   };
-  struct InFlight {
-    std::string run_id;
-    int task;
-    std::string service;
-    absl::Time fired_at;
-    bool refresh = false;  // a refresh of a ready warm-up, not its first firing
-  };
-  // A warm-up request ready to leave, built under mu_ and sent after releasing it.
-  struct OutgoingWarmup {
-    v1::Service service;
-    WarmupRequest http;                       // managed services
-    v1::WatchWarmupsResponse instruction;     // delegated services
-  };
 
-  // Builds a run from a validated request, planned as of `now`.
+  // Prewarm's work under mu_: an error or a dry run's plan to answer at once, or (`persisted` set)
+  // the run started, whose answer `persisted` gives `done` once durable (`done` is then moved
+  // from and the returned plan is empty). Call `persisted` after releasing mu_.
+  absl::StatusOr<v1::RunPlan> StartRun(const v1::PrewarmRequest& request, PlanCallback& done,
+                                       std::function<void()>* persisted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ReportTiming's work under mu_, answering as StartRun does.
+  absl::StatusOr<v1::ReportTimingResponse> ApplyReport(
+      const v1::ReportTimingRequest& request,
+      std::function<void(absl::StatusOr<v1::ReportTimingResponse>)>& done,
+      std::function<void()>* persisted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Builds a run from a request (checked by ParseRunRequest), planned as of `now`.
   // `stored`: the model of a restored run (else one is taken from the history).
   absl::StatusOr<std::unique_ptr<Run>> BuildRun(const v1::PrewarmRequest& request, absl::Time now,
                                                 const store::v1::RunModel* stored = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies one record of a restored run's log (see store.proto RunEvent); appends the container
-  // pool changes it implies to `pool_ops`.
-  void Replay(Run& run, const store::v1::RunEvent& record, int64_t seq, absl::Time now,
-              std::vector<PoolOp>* pool_ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Appends a record of what happened to a task's warm-up to the run's stored log (no one waits
-  // for it). Under mu_, so that it is queued in the order of the run's changes.
-  // `warm_until`: what the run's planner was told (SetTaskWarmUntil), InfinitePast for nothing.
-  void LogWarmup(const Run& run, int task, store::v1::WarmupRecord::Kind kind, absl::Time at,
-                 absl::Time warm_until, bool cold = false, absl::Time needed = absl::InfinitePast())
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies one event to a run; appends the observations it teaches to `learned`.
+  // Applies one event to a run; appends the observations it teaches to `learned` (null: a
+  // replay at Restore, which learns, counts and schedules nothing).
   // `replanned` (optional) receives the tasks whose plans were recomputed.
   absl::Status ApplyEvent(Run& run, const v1::ReportTimingRequest& event, absl::Time now,
                           std::vector<Observation>* learned, std::vector<int>* replanned = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Makes the timers of `tasks` follow their plans.
-  void SyncWarmups(Run& run, const std::vector<int>& tasks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CancelWarmup(TaskRuntime& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Timer hooks of the WarmupDispatcher.
   void Fire(const std::string& run_id, int task, uint64_t generation, absl::Duration lateness)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Registers warm-up `id` of `task` as in flight and builds its request.
-  OutgoingWarmup PrepareWarmup(const Run& run, int task, const v1::Service& service, uint64_t id,
-                               bool refresh) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SendWarmup(OutgoingWarmup warmup) ABSL_LOCKS_EXCLUDED(mu_);
-  // Schedules the next refresh of the task's ready warm-up, if the task is pending and refreshes
-  // are left; `answered`: when the service last answered a warm-up for it.
-  void ScheduleRefresh(Run& run, int task, absl::Time answered)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CancelRefresh(TaskRuntime& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The task's name in the service registry's container pools: "run_id#index".
-  static std::string TaskKey(const Run& run, int task);
+  void Refresh(const std::string& run_id, int task, uint64_t warmup_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Sends a warm-up built under mu_. REQUIRES: mu_ not held.
+  void Send(OutgoingWarmup warmup) ABSL_LOCKS_EXCLUDED(mu_);
   // The task's call reached its service: takes a container, and warms again for the task whose
   // held container the call took.
   void AcquireContainer(Run& run, int task, absl::Time at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fires at once a new warm-up for a pending task (by TaskKey) that lost its warm container.
   void Rewarm(absl::string_view task_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Refresh(const std::string& run_id, int task, uint64_t warmup_id) ABSL_LOCKS_EXCLUDED(mu_);
   // `shut_down`: failed because the warmer is shutting down with the process; not recorded in
   // the run's log, so that a restart takes the warm-up for answered, as after a kill.
   absl::Status OnWarmupResult(uint64_t warmup_id, bool success, absl::Duration latency,
                               std::optional<bool> cold, bool shut_down = false)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // How long the task's call waits for a container (see TaskProgress::container_wait), from the
-  // event's report, else its warm-up, else what the container pool saw.
-  std::optional<absl::Duration> ContainerWait(const Run& run, int task,
-                                              const v1::ReportTimingRequest& event,
-                                              absl::Time at) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether `event` repeats what task `v` already did and carries nothing new (see ReportTiming).
-  bool IsRepeat(const Run& run, int v, const v1::ReportTimingRequest& event) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Decides (once) whether the task found its service warm, and counts it.
   void SettleOutcome(Run& run, int task, std::optional<bool> reported_cold, absl::Time at)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -276,66 +205,34 @@ class RunRegistry {
   // The service's counters, made the most recently used; evicts unregistered services' counters
   // past max_unregistered_service_counters.
   ServiceCounters& CountersOf(absl::string_view service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::RunPlan PlanProto(const Run& run) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void TaskPlanProto(const Run& run, int task, v1::TaskPlan* out) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string Snapshot(const Run& run) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Retire(const std::string& run_id, absl::string_view outcome)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireIdleRuns() ABSL_LOCKS_EXCLUDED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // What a change of a run writes to the store.
-  struct RunWrite {
-    enum class Kind { kNone, kSnapshot, kEvent, kDelete };
-    Kind kind = Kind::kNone;
-    std::string run_id;
-    std::string bytes;  // kSnapshot: a store.v1.RunSnapshot; kEvent: a store.v1.RunEvent.
-  };
-  // Queues `observations` and `run_write` for the store. `done` runs once all are durable and
-  // the returned function has been called.
-  // A run's snapshot writes must be queued under mu_, so that they reach the store in the order
-  // of the run's updates (a snapshot queued after the run's deletion would bring a retired run
+  // Queues `observations` and `run_write` for the store (RunJournal::Write), with the history
+  // keys evicted since the last call. Under mu_, so that a run's writes reach the store in the
+  // order of its updates (a snapshot queued after the run's deletion would bring a retired run
   // back at the next start); call the returned function after releasing mu_, so that `done`
   // never runs under it.
   [[nodiscard]] std::function<void()> Persist(std::vector<Observation> observations,
                                               RunWrite run_write,
-                                              std::function<void(absl::Status)> done);
-
-  // Counts the store callbacks of the registry's writes that have not finished yet. Shared with
-  // the callbacks, so that the last one can still unlock it while ~RunRegistry returns.
-  struct StoreCallbacks {
-    absl::Mutex mu;
-    int64_t outstanding ABSL_GUARDED_BY(mu) = 0;
-  };
-  // A commit callback that counts as outstanding from now until `fn` has returned.
-  CommitCallback Tracked(CommitCallback fn);
-
-  // The timer callbacks of the registry that are running, and whether the registry is going
-  // (then a callback that starts does nothing). Shared with the callbacks, which the TimerQueue
-  // may keep (and even start) after ~RunRegistry.
-  struct TimerCallbacks {
-    absl::Mutex mu;
-    int running ABSL_GUARDED_BY(mu) = 0;
-    bool closed ABSL_GUARDED_BY(mu) = false;
-  };
-  // Schedules `fn` on the TimerQueue so that it never runs on a destroyed registry.
-  TimerQueue::TimerId ScheduleTimer(absl::Time deadline, TimerQueue::Callback fn);
+                                              std::function<void(absl::Status)> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RunRegistryOptions options_;
   const RunRegistryDeps deps_;
-  const std::shared_ptr<StoreCallbacks> store_callbacks_ = std::make_shared<StoreCallbacks>();
-  const std::shared_ptr<TimerCallbacks> timer_callbacks_ = std::make_shared<TimerCallbacks>();
+  // Thread-safe parts (their locks come after mu_).
+  RunJournal journal_;
+  GuardedTimers timers_;
   mutable absl::Mutex mu_;
+  WarmupDispatcher warmups_ ABSL_GUARDED_BY(mu_);
   History history_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Run>> runs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, v1::RunPlan> retired_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> retired_order_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ServiceCounters> counters_ ABSL_GUARDED_BY(mu_);
   std::list<std::string> counters_recency_ ABSL_GUARDED_BY(mu_);  // Least recent first.
-  uint64_t next_warmup_id_ ABSL_GUARDED_BY(mu_) = 1;
-  int pending_warmups_ ABSL_GUARDED_BY(mu_) = 0;
-  TimerQueue::TimerId expiry_timer_ = 0;
+  TimerQueue::TimerId expiry_timer_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace prewarm

@@ -1,5 +1,5 @@
 // Deliberately wrong: proves that scripts/check_thread_safety.py fails on a lock violation (the
-// CTest case thread_safety_check_catches_violations expects clang to reject this file).
+// CTest case thread_safety_check_fails_on_violation expects clang to reject this file).
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -40,14 +41,13 @@
 #include "server/timer_queue.h"
 #include "server/url_allowlist.h"
 #include "tests/fakes/fake_clock.h"
-#include "tests/fakes/fake_http_target.h"
+#include "tests/fakes/fake_http_target.h"  // Route
 #include "tests/fakes/fake_http_warmer.h"
 #include "tests/fakes/in_memory_history_store.h"
 
 namespace prewarm {
 namespace {
 
-using ::prewarm::testing::FakeHttpTarget;
 using ::prewarm::testing::FakeHttpWarmer;
 using ::prewarm::testing::Route;
 using ::testing::HasSubstr;
@@ -56,6 +56,8 @@ using ::testing::Optional;
 // Generous: only a broken warmer comes near it, however loaded the machine. Nothing waits for it
 // when the code works.
 constexpr absl::Duration kPatience = absl::Seconds(30);
+// Where the services' warm-up URLs point; nothing listens: the FakeHttpWarmer sends nothing.
+constexpr char kEndpoint[] = "http://127.0.0.1:9";
 
 absl::Time T(const google::protobuf::Timestamp& t) { return FromProto(t, "test").value(); }
 absl::Duration D(const google::protobuf::Duration& d) { return FromProto(d, "test").value(); }
@@ -97,8 +99,6 @@ struct Event {
 class RunRegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    target_ = FakeHttpTarget::Start();
-    for (const char* path : {"/svc-a", "/svc-b", "/svc-c"}) target_->SetRoute(path, {});
     metrics_ = Metrics::Create({.listen_address = ""}).value();
     options_.history.dispatch_gap_prior = absl::Seconds(1);
     options_.history.cold_start_prior = absl::Seconds(2);
@@ -114,13 +114,14 @@ class RunRegistryTest : public ::testing::Test {
   void TearDown() override { Halt(); }
 
   // Builds a fresh process's worth of parts over `store`.
-  // `warmer`: the real one (to FakeHttpTarget) when null.
+  // `warmer`: a FakeHttpWarmer whose warm-ups Answer() ends, when null.
   void Boot(std::unique_ptr<HistoryStore> store, std::unique_ptr<HttpWarmer> warmer = nullptr) {
     store_ = std::move(store);
     services_ = std::make_unique<ServiceRegistry>(UrlAllowlist::Default(), ServiceDefaults{});
     timers_ = std::make_unique<TimerQueue>(clock_);
     delegated_ = std::make_unique<DelegatedWarmups>();
-    warmer_ = warmer != nullptr ? std::move(warmer) : HttpWarmer::Create({}, clock_).value();
+    warmer_ = warmer != nullptr ? std::move(warmer) : std::make_unique<FakeHttpWarmer>();
+    fake_warmer_ = dynamic_cast<FakeHttpWarmer*>(warmer_.get());
     registry_ =
         std::make_unique<RunRegistry>(options_, RunRegistryDeps{.clock = &clock_,
                                                                 .services = services_.get(),
@@ -135,6 +136,10 @@ class RunRegistryTest : public ::testing::Test {
   // the registry.
   void Halt() {
     if (warmer_ != nullptr) warmer_->Shutdown();
+    if (fake_warmer_ != nullptr) {  // What this process sent, for Requests() after a restart.
+      for (WarmupRequest& r : fake_warmer_->fired()) sent_before_.push_back(std::move(r));
+      fake_warmer_ = nullptr;
+    }
     registry_.reset();
     warmer_.reset();
     delegated_.reset();
@@ -156,7 +161,7 @@ class RunRegistryTest : public ::testing::Test {
   void RegisterManaged(const std::string& name, std::optional<absl::Duration> warm_latency = {}) {
     v1::Service s;
     s.set_name(name);
-    s.set_warmup_url(target_->Url(absl::StrCat("/", name)));
+    s.set_warmup_url(absl::StrCat(kEndpoint, "/", name));
     if (warm_latency.has_value()) *s.mutable_warm_latency() = ToProtoDuration(*warm_latency);
     Register(s);
   }
@@ -178,7 +183,6 @@ class RunRegistryTest : public ::testing::Test {
     *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
     return request;
   }
-
 
   // A chain a -> b -> c on svc-a, svc-b, svc-c, starting `lead` after now.
   v1::PrewarmRequest Chain(const std::string& run_id, absl::Duration lead = absl::Seconds(60)) {
@@ -267,20 +271,56 @@ class RunRegistryTest : public ::testing::Test {
     return TaskOf(*plan, task);
   }
 
-  // Polls the run's plan until the task's warm-up reaches `state` (the warmer's thread answers
-  // asynchronously).
-  bool WaitForWarmup(const std::string& run, absl::string_view task, v1::WarmupState state) {
-    const absl::Time deadline = absl::Now() + kPatience;
-    for (;;) {
-      absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan(run);
-      if (plan.ok() && TaskOf(*plan, task).warmup_state() == state) return true;
-      if (absl::Now() > deadline) {
-        ADD_FAILURE() << "task " << task << " never reached " << v1::WarmupState_Name(state)
-                      << "; plan: " << (plan.ok() ? plan->DebugString() : plan.status().ToString());
-        return false;
-      }
-      absl::SleepFor(absl::Milliseconds(1));
+  // The warm-up requests sent to `path` of kEndpoint so far, over every restart.
+  std::vector<WarmupRequest> Sent(absl::string_view path = "") const {
+    std::vector<WarmupRequest> all = sent_before_;
+    if (fake_warmer_ != nullptr) {
+      for (WarmupRequest& r : fake_warmer_->fired()) all.push_back(std::move(r));
     }
+    std::vector<WarmupRequest> out;
+    for (WarmupRequest& r : all) {
+      if (path.empty() || r.url == absl::StrCat(kEndpoint, path)) out.push_back(std::move(r));
+    }
+    return out;
+  }
+  int Requests(absl::string_view path) const { return static_cast<int>(Sent(path).size()); }
+  int TotalRequests() const { return static_cast<int>(Sent().size()); }
+
+  // How the warm-up endpoint `path` of kEndpoint answers (default: 200 after 5 ms).
+  void SetRoute(const std::string& path, Route route) { routes_[path] = route; }
+
+  // Ends every warm-up in flight as its endpoint's route says (a status of 400 or more fails it
+  // as the real warmer does after its attempts; else it succeeds after the route's delay). Those
+  // the answers fire (refreshes) stay in flight. Returns how many ended.
+  int Answer() {
+    if (fake_warmer_ == nullptr) return 0;
+    int answered = 0;
+    for (const WarmupRequest& r : fake_warmer_->pending()) {
+      Route route;
+      if (auto it = routes_.find(r.url.substr(std::strlen(kEndpoint))); it != routes_.end()) {
+        route = it->second;
+      }
+      const WarmupResult result =
+          route.status >= 400
+              ? FakeHttpWarmer::Failure(absl::StrCat("HTTP ", route.status), route.status,
+                                        r.max_attempts)
+              : FakeHttpWarmer::Success(route.delay > absl::ZeroDuration() ? route.delay
+                                                                           : absl::Milliseconds(5));
+      EXPECT_TRUE(fake_warmer_->Complete(r.id, result).ok()) << r.id;
+      ++answered;
+    }
+    return answered;
+  }
+
+  // Answers the warm-ups in flight, then expects the task's warm-up to be in `state`.
+  bool AnswerAndExpectWarmup(const std::string& run, absl::string_view task,
+                             v1::WarmupState state) {
+    Answer();
+    absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan(run);
+    if (plan.ok() && TaskOf(*plan, task).warmup_state() == state) return true;
+    ADD_FAILURE() << "task " << task << " is not " << v1::WarmupState_Name(state)
+                  << "; plan: " << (plan.ok() ? plan->DebugString() : plan.status().ToString());
+    return false;
   }
 
   // Moves the fake clock to `t` and runs what is due.
@@ -303,13 +343,16 @@ class RunRegistryTest : public ::testing::Test {
   FakeClock clock_;
   absl::Time t0_;
   RunRegistryOptions options_;
-  std::unique_ptr<FakeHttpTarget> target_;
+  // The warm-ups the fake warmers of earlier processes were given.
+  std::vector<WarmupRequest> sent_before_;
+  std::map<std::string, Route> routes_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<HistoryStore> store_;
   std::unique_ptr<ServiceRegistry> services_;
   std::unique_ptr<TimerQueue> timers_;
   std::unique_ptr<DelegatedWarmups> delegated_;
   std::unique_ptr<HttpWarmer> warmer_;
+  FakeHttpWarmer* fake_warmer_ = nullptr;  // warmer_, unless a test boots with another warmer.
   std::unique_ptr<RunRegistry> registry_;
 };
 
@@ -375,7 +418,7 @@ TEST_F(RunRegistryTest, DryRunKeepsNoState) {
   EXPECT_EQ(registry_->pending_warmups(), 0);
   EXPECT_EQ(registry_->GetPlan("run-1").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(RunUntil(t0_ + absl::Minutes(5)), 1);  // Only the registry's expiry timer.
-  EXPECT_EQ(target_->total_requests(), 0);
+  EXPECT_EQ(TotalRequests(), 0);
 }
 
 TEST_F(RunRegistryTest, WarmupsFireWhenTheClockReachesTheirDeadlines) {
@@ -385,10 +428,11 @@ TEST_F(RunRegistryTest, WarmupsFireWhenTheClockReachesTheirDeadlines) {
   EXPECT_EQ(Task("run-1", "a").warmup_state(), v1::WARMUP_STATE_PENDING);
 
   EXPECT_EQ(RunUntil(t0_ + absl::Seconds(58)), 1);
-  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 1, kPatience));
-  ASSERT_TRUE(WaitForWarmup("run-1", "a", v1::WARMUP_STATE_READY));
-  EXPECT_EQ(target_->methods("/svc-a"), std::vector<std::string>{"GET"});
-  EXPECT_EQ(target_->requests("/svc-b"), 0);
+  ASSERT_GE(Requests("/svc-a"), 1);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  ASSERT_EQ(Sent("/svc-a").size(), 1u);
+  EXPECT_EQ(Sent("/svc-a")[0].method, "GET");
+  EXPECT_EQ(Requests("/svc-b"), 0);
   EXPECT_EQ(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_PENDING);
   EXPECT_EQ(registry_->pending_warmups(), 2);
 
@@ -403,13 +447,13 @@ TEST_F(RunRegistryTest, WarmupsFireWhenTheClockReachesTheirDeadlines) {
   EXPECT_THAT(Metric("prewarm_warmup_lateness_seconds_count"), Optional(1.0));
 
   RunUntil(t0_ + absl::Seconds(69));  // (The registry's expiry timer is due too.)
-  ASSERT_TRUE(target_->WaitForRequests("/svc-b", 1, kPatience));
-  ASSERT_TRUE(WaitForWarmup("run-1", "b", v1::WARMUP_STATE_READY));
+  ASSERT_GE(Requests("/svc-b"), 1);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "b", v1::WARMUP_STATE_READY));
   EXPECT_EQ(RunUntil(t0_ + absl::Seconds(80)), 1);
-  ASSERT_TRUE(target_->WaitForRequests("/svc-c", 1, kPatience));
-  ASSERT_TRUE(WaitForWarmup("run-1", "c", v1::WARMUP_STATE_READY));
+  ASSERT_GE(Requests("/svc-c"), 1);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "c", v1::WARMUP_STATE_READY));
   EXPECT_EQ(registry_->pending_warmups(), 0);
-  EXPECT_EQ(target_->total_requests(), 3);
+  EXPECT_EQ(TotalRequests(), 3);
 }
 
 TEST_F(RunRegistryTest, ALateFinishPushesTheNextWarmupLater) {
@@ -442,9 +486,9 @@ TEST_F(RunRegistryTest, ALateFinishPushesTheNextWarmupLater) {
   EXPECT_EQ(RunUntil(t0_ + absl::Seconds(80)), 0);  // The old deadline fires nothing.
   EXPECT_EQ(Task("run-1", "c").warmup_state(), v1::WARMUP_STATE_PENDING);
   EXPECT_EQ(RunUntil(t0_ + absl::Seconds(85)), 1);
-  ASSERT_TRUE(target_->WaitForRequests("/svc-c", 1, kPatience));
-  ASSERT_TRUE(WaitForWarmup("run-1", "c", v1::WARMUP_STATE_READY));
-  EXPECT_EQ(target_->requests("/svc-c"), 1);
+  ASSERT_GE(Requests("/svc-c"), 1);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "c", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(Requests("/svc-c"), 1);
 }
 
 TEST_F(RunRegistryTest, AStartLaterThanPlannedPushesTheWarmupLater) {
@@ -461,7 +505,7 @@ TEST_F(RunRegistryTest, AStartLaterThanPlannedPushesTheWarmupLater) {
   RunUntil(t0_ + absl::Seconds(69));
   EXPECT_EQ(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_PENDING);
   EXPECT_EQ(RunUntil(t0_ + absl::Seconds(74)), 1);
-  ASSERT_TRUE(target_->WaitForRequests("/svc-b", 1, kPatience));
+  ASSERT_GE(Requests("/svc-b"), 1);
 }
 
 TEST_F(RunRegistryTest, ATaskThatStartsColdPushesItsDescendantsByItsColdStart) {
@@ -503,10 +547,10 @@ TEST_F(RunRegistryTest, AnEarlyFinishFiresAPassedDeadlineAtOnce) {
   EXPECT_EQ(T(TaskOf(*plan, "c").warmup_time()), t0_ + absl::Seconds(73));
 
   EXPECT_EQ(timers_->RunDue(), 1);  // Without moving the clock.
-  ASSERT_TRUE(target_->WaitForRequests("/svc-b", 1, kPatience));
-  ASSERT_TRUE(WaitForWarmup("run-1", "b", v1::WARMUP_STATE_READY));
+  ASSERT_GE(Requests("/svc-b"), 1);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "b", v1::WARMUP_STATE_READY));
   EXPECT_EQ(RunUntil(t0_ + absl::Seconds(73)), 1);
-  ASSERT_TRUE(target_->WaitForRequests("/svc-c", 1, kPatience));
+  ASSERT_GE(Requests("/svc-c"), 1);
 }
 
 TEST_F(RunRegistryTest, SkippedCancelsTheTasksPendingWarmup) {
@@ -535,8 +579,8 @@ TEST_F(RunRegistryTest, SkippedCancelsTheTasksPendingWarmup) {
   EXPECT_EQ(TaskOf(*plan, "c").run_probability(), 0);
   EXPECT_EQ(registry_->pending_warmups(), 0);
   RunUntil(t0_ + absl::Minutes(5));
-  EXPECT_EQ(target_->requests("/svc-b"), 0);
-  EXPECT_EQ(target_->requests("/svc-c"), 0);
+  EXPECT_EQ(Requests("/svc-b"), 0);
+  EXPECT_EQ(Requests("/svc-c"), 0);
   EXPECT_EQ(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_CANCELLED);
 }
 
@@ -544,26 +588,23 @@ TEST_F(RunRegistryTest, SkippedCancelsTheTasksPendingWarmup) {
 TEST_F(RunRegistryTest, AReadyWarmupIsRefreshedBeforeTheKeepAliveUntilItsTaskStarts) {
   ASSERT_TRUE(Prewarm(OneTaskRun("svc-a")).ok());
   RunUntil(t0_ + absl::Seconds(58));
-  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "x", v1::WARMUP_STATE_READY));
   RunUntil(t0_ + absl::Seconds(111));
-  EXPECT_EQ(target_->requests("/svc-a"), 1);
+  EXPECT_EQ(Requests("/svc-a"), 1);
   RunUntil(t0_ + absl::Seconds(112));  // 58 + 0.9 * 60: the task is late, still pending
-  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 2, kPatience));
+  ASSERT_GE(Requests("/svc-a"), 2);
   EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "refreshed"}}),
               Optional(1.0));
   EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_READY);
   // Once answered, the container is held for x until 112 + 60 s, and the next refresh is due.
-  const absl::Time deadline = absl::Now() + kPatience;
-  while (T(Stats("svc-a").warm_until()) != t0_ + absl::Seconds(172) && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
+  EXPECT_EQ(Answer(), 1);
   EXPECT_EQ(T(Stats("svc-a").warm_until()), t0_ + absl::Seconds(172));
 
   clock_.AdvanceTo(t0_ + absl::Seconds(130));
   ASSERT_TRUE(Report("run-1", "x", v1::TASK_EVENT_TYPE_STARTED, {.cold = false}).ok());
   EXPECT_EQ(Task("run-1", "x").outcome(), v1::TASK_OUTCOME_HIT);
   RunUntil(t0_ + absl::Minutes(10));  // Started: no more refreshes.
-  EXPECT_EQ(target_->requests("/svc-a"), 2);
+  EXPECT_EQ(Requests("/svc-a"), 2);
 }
 
 TEST_F(RunRegistryTest, WithoutRefreshesAWarmupIsNotRefreshedAndPlansAvoidTheCliff) {
@@ -573,9 +614,9 @@ TEST_F(RunRegistryTest, WithoutRefreshesAWarmupIsNotRefreshedAndPlansAvoidTheCli
   for (const char* name : {"svc-a", "svc-b", "svc-c"}) RegisterManaged(name);
   ASSERT_TRUE(Prewarm(OneTaskRun("svc-a")).ok());
   RunUntil(t0_ + absl::Seconds(58));
-  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "x", v1::WARMUP_STATE_READY));
   RunUntil(t0_ + absl::Minutes(10));
-  EXPECT_EQ(target_->requests("/svc-a"), 1);
+  EXPECT_EQ(Requests("/svc-a"), 1);
   EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "refreshed"}}),
               Optional(0.0));
 }
@@ -598,13 +639,13 @@ TEST_F(RunRegistryTest, WithConcurrencyOneAServiceBusyWithAnotherRunIsWarmedAgai
   EXPECT_EQ(TaskOf(*plan, "x").decision(), v1::WARMUP_DECISION_WARM);
 
   RunUntil(t0_ + absl::Seconds(58));
-  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "x", v1::WARMUP_STATE_READY));
   clock_.AdvanceTo(t0_ + absl::Seconds(60));
   ASSERT_TRUE(Report("run-1", "x", v1::TASK_EVENT_TYPE_STARTED).ok());
   // run-1's x keeps the only container busy: run-2's warm-up must start a second one.
   RunUntil(t0_ + absl::Seconds(68));
-  ASSERT_TRUE(WaitForWarmup("run-2", "x", v1::WARMUP_STATE_READY));
-  EXPECT_EQ(target_->requests("/svc-a"), 2);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-2", "x", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(Requests("/svc-a"), 2);
   EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "skipped_warm"}}),
               Optional(0.0));
 
@@ -616,7 +657,7 @@ TEST_F(RunRegistryTest, WithConcurrencyOneAServiceBusyWithAnotherRunIsWarmedAgai
   *third.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(100));
   ASSERT_TRUE(Prewarm(third).ok());
   RunUntil(t0_ + absl::Seconds(98));
-  EXPECT_EQ(target_->requests("/svc-a"), 2);
+  EXPECT_EQ(Requests("/svc-a"), 2);
   EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "skipped_warm"}}),
               Optional(1.0));
   EXPECT_EQ(Task("run-3", "x").decision(), v1::WARMUP_DECISION_SKIP_ALREADY_WARM)
@@ -632,7 +673,7 @@ TEST_F(RunRegistryTest, ACallThatTakesTheContainerWarmedForATaskWarmsThatTaskAga
   first.set_delay_cost_ratio(1000);
   ASSERT_TRUE(Prewarm(first).ok());
   RunUntil(t0_ + absl::Seconds(58));
-  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "x", v1::WARMUP_STATE_READY));
 
   // Another run's task calls svc-a first, unwarmed: the platform gives it the warm container.
   clock_.AdvanceTo(t0_ + absl::Seconds(59));
@@ -646,8 +687,8 @@ TEST_F(RunRegistryTest, ACallThatTakesTheContainerWarmedForATaskWarmsThatTaskAga
               Optional(1.0));
   EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_PENDING);
   RunUntil(clock_.Now());  // Due at once.
-  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 2, kPatience));
-  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  ASSERT_GE(Requests("/svc-a"), 2);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "x", v1::WARMUP_STATE_READY));
 }
 
 TEST_F(RunRegistryTest, CancelRunCancelsEverythingAndRetiresTheRun) {
@@ -671,7 +712,7 @@ TEST_F(RunRegistryTest, CancelRunCancelsEverythingAndRetiresTheRun) {
   EXPECT_EQ(registry_->CancelRun("run-1").status().code(), absl::StatusCode::kNotFound);
 
   RunUntil(t0_ + absl::Minutes(5));
-  EXPECT_EQ(target_->total_requests(), 0);
+  EXPECT_EQ(TotalRequests(), 0);
   EXPECT_THAT(Metric("prewarm_runs_finished_total", {{"outcome", "cancelled"}}), Optional(1.0));
   EXPECT_THAT(Metric("prewarm_active_runs"), Optional(0.0));
   EXPECT_THAT(Metric("prewarm_pending_warmups"), Optional(0.0));
@@ -763,8 +804,8 @@ TEST_F(RunRegistryTest, LearnsFromReportedTimings) {
 }
 
 TEST_F(RunRegistryTest, ASlowWarmupIsAColdStartAndAFastOneAWarmLatency) {
-  target_->SetRoute("/slow", {.delay = absl::Milliseconds(300)});
-  target_->SetRoute("/fast", {});
+  SetRoute("/slow", {.delay = absl::Milliseconds(300)});
+  SetRoute("/fast", {});
   RegisterManaged("slow", absl::Milliseconds(100));
   // Generous, so that a loaded machine never makes a loopback answer look cold.
   RegisterManaged("fast", absl::Seconds(5));
@@ -778,8 +819,8 @@ TEST_F(RunRegistryTest, ASlowWarmupIsAColdStartAndAFastOneAWarmLatency) {
   *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
   ASSERT_TRUE(Prewarm(request).ok());
   EXPECT_EQ(RunUntil(t0_ + absl::Seconds(58)), 2);
-  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_READY));
-  ASSERT_TRUE(WaitForWarmup("run-1", "y", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "y", v1::WARMUP_STATE_READY));
 
   v1::GetServiceStatsResponse slow = Stats("slow");
   EXPECT_EQ(slow.cold_start().sample_count(), 1);
@@ -793,8 +834,50 @@ TEST_F(RunRegistryTest, ASlowWarmupIsAColdStartAndAFastOneAWarmLatency) {
   EXPECT_THAT(Metric("prewarm_warmup_latency_seconds_count", {{"service", "fast"}}), Optional(1.0));
 }
 
+// Issue 13, "overlapping warm-ups are learned as cold starts": svc-a takes 0.7 s to start a
+// container. Two one-task runs 0.3 s apart warm it at 58 s and 58.3 s; the second warm-up reaches
+// the container still starting and waits only the remaining 0.4 s. Only the first is a cold
+// start; with one request per container each warm-up starts its own, and both are.
+TEST_F(RunRegistryTest, AWarmupThatJoinedAStartInProgressIsNotLearnedAsAColdStart) {
+  for (int concurrency : {0, 1}) {
+    SCOPED_TRACE(absl::StrCat("container_concurrency ", concurrency));
+    Halt();
+    Boot(NewInMemoryHistoryStore());
+    v1::Service svc;
+    svc.set_name("svc-a");
+    svc.set_warmup_url(absl::StrCat(kEndpoint, "/svc-a"));
+    svc.set_container_concurrency(concurrency);
+    Register(svc);
+    v1::PrewarmRequest first = OneTaskRun("svc-a");
+    *first.mutable_start_time() = ToProtoTimestamp(clock_.Now() + absl::Seconds(60));
+    v1::PrewarmRequest second = first;
+    second.set_run_id("run-2");
+    *second.mutable_start_time() = ToProtoTimestamp(clock_.Now() + absl::Milliseconds(60'300));
+    const absl::Time base = clock_.Now();
+    ASSERT_TRUE(Prewarm(first).ok());
+    ASSERT_TRUE(Prewarm(second).ok());
+    EXPECT_EQ(RunUntil(base + absl::Seconds(58)), 1);
+    EXPECT_EQ(RunUntil(base + absl::Milliseconds(58'300)), 1);
+    std::vector<WarmupRequest> pending = fake_warmer_->pending();
+    ASSERT_EQ(pending.size(), 2u);
+    clock_.AdvanceTo(base + absl::Milliseconds(58'700));
+    const absl::Duration second_wait =
+        concurrency == 1 ? absl::Milliseconds(700) : absl::Milliseconds(400);
+    ASSERT_TRUE(
+        fake_warmer_->Complete(pending[0].id, FakeHttpWarmer::Success(absl::Milliseconds(700)))
+            .ok());
+    ASSERT_TRUE(fake_warmer_->Complete(pending[1].id, FakeHttpWarmer::Success(second_wait)).ok());
+    EXPECT_EQ(Task("run-2", "x").warmup_state(), v1::WARMUP_STATE_READY);
+
+    v1::GetServiceStatsResponse stats = Stats("svc-a");
+    EXPECT_EQ(stats.warmups_fired(), 2);
+    EXPECT_EQ(stats.cold_start().sample_count(), concurrency == 1 ? 2 : 1);
+    EXPECT_NEAR(absl::ToDoubleSeconds(D(stats.cold_start().mean())), 0.7, 1e-6);  // floats
+  }
+}
+
 TEST_F(RunRegistryTest, AFailedWarmupIsCounted) {
-  target_->SetRoute("/broken", {.status = 500});
+  SetRoute("/broken", {.status = 500});
   RegisterManaged("broken");
   v1::PrewarmRequest request;
   request.set_run_id("run-1");
@@ -804,7 +887,7 @@ TEST_F(RunRegistryTest, AFailedWarmupIsCounted) {
   *request.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(60));
   ASSERT_TRUE(Prewarm(request).ok());
   RunUntil(t0_ + absl::Seconds(58));
-  ASSERT_TRUE(WaitForWarmup("run-1", "x", v1::WARMUP_STATE_FAILED));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "x", v1::WARMUP_STATE_FAILED));
   v1::GetServiceStatsResponse stats = Stats("broken");
   EXPECT_EQ(stats.warmups_fired(), 1);
   EXPECT_EQ(stats.warmups_failed(), 1);
@@ -837,7 +920,7 @@ TEST_F(RunRegistryTest, CountsHitsMissesAndLateWarmups) {
   EXPECT_EQ(Task("run-1", "miss").warmup_state(), v1::WARMUP_STATE_CANCELLED);
 
   EXPECT_EQ(RunUntil(t0_ + absl::Seconds(58)), 2);
-  ASSERT_TRUE(WaitForWarmup("run-1", "hit", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "hit", v1::WARMUP_STATE_READY));
   EXPECT_EQ(Task("run-1", "late").warmup_state(), v1::WARMUP_STATE_FIRED);
   v1::WatchWarmupsResponse instruction;
   ASSERT_TRUE(delegated_->Pop(watcher, &instruction));  // Fired, never reported.
@@ -905,7 +988,7 @@ TEST_F(RunRegistryTest, ReportedColdnessDecidesTheOutcome) {
 TEST_F(RunRegistryTest, AnotherRunsWarmupIsShared) {
   ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
   RunUntil(t0_ + absl::Seconds(58));
-  ASSERT_TRUE(WaitForWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "a", v1::WARMUP_STATE_READY));
   // svc-a is warm until about 58 + 60 s: a second run needing it at t0+90 s need not warm it.
   v1::PrewarmRequest second = Chain("run-2", absl::Seconds(32));
   absl::StatusOr<v1::RunPlan> plan = Prewarm(second);
@@ -924,10 +1007,10 @@ TEST_F(RunRegistryTest, AWarmupIsSkippedWhenAnotherRunWarmedTheServiceSinceThePl
   ASSERT_TRUE(Prewarm(Chain("run-2", absl::Seconds(70))).ok());
   ASSERT_EQ(Task("run-2", "a").decision(), v1::WARMUP_DECISION_WARM);
   RunUntil(t0_ + absl::Seconds(58));
-  ASSERT_TRUE(WaitForWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "a", v1::WARMUP_STATE_READY));
   RunUntil(t0_ + absl::Seconds(68));
   EXPECT_EQ(Task("run-2", "a").warmup_state(), v1::WARMUP_STATE_NONE);
-  EXPECT_EQ(target_->requests("/svc-a"), 1);
+  EXPECT_EQ(Requests("/svc-a"), 1);
   EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "skipped_warm"}}),
               Optional(1.0));
   EXPECT_EQ(Stats("svc-a").warmups_fired(), 1);
@@ -962,7 +1045,7 @@ TEST_F(RunRegistryTest, DelegatedWarmupsGoToWatchersAndReportWarmupCompletesThem
   EXPECT_EQ(T(instruction.warmup_time()), t0_ + absl::Seconds(58));
   EXPECT_EQ(T(instruction.expected_start_time()), t0_ + absl::Seconds(60));
   EXPECT_EQ(Task("run-1", "x").warmup_state(), v1::WARMUP_STATE_FIRED);
-  EXPECT_EQ(target_->total_requests(), 0);  // The server fires nothing itself.
+  EXPECT_EQ(TotalRequests(), 0);  // The server fires nothing itself.
 
   v1::ReportWarmupRequest report;
   report.set_warmup_id("not-a-number");
@@ -1129,7 +1212,7 @@ TEST_F(RunRegistryTest, AScheduledRunDoesNotExpireBeforeItStarts) {
   ASSERT_EQ(registry_->active_runs(), 1);
   EXPECT_EQ(Task("run-1", "a").warmup_state(), v1::WARMUP_STATE_PENDING);
   RunUntil(t0_ + absl::Hours(2) - absl::Seconds(2));
-  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 1, kPatience));
+  ASSERT_GE(Requests("/svc-a"), 1);
   // Idle for longer than the timeout after its start: expired.
   RunUntil(t0_ + absl::Hours(2) + absl::Minutes(32));
   EXPECT_EQ(registry_->active_runs(), 0);
@@ -1393,7 +1476,8 @@ TEST_F(RunRegistryTest, DestroyingTheRegistryWaitsForItsStoreCallbacks) {
   store->Release();  // Under the old code: use after free.
   destroyer.join();
   EXPECT_TRUE(destroyed.HasBeenNotified());
-  EXPECT_THAT(Metric("prewarm_store_writes_total", {{"result", "ok"}}), Optional(::testing::Ge(1.0)));
+  EXPECT_THAT(Metric("prewarm_store_writes_total", {{"result", "ok"}}),
+              Optional(::testing::Ge(1.0)));
 }
 
 // Issue 11: an acknowledged cancel must survive a kill -9. The acknowledgement (`committed`)
@@ -1834,10 +1918,10 @@ TEST_F(RunRegistryRestartTest, ARestartedRegistryResumesPendingWarmups) {
   EXPECT_EQ(registry_->pending_warmups(), 3);
 
   EXPECT_EQ(timers_->RunDue(), 1);  // The passed deadline fires at once.
-  ASSERT_TRUE(target_->WaitForRequests("/svc-a", 1, kPatience));
-  ASSERT_TRUE(WaitForWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  ASSERT_GE(Requests("/svc-a"), 1);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "a", v1::WARMUP_STATE_READY));
   RunUntil(t0_ + absl::Seconds(70));
-  ASSERT_TRUE(target_->WaitForRequests("/svc-b", 1, kPatience));
+  ASSERT_GE(Requests("/svc-b"), 1);
 
   // Events keep working on the restored run.
   clock_.AdvanceTo(t0_ + absl::Seconds(70));
@@ -1847,10 +1931,10 @@ TEST_F(RunRegistryRestartTest, ARestartedRegistryResumesPendingWarmups) {
 TEST_F(RunRegistryRestartTest, ARestartKeepsEventsFiredWarmupsAndHistory) {
   ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
   RunUntil(t0_ + absl::Seconds(60));  // a's warm-up fires.
-  ASSERT_TRUE(WaitForWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "a", v1::WARMUP_STATE_READY));
   ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_STARTED).ok());
   RunUntil(t0_ + absl::Seconds(69));  // b's warm-up fires while a runs.
-  ASSERT_TRUE(WaitForWarmup("run-1", "b", v1::WARMUP_STATE_READY));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "b", v1::WARMUP_STATE_READY));
   clock_.AdvanceTo(t0_ + absl::Seconds(70));
   ASSERT_TRUE(Report("run-1", "a", v1::TASK_EVENT_TYPE_FINISHED).ok());
   ASSERT_TRUE(store_->Flush().ok());
@@ -1870,9 +1954,9 @@ TEST_F(RunRegistryRestartTest, ARestartKeepsEventsFiredWarmupsAndHistory) {
   EXPECT_EQ(Stats("svc-a").duration().sample_count(), 1);
 
   EXPECT_EQ(RunUntil(t0_ + absl::Minutes(2)), 1);  // c's warm-up only: no stale timer.
-  ASSERT_TRUE(target_->WaitForRequests("/svc-c", 1, kPatience));
-  EXPECT_EQ(target_->requests("/svc-a"), 1);
-  EXPECT_EQ(target_->requests("/svc-b"), 1);
+  ASSERT_GE(Requests("/svc-c"), 1);
+  EXPECT_EQ(Requests("/svc-a"), 1);
+  EXPECT_EQ(Requests("/svc-b"), 1);
 }
 
 // The teardown order of issue 11's use after free, over the real store: the registry goes first,
