@@ -37,6 +37,8 @@ HistoryWindow WindowOf(Observation::Kind kind) {
       return HistoryWindow::kDispatchGap;
     case Observation::Kind::kTaskRun:
       return HistoryWindow::kTaskRun;
+    case Observation::Kind::kChildOutcomes:
+      return HistoryWindow::kChildOutcomes;
   }
   return HistoryWindow::kTaskDuration;
 }
@@ -55,6 +57,8 @@ Observation::Kind KindOf(HistoryWindow window) {
       return Observation::Kind::kDispatchGap;
     case HistoryWindow::kTaskRun:
       return Observation::Kind::kTaskRun;
+    case HistoryWindow::kChildOutcomes:
+      return Observation::Kind::kChildOutcomes;
   }
   return Observation::Kind::kTaskDuration;
 }
@@ -73,6 +77,8 @@ const char* KindName(Observation::Kind kind) {
       return "dispatch_gap";
     case Observation::Kind::kTaskRun:
       return "task_run";
+    case Observation::Kind::kChildOutcomes:
+      return "child_outcomes";
   }
   return "unknown";
 }

@@ -23,11 +23,14 @@ struct Observation {
     kWarmLatency = 4,
     kDispatchGap = 5,
     kTaskRun = 6,
+    // Which children of a task ran together in one run (predictor/branch_outcomes.h): a bit mask.
+    kChildOutcomes = 7,
   };
   Kind kind = Kind::kTaskDuration;
   std::string key;
-  double value = 0;  // Seconds (kTaskRun: 1 ran, 0 skipped). NaN round-trips.
-  absl::Time time;   // When observed; stored with nanosecond precision.
+  double value =
+      0;  // Seconds (kTaskRun: 1 ran, 0 skipped; kChildOutcomes: a mask). NaN round-trips.
+  absl::Time time;  // When observed; stored with nanosecond precision.
 };
 
 struct StoreOptions {

@@ -246,6 +246,11 @@ store::v1::RunModel ModelToProto(const RunModel& model) {
     }
   }
   estimate(model.dispatch_gap, out.mutable_dispatch_gap());
+  for (const ChildOutcomes& c : model.child_outcomes) {
+    store::v1::ChildOutcomes* m = out.add_child_outcomes();
+    m->set_parent(c.parent);
+    m->mutable_masks()->Add(c.masks.begin(), c.masks.end());
+  }
   return out;
 }
 
@@ -286,6 +291,12 @@ std::optional<RunModel> ModelFromProto(const store::v1::RunModel& stored, int ta
     model.tasks.push_back(std::move(t));
   }
   model.dispatch_gap = estimate(stored.dispatch_gap());
+  for (const store::v1::ChildOutcomes& c : stored.child_outcomes()) {
+    // Ascending, distinct parents inside the DAG: what BuildRunModel produces.
+    const int previous = model.child_outcomes.empty() ? -1 : model.child_outcomes.back().parent;
+    if (c.parent() <= previous || c.parent() >= tasks || c.masks().empty()) return std::nullopt;
+    model.child_outcomes.push_back({c.parent(), {c.masks().begin(), c.masks().end()}});
+  }
   if (!ok || model.dispatch_gap.distribution == nullptr) return std::nullopt;
   return model;
 }

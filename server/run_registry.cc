@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "predictor/branch_outcomes.h"
 #include "predictor/names.h"
 #include "server/event_learning.h"
 #include "server/log.h"
@@ -299,6 +300,7 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
   const bool replay = learned == nullptr;
   const std::optional<bool> cold =
       event.has_cold() ? std::optional<bool>(event.cold()) : std::nullopt;
+  const TaskState state_before = run.planner->progress(v).state;
 
   absl::StatusOr<std::vector<int>> touched = std::vector<int>{};
   switch (event.event()) {
@@ -370,6 +372,14 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
                             now),
             learned);
       deps_.metrics->ColdStartObserved(spec.service, *c);
+    }
+  }
+  if (!replay) {
+    // Which children of a branching parent ran together, once all of them are known.
+    for (ChildOutcome& o :
+         ChildOutcomesSettledBy(*run.planner, run.request.workflow_id(), v, state_before)) {
+      Learn(MakeObservation(Observation::Kind::kChildOutcomes, std::move(o.key), o.value, now),
+            learned);
     }
   }
   rt.last_event = event.event();

@@ -1959,6 +1959,80 @@ TEST_F(RunRegistryRestartTest, ARestartKeepsEventsFiredWarmupsAndHistory) {
   EXPECT_EQ(Requests("/svc-b"), 1);
 }
 
+TEST_F(RunRegistryRestartTest, ADurationHintPlansTheFirstRunAndSurvivesARestart) {
+  v1::PrewarmRequest request = Chain("run-1");
+  *request.mutable_tasks(0)->mutable_expected_duration() = ToProtoDuration(absl::Seconds(30));
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  // a runs 30 s (its hint) instead of the 10 s prior; b and c have no hint.
+  EXPECT_EQ(T(TaskOf(*plan, "b").expected_start_time()), t0_ + absl::Seconds(91));
+  EXPECT_EQ(T(TaskOf(*plan, "c").expected_start_time()), t0_ + absl::Seconds(102));
+  EXPECT_EQ(T(TaskOf(*plan, "b").warmup_time()), t0_ + absl::Seconds(89));
+
+  ASSERT_TRUE(store_->Flush().ok());
+  Restart();
+  ASSERT_TRUE(registry_->Restore().ok());
+  absl::StatusOr<v1::RunPlan> restored = registry_->GetPlan("run-1");
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(T(TaskOf(*restored, "b").expected_start_time()), t0_ + absl::Seconds(91));
+}
+
+// route -> b | c -> d, where exactly one of b and c runs: the registry learns their joint
+// outcome, so d's plan is certain, and a restored run keeps that model.
+TEST_F(RunRegistryRestartTest, ExclusiveBranchesAreLearnedTogetherAndKeptAcrossARestart) {
+  auto branchy = [&](const std::string& run_id) {
+    v1::PrewarmRequest r;
+    r.set_run_id(run_id);
+    r.set_workflow_id("wf");
+    auto add = [&](const char* id, const char* service, std::vector<const char*> upstream) {
+      v1::Task* t = r.add_tasks();
+      t->set_task_id(id);
+      t->set_service(service);
+      for (const char* u : upstream) t->add_upstream_task_ids(u);
+    };
+    add("route", "svc-a", {});
+    add("b", "svc-b", {"route"});
+    add("c", "svc-c", {"route"});
+    add("d", "", {"b", "c"});
+    *r.mutable_start_time() = ToProtoTimestamp(clock_.Now());
+    return r;
+  };
+  auto step = [&] { clock_.AdvanceTo(clock_.Now() + absl::Seconds(1)); };
+  for (int i = 0; i < 8; ++i) {
+    const std::string run = absl::StrCat("run-", i);
+    const std::string taken = i % 2 == 0 ? "b" : "c";
+    const std::string other = i % 2 == 0 ? "c" : "b";
+    ASSERT_TRUE(Prewarm(branchy(run)).ok());
+    ASSERT_TRUE(Report(run, "route", v1::TASK_EVENT_TYPE_STARTED).ok());
+    step();
+    ASSERT_TRUE(Report(run, "route", v1::TASK_EVENT_TYPE_FINISHED).ok());
+    ASSERT_TRUE(Report(run, taken, v1::TASK_EVENT_TYPE_STARTED).ok());
+    ASSERT_TRUE(Report(run, other, v1::TASK_EVENT_TYPE_SKIPPED).ok());
+    step();
+    ASSERT_TRUE(Report(run, taken, v1::TASK_EVENT_TYPE_FINISHED).ok());
+    ASSERT_TRUE(Report(run, "d", v1::TASK_EVENT_TYPE_STARTED).ok());
+    step();
+    ASSERT_TRUE(Report(run, "d", v1::TASK_EVENT_TYPE_FINISHED).ok());
+  }
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(branchy("run-next"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_NEAR(TaskOf(*plan, "b").run_probability(), 0.5, 0.1);
+  EXPECT_NEAR(TaskOf(*plan, "c").run_probability(), 0.5, 0.1);
+  // Drawn independently, about a quarter of the samples would run neither branch.
+  EXPECT_DOUBLE_EQ(TaskOf(*plan, "d").run_probability(), 1.0);
+
+  ASSERT_TRUE(store_->Flush().ok());
+  Restart();
+  ASSERT_TRUE(registry_->Restore().ok());
+  absl::StatusOr<v1::RunPlan> restored = registry_->GetPlan("run-next");
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_DOUBLE_EQ(TaskOf(*restored, "d").run_probability(), 1.0);
+  // The history came back too: a new run is planned the same way.
+  absl::StatusOr<v1::RunPlan> after = Prewarm(branchy("run-after"));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_DOUBLE_EQ(TaskOf(*after, "d").run_probability(), 1.0);
+}
+
 // The teardown order of issue 11's use after free, over the real store: the registry goes first,
 // while the writer still holds its callbacks (a batch delay keeps them queued), then the store.
 TEST_F(RunRegistryRestartTest, TheRegistryMayBeDestroyedBeforeTheStoreIsClosed) {
