@@ -26,6 +26,19 @@ absl::StatusOr<absl::Duration> StartDuration(const google::protobuf::Duration& d
   return out;
 }
 
+// The task's duration hint: in (0, kMaxExpectedDuration].
+absl::StatusOr<absl::Duration> ExpectedDuration(const v1::Task& task) {
+  const std::string field = absl::StrCat("task '", task.task_id(), "': expected_duration");
+  absl::StatusOr<absl::Duration> d = FromProto(task.expected_duration(), field);
+  if (!d.ok()) return d.status();
+  if (*d <= absl::ZeroDuration() || *d > kMaxExpectedDuration) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " ", absl::FormatDuration(*d), " must be in (0, ",
+                     absl::FormatDuration(kMaxExpectedDuration), "]"));
+  }
+  return d;
+}
+
 }  // namespace
 
 absl::StatusOr<RunRequest> ParseRunRequest(const v1::PrewarmRequest& request, absl::Time now,
@@ -69,8 +82,13 @@ absl::StatusOr<RunRequest> ParseRunRequest(const v1::PrewarmRequest& request, ab
   std::vector<TaskSpec> specs;
   specs.reserve(request.tasks_size());
   for (const v1::Task& t : request.tasks()) {
-    specs.push_back(TaskSpec{
+    TaskSpec& spec = specs.emplace_back(TaskSpec{
         t.task_id(), t.service(), {t.upstream_task_ids().begin(), t.upstream_task_ids().end()}});
+    if (t.has_expected_duration()) {
+      absl::StatusOr<absl::Duration> d = ExpectedDuration(t);
+      if (!d.ok()) return d.status();
+      spec.expected_duration = *d;
+    }
   }
   absl::StatusOr<Dag> dag = Dag::Build(std::move(specs), limits.dag);
   if (!dag.ok()) return dag.status();

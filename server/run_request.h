@@ -9,6 +9,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "predictor/dag.h"
+#include "predictor/planner.h"
 #include "prewarm/v1/prewarm.pb.h"
 
 namespace prewarm {
@@ -21,6 +22,8 @@ namespace prewarm {
 inline constexpr absl::Duration kMaxColdStart = absl::Minutes(10);
 // The largest delay_cost_ratio (α/β) a Prewarm request may ask for.
 inline constexpr double kMaxDelayCostRatio = 1e6;
+// The longest duration hint (v1.Task.expected_duration) a Prewarm request may carry.
+inline constexpr absl::Duration kMaxExpectedDuration = absl::Hours(24 * 7);
 
 // What ParseRunRequest enforces (see RunRegistryOptions).
 struct RunRequestLimits {
@@ -30,7 +33,7 @@ struct RunRequestLimits {
   // How far in the past a run may have started (a run idle longer would expire at once).
   absl::Duration max_past_start = absl::Hours(24);
   // delay_cost_ratio when the request leaves it 0.
-  double default_delay_cost_ratio = 20;
+  double default_delay_cost_ratio = PlannerOptions{}.delay_cost_ratio;
 };
 
 // A Prewarm request that passed every check.
@@ -45,7 +48,8 @@ struct RunRequest {
 // Checks a Prewarm request as of `now`: run_id and workflow_id are ids, the DAG has at most
 // limits.dag.max_tasks tasks (RESOURCE_EXHAUSTED), start_time lies within
 // [now - max_past_start, now + max_future_start], delay_cost_ratio is 0 or in
-// (0, kMaxDelayCostRatio], and the tasks form a DAG (Dag::Build's errors). Checked in that
+// (0, kMaxDelayCostRatio], every expected_duration set lies in (0, kMaxExpectedDuration], and
+// the tasks form a DAG (Dag::Build's errors). Checked in that
 // order; the first failure is returned. Nothing about other runs (ALREADY_EXISTS, the limit of
 // active runs) is checked here.
 absl::StatusOr<RunRequest> ParseRunRequest(const v1::PrewarmRequest& request, absl::Time now,

@@ -70,12 +70,31 @@ TEST(ParseRunRequestTest, EachBadFieldIsNamed) {
     ExpectInvalid(ParseRunRequest(r, kNow, {}).status(), "delay_cost_ratio");
   }
 
+  for (absl::Duration hint : {absl::ZeroDuration(), absl::Seconds(-1), absl::Hours(24 * 8)}) {
+    v1::PrewarmRequest r = ChainRequest("run-1", {"a", "b"}, kNow);
+    *r.mutable_tasks(1)->mutable_expected_duration() = ToProtoDuration(hint);
+    ExpectInvalid(ParseRunRequest(r, kNow, {}).status(), "task 'b': expected_duration");
+  }
+  v1::PrewarmRequest bad_hint = ChainRequest("run-1", {"a"}, kNow);
+  bad_hint.mutable_tasks(0)->mutable_expected_duration()->set_nanos(-5);
+  bad_hint.mutable_tasks(0)->mutable_expected_duration()->set_seconds(3);
+  ExpectInvalid(ParseRunRequest(bad_hint, kNow, {}).status(), "task 'a': expected_duration");
+
   v1::PrewarmRequest cycle = ChainRequest("run-1", {"a", "b"}, kNow);
   cycle.mutable_tasks(0)->add_upstream_task_ids("b");
   ExpectInvalid(ParseRunRequest(cycle, kNow, {}).status(), "cycle");
   v1::PrewarmRequest unknown = ChainRequest("run-1", {"a"}, kNow);
   unknown.mutable_tasks(0)->add_upstream_task_ids("nowhere");
   ExpectInvalid(ParseRunRequest(unknown, kNow, {}).status(), "nowhere");
+}
+
+TEST(ParseRunRequestTest, CarriesEachTasksDurationHintIntoTheDag) {
+  v1::PrewarmRequest r = ChainRequest("run-1", {"a", "b"}, kNow);
+  *r.mutable_tasks(1)->mutable_expected_duration() = ToProtoDuration(absl::Seconds(42));
+  absl::StatusOr<RunRequest> parsed = ParseRunRequest(r, kNow, {});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->dag->task(*parsed->dag->Find("a")).expected_duration, std::nullopt);
+  EXPECT_EQ(parsed->dag->task(*parsed->dag->Find("b")).expected_duration, absl::Seconds(42));
 }
 
 TEST(ParseRunRequestTest, TooManyTasksIsResourceExhausted) {
