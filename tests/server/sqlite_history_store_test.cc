@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -29,6 +32,7 @@
 #include "server/history_store.h"
 #include "server/log.h"
 #include "tests/fakes/in_memory_history_store.h"
+#include "tests/server/postgres_test_server.h"
 
 namespace prewarm {
 namespace {
@@ -127,9 +131,42 @@ class Acks {
   std::vector<absl::Status> errors_ ABSL_GUARDED_BY(mu_);
 };
 
-// The implementations under the shared behavioural tests.
+// One real PostgreSQL server per test process, started on first use (gtest_discover_tests
+// runs each test case in a process of its own) and stopped when the process's tests end.
+class PostgresEnvironment : public ::testing::Environment {
+ public:
+  static PostgresEnvironment* Get() {
+    static PostgresEnvironment* const env = [] {
+      auto* e = new PostgresEnvironment();
+      ::testing::AddGlobalTestEnvironment(e);  // Takes ownership; TearDown at the end.
+      return e;
+    }();
+    return env;
+  }
+  // The server, started now if need be; null with `*why` when it cannot run here.
+  PostgresTestServer* Server(std::string* why) {
+    if (!started_) {
+      started_ = true;
+      server_ = PostgresTestServer::Start();
+    }
+    if (server_.ok()) return server_->get();
+    *why = server_.status().ToString();
+    return nullptr;
+  }
+  void TearDown() override { server_ = absl::UnknownError("stopped"); }
+
+ private:
+  bool started_ = false;
+  absl::StatusOr<std::unique_ptr<PostgresTestServer>> server_ = absl::UnknownError("not started");
+};
+// Registered before main() runs the tests, so that TearDown runs.
+PostgresEnvironment* const kPostgresEnvironment = PostgresEnvironment::Get();
+
+// The implementations under the shared behavioural tests. Skip() is non-empty when the
+// implementation cannot run on this machine: the test is skipped, saying why.
 struct SqliteImpl {
   static constexpr bool kPersistent = true;
+  static std::string Skip() { return ""; }
   static std::unique_ptr<HistoryStore> Open(const std::string& path, int max_per_key) {
     absl::StatusOr<std::unique_ptr<HistoryStore>> store =
         HistoryStore::OpenSqlite({.path = path, .max_observations_per_key = max_per_key});
@@ -138,8 +175,40 @@ struct SqliteImpl {
   }
 };
 
+// PostgreSQL: one database per store path, created on first use; reopening connects again.
+struct PostgresImpl {
+  static constexpr bool kPersistent = true;
+  static std::string Skip() {
+    std::string why;
+    if (kPostgresEnvironment->Server(&why) != nullptr) return "";
+    // Missing binaries skip (loudly); a server that fails to start is a failure.
+    if (!absl::StrContains(why, "NOT_FOUND")) ADD_FAILURE() << "PostgreSQL: " << why;
+    std::fprintf(stderr, "\n*** SKIPPING the PostgreSQL store tests: %s ***\n\n", why.c_str());
+    return why;
+  }
+  static std::unique_ptr<HistoryStore> Open(const std::string& path, int max_per_key) {
+    static auto* uris = new std::map<std::string, std::string>();
+    std::string why;
+    PostgresTestServer* server = kPostgresEnvironment->Server(&why);
+    EXPECT_NE(server, nullptr) << why;
+    if (server == nullptr) return nullptr;
+    auto [it, inserted] = uris->try_emplace(path);
+    if (inserted) {
+      absl::StatusOr<std::string> uri = server->CreateDatabase(absl::StrCat("t", uris->size()));
+      EXPECT_TRUE(IsOk(uri.status()));
+      if (!uri.ok()) return nullptr;
+      it->second = *uri;
+    }
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store =
+        HistoryStore::Open({.path = it->second, .max_observations_per_key = max_per_key});
+    EXPECT_TRUE(IsOk(store.status()));
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+};
+
 struct InMemoryImpl {
   static constexpr bool kPersistent = false;
+  static std::string Skip() { return ""; }
   static std::unique_ptr<HistoryStore> Open(const std::string& path, int max_per_key) {
     return NewInMemoryHistoryStore(max_per_key);
   }
@@ -149,7 +218,9 @@ class ImplNames {
  public:
   template <typename T>
   static std::string GetName(int) {
-    return std::is_same_v<T, SqliteImpl> ? "Sqlite" : "InMemory";
+    if (std::is_same_v<T, SqliteImpl>) return "Sqlite";
+    if (std::is_same_v<T, PostgresImpl>) return "Postgres";
+    return "InMemory";
   }
 };
 
@@ -159,12 +230,13 @@ class HistoryStoreTest : public ::testing::Test {
   static constexpr int kMaxPerKey = 4;
 
   void SetUp() override {
+    if (const std::string why = Impl::Skip(); !why.empty()) GTEST_SKIP() << why;
     dir_ = MakeTempDir();
     Start(kMaxPerKey);
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   // Replaces store_ with an empty store bounded to max_per_key.
@@ -192,7 +264,7 @@ class HistoryStoreTest : public ::testing::Test {
   std::unique_ptr<HistoryStore> store_;
 };
 
-using Implementations = ::testing::Types<SqliteImpl, InMemoryImpl>;
+using Implementations = ::testing::Types<SqliteImpl, PostgresImpl, InMemoryImpl>;
 TYPED_TEST_SUITE(HistoryStoreTest, Implementations, ImplNames);
 
 TYPED_TEST(HistoryStoreTest, RoundTripsEveryWriteKindAcrossReopen) {
@@ -285,7 +357,8 @@ TYPED_TEST(HistoryStoreTest, DeletingAKeysObservationsRemovesOnlyThatKey) {
   ASSERT_TRUE(IsOk(store.Flush()));
   EXPECT_EQ(acks.ok(), 1);
   store.DeleteObservations(Kind::kTaskDuration, "again", nullptr);
-  for (int i = 0; i < 5; ++i) store.AppendObservation(Obs(Kind::kTaskDuration, "again", 40 + i), nullptr);
+  for (int i = 0; i < 5; ++i)
+    store.AppendObservation(Obs(Kind::kTaskDuration, "again", 40 + i), nullptr);
   ASSERT_TRUE(IsOk(store.Flush()));
   this->Reopen();
 
