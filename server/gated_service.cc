@@ -31,6 +31,11 @@ PrewarmService* GatedPrewarmService::Close(std::string reason) {
   return std::exchange(service_, nullptr);
 }
 
+void GatedPrewarmService::SetReason(std::string reason) {
+  absl::WriterMutexLock lock(&mu_);
+  reason_ = std::move(reason);
+}
+
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* GatedPrewarmService::Forward(
     const char* method,

@@ -23,6 +23,8 @@ class GatedPrewarmService final : public v1::PrewarmService::CallbackService {
   // From now on calls are answered UNAVAILABLE with `reason`; returns the service that was open
   // (null if none), whose calls still running the caller drains before destroying it.
   PrewarmService* Close(std::string reason) ABSL_LOCKS_EXCLUDED(mu_);
+  // The reason given while closed (e.g. who leads now).
+  void SetReason(std::string reason) ABSL_LOCKS_EXCLUDED(mu_);
 
   grpc::ServerUnaryReactor* RegisterService(grpc::CallbackServerContext* context,
                                             const v1::RegisterServiceRequest* request,

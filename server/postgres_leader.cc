@@ -18,7 +18,8 @@ constexpr int64_t kLeaderLockKey = 0x7072776d00000002;
 
 absl::StatusOr<std::unique_ptr<PostgresLeader>> PostgresLeader::Start(LeaderOptions options,
                                                                       ElectedFn elected,
-                                                                      DeposedFn deposed) {
+                                                                      DeposedFn deposed,
+                                                                      StateFn on_state) {
   if (options.poll <= absl::ZeroDuration() || options.lease <= options.poll) {
     return absl::InvalidArgumentError(absl::StrCat(
         "leader election: poll (", absl::FormatDuration(options.poll), ") must be > 0 and lease (",
@@ -27,14 +28,18 @@ absl::StatusOr<std::unique_ptr<PostgresLeader>> PostgresLeader::Start(LeaderOpti
   if (options.replica_id.empty()) {
     return absl::InvalidArgumentError("leader election: replica_id must not be empty");
   }
-  std::unique_ptr<PostgresLeader> leader(
-      new PostgresLeader(std::move(options), std::move(elected), std::move(deposed)));
+  std::unique_ptr<PostgresLeader> leader(new PostgresLeader(
+      std::move(options), std::move(elected), std::move(deposed), std::move(on_state)));
   leader->thread_ = std::thread([l = leader.get()] { l->Loop(); });
   return leader;
 }
 
-PostgresLeader::PostgresLeader(LeaderOptions options, ElectedFn elected, DeposedFn deposed)
-    : options_(std::move(options)), elected_(std::move(elected)), deposed_(std::move(deposed)) {}
+PostgresLeader::PostgresLeader(LeaderOptions options, ElectedFn elected, DeposedFn deposed,
+                               StateFn on_state)
+    : options_(std::move(options)),
+      elected_(std::move(elected)),
+      deposed_(std::move(deposed)),
+      on_state_(std::move(on_state)) {}
 
 PostgresLeader::~PostgresLeader() {
   {
@@ -60,10 +65,15 @@ int64_t PostgresLeader::takeovers() const {
 }
 
 void PostgresLeader::SetState(bool leading, std::string state) {
-  absl::MutexLock lock(&mu_);
-  if (leading && !leading_) ++takeovers_;
-  leading_ = leading;
-  state_ = std::move(state);
+  {
+    absl::MutexLock lock(&mu_);
+    if (leading && !leading_) ++takeovers_;
+    leading_ = leading;
+    if (state_ == state) return;
+    state_ = state;
+  }
+  // Only the election thread sets the state: callbacks arrive in order.
+  if (on_state_) on_state_(state);
 }
 
 void PostgresLeader::Loop() {

@@ -43,11 +43,13 @@ class PostgresLeader {
   using ElectedFn = std::function<absl::Status(int64_t epoch)>;
   // Runs when this replica stops leading: stop firing, answer UNAVAILABLE. `reason` says why.
   using DeposedFn = std::function<void(const absl::Status& reason)>;
+  // Runs with state() whenever it changes (e.g. another replica took over); may be empty.
+  using StateFn = std::function<void(const std::string& state)>;
 
   // Starts the election thread. INVALID_ARGUMENT for bad options.
   static absl::StatusOr<std::unique_ptr<PostgresLeader>> Start(LeaderOptions options,
-                                                               ElectedFn elected,
-                                                               DeposedFn deposed);
+                                                               ElectedFn elected, DeposedFn deposed,
+                                                               StateFn on_state = nullptr);
   // Stops the thread; a leader steps down first (`deposed` runs) and releases the lock.
   ~PostgresLeader();
 
@@ -59,13 +61,14 @@ class PostgresLeader {
   int64_t takeovers() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  PostgresLeader(LeaderOptions options, ElectedFn elected, DeposedFn deposed);
+  PostgresLeader(LeaderOptions options, ElectedFn elected, DeposedFn deposed, StateFn on_state);
   void Loop();
   void SetState(bool leading, std::string state) ABSL_LOCKS_EXCLUDED(mu_);
 
   const LeaderOptions options_;
   const ElectedFn elected_;
   const DeposedFn deposed_;
+  const StateFn on_state_;
   std::thread thread_;
 
   mutable absl::Mutex mu_;

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -140,6 +141,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
           if (!stopped.ok()) PREWARM_LOG(WARNING) << "stepping down: " << stopped;
           absl::MutexLock lock(&server->term_mu_);
           if (server->stop_status_.ok()) server->stop_status_ = stopped;
+        },
+        [server](const std::string& state) {
+          // What a standby answers: who leads, or why nobody does.
+          if (absl::StartsWith(state, "standby")) server->gate_->SetReason(state);
         });
     if (!leader.ok()) return leader.status();
     s->leader_ = *std::move(leader);

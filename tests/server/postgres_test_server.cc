@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "gtest/gtest.h"
 
 namespace prewarm {
 namespace {
@@ -55,7 +55,38 @@ std::string Tail(const std::string& path) {
   return all.size() > 2000 ? all.substr(all.size() - 2000) : all;
 }
 
+class PostgresEnvironment : public ::testing::Environment {
+ public:
+  PostgresTestServer* Server(std::string* skip) {
+    if (!started_) {
+      started_ = true;
+      server_ = PostgresTestServer::Start();
+    }
+    if (server_.ok()) return server_->get();
+    const std::string why = server_.status().ToString();
+    if (server_.status().code() == absl::StatusCode::kNotFound) {
+      std::fprintf(stderr, "\n*** SKIPPING a PostgreSQL test: %s ***\n\n", why.c_str());
+      *skip = why;
+    } else {
+      ADD_FAILURE() << "cannot start PostgreSQL: " << why;
+      *skip = "PostgreSQL failed to start (see the failure)";
+    }
+    return nullptr;
+  }
+  void TearDown() override { server_ = absl::UnknownError("stopped"); }
+
+ private:
+  bool started_ = false;
+  absl::StatusOr<std::unique_ptr<PostgresTestServer>> server_ = absl::UnknownError("not started");
+};
+
+// Registered before main() runs the tests, so that TearDown stops the server.
+PostgresEnvironment* const kEnvironment = static_cast<PostgresEnvironment*>(
+    ::testing::AddGlobalTestEnvironment(new PostgresEnvironment()));
+
 }  // namespace
+
+PostgresTestServer* SharedPostgres(std::string* skip) { return kEnvironment->Server(skip); }
 
 absl::StatusOr<std::unique_ptr<PostgresTestServer>> PostgresTestServer::Start() {
   std::unique_ptr<PostgresTestServer> s(new PostgresTestServer());

@@ -40,4 +40,16 @@ class PostgresTestServer {
   bool running_ = false;
 };
 
+// The test process's PostgresTestServer, started on first use (gtest_discover_tests runs each
+// test case in a process of its own) and stopped when the process's tests end. Null when it
+// cannot run: then *skip says why when the binaries are missing (the caller skips, loudly), or
+// a failure has been added to the test.
+PostgresTestServer* SharedPostgres(std::string* skip);
+
+// In a test or SetUp: the shared server, or skip the test (missing binaries) / fail it.
+#define PREWARM_SHARED_POSTGRES_OR_SKIP(var)             \
+  std::string var##_skip;                                \
+  PostgresTestServer* var = SharedPostgres(&var##_skip); \
+  if (var == nullptr) GTEST_SKIP() << var##_skip
+
 }  // namespace prewarm

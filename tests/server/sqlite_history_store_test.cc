@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -131,37 +130,6 @@ class Acks {
   std::vector<absl::Status> errors_ ABSL_GUARDED_BY(mu_);
 };
 
-// One real PostgreSQL server per test process, started on first use (gtest_discover_tests
-// runs each test case in a process of its own) and stopped when the process's tests end.
-class PostgresEnvironment : public ::testing::Environment {
- public:
-  static PostgresEnvironment* Get() {
-    static PostgresEnvironment* const env = [] {
-      auto* e = new PostgresEnvironment();
-      ::testing::AddGlobalTestEnvironment(e);  // Takes ownership; TearDown at the end.
-      return e;
-    }();
-    return env;
-  }
-  // The server, started now if need be; null with `*why` when it cannot run here.
-  PostgresTestServer* Server(std::string* why) {
-    if (!started_) {
-      started_ = true;
-      server_ = PostgresTestServer::Start();
-    }
-    if (server_.ok()) return server_->get();
-    *why = server_.status().ToString();
-    return nullptr;
-  }
-  void TearDown() override { server_ = absl::UnknownError("stopped"); }
-
- private:
-  bool started_ = false;
-  absl::StatusOr<std::unique_ptr<PostgresTestServer>> server_ = absl::UnknownError("not started");
-};
-// Registered before main() runs the tests, so that TearDown runs.
-PostgresEnvironment* const kPostgresEnvironment = PostgresEnvironment::Get();
-
 // The implementations under the shared behavioural tests. Skip() is non-empty when the
 // implementation cannot run on this machine: the test is skipped, saying why.
 struct SqliteImpl {
@@ -180,16 +148,12 @@ struct PostgresImpl {
   static constexpr bool kPersistent = true;
   static std::string Skip() {
     std::string why;
-    if (kPostgresEnvironment->Server(&why) != nullptr) return "";
-    // Missing binaries skip (loudly); a server that fails to start is a failure.
-    if (!absl::StrContains(why, "NOT_FOUND")) ADD_FAILURE() << "PostgreSQL: " << why;
-    std::fprintf(stderr, "\n*** SKIPPING the PostgreSQL store tests: %s ***\n\n", why.c_str());
-    return why;
+    return SharedPostgres(&why) != nullptr ? "" : why;
   }
   static std::unique_ptr<HistoryStore> Open(const std::string& path, int max_per_key) {
     static auto* uris = new std::map<std::string, std::string>();
     std::string why;
-    PostgresTestServer* server = kPostgresEnvironment->Server(&why);
+    PostgresTestServer* server = SharedPostgres(&why);
     EXPECT_NE(server, nullptr) << why;
     if (server == nullptr) return nullptr;
     auto [it, inserted] = uris->try_emplace(path);
