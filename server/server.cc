@@ -158,8 +158,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 void Server::SetServing(bool serving) {
   if (grpc_ == nullptr) return;
   if (grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService()) {
+    // The service answers for leadership (readiness: route calls here); the server as a whole
+    // ("") for the process being up (liveness: a standby must not be restarted).
     health->SetServingStatus(kServiceName, serving);
-    health->SetServingStatus("", serving);
+    health->SetServingStatus("", true);
   }
 }
 

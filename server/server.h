@@ -29,7 +29,8 @@ namespace prewarm {
 // start it the same way. Thread-safe.
 //
 // With an SQLite store it leads from the start. With a PostgreSQL store it is one of several
-// replicas: it serves gRPC at once, but as a standby (health NOT_SERVING, every prewarm RPC
+// replicas: it serves gRPC at once, but as a standby (health NOT_SERVING for
+// prewarm.v1.PrewarmService, SERVING for the server "" as it is alive; every prewarm RPC
 // UNAVAILABLE naming the leader) until it wins the leader election (PostgresLeader); then it
 // opens the store at the new fencing epoch, restores services, history and active runs (passed
 // warm-up deadlines fire at once), and turns SERVING. Losing the leadership (or the database)

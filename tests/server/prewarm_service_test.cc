@@ -546,9 +546,12 @@ TEST_F(PrewarmServiceTest, APostgresStandbyAnswersUnavailableThenTakesOverTheRun
   }
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(status.error_message(), HasSubstr("standby: replica \"replica-a\" leads"));
+  // Readiness (the service) says not here; liveness (the server) says alive.
   std::string health;
-  ASSERT_TRUE(CheckHealth(channel, "", &health).ok());
+  ASSERT_TRUE(CheckHealth(channel, "prewarm.v1.PrewarmService", &health).ok());
   EXPECT_EQ(health, kNotServing);
+  ASSERT_TRUE(CheckHealth(channel, "", &health).ok());
+  EXPECT_EQ(health, kServing);
   EXPECT_FALSE((*standby)->leading());
 
   // The leader goes (released at once on shutdown; kill -9 drops its connection likewise).
