@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "predictor/check.h"
+#include "server/group_commit_store.h"
 #include "server/history_store.h"
 #include "server/log.h"
 #include "server/postgres_connection.h"
@@ -88,9 +89,6 @@ static_assert(std::size(kMigrations) == kSchemaVersion);
 
 // pg_advisory_xact_lock key held while migrating ("prwm" 1).
 constexpr int64_t kMigrationLockKey = 0x7072776d00000001;
-
-// PostgreSQL refuses a bytea over 1 GB; the SQLite store's limit keeps both stores alike.
-constexpr size_t kMaxWriteBytes = size_t{256} << 20;
 
 // Statements sent before their results are read: bounds what the server buffers for a client
 // that is still sending (blocking libpq could otherwise deadlock on a full socket).
@@ -174,112 +172,26 @@ absl::Status MigratePostgresSchema(PGconn* conn, const std::string& dsn) {
 
 namespace {
 
-class PostgresHistoryStore;
-
-// Which store's writer runs on this thread, to catch Flush()/Close() from a commit callback.
-thread_local const PostgresHistoryStore* current_writer = nullptr;
-
 // Thread-safe. The writer thread alone uses the write connection (reconnecting after a failed
 // batch); loads use a second connection under read_mu_.
-class PostgresHistoryStore final : public HistoryStore {
+class PostgresHistoryStore final : public GroupCommitStore {
  public:
   PostgresHistoryStore(StoreOptions options, pg::ConnPtr conn, pg::ConnPtr read_conn)
-      : options_(std::move(options)),
-        name_(pg::Describe(options_.path)),
+      : GroupCommitStore(pg::Describe(options.path), options),
+        options_(std::move(options)),
         conn_(std::move(conn)),
         read_conn_(std::move(read_conn)) {
-    writer_ = std::thread([this] { WriterLoop(); });
+    StartWriter();
   }
 
   ~PostgresHistoryStore() override { Close().IgnoreError(); }
 
-  void AppendObservation(Observation obs, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kAppendObservation,
-                  .key = std::move(obs.key),
-                  .kind = obs.kind,
-                  .value = obs.value,
-                  .time = obs.time,
-                  .done = std::move(done)});
-  }
-  void DeleteObservations(Observation::Kind kind, std::string key, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kDeleteObservations,
-                  .key = std::move(key),
-                  .kind = kind,
-                  .done = std::move(done)});
-  }
-  void PutService(std::string name, std::string serialized, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kPutService,
-                  .key = std::move(name),
-                  .bytes = std::move(serialized),
-                  .done = std::move(done)});
-  }
-  void DeleteService(std::string name, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kDeleteService, .key = std::move(name), .done = std::move(done)});
-  }
-  void PutRun(std::string run_id, std::string serialized, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kPutRun,
-                  .key = std::move(run_id),
-                  .bytes = std::move(serialized),
-                  .done = std::move(done)});
-  }
-  void DeleteRun(std::string run_id, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kDeleteRun, .key = std::move(run_id), .done = std::move(done)});
-  }
-  void AppendRunEvent(std::string run_id, std::string serialized, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kAppendRunEvent,
-                  .key = std::move(run_id),
-                  .bytes = std::move(serialized),
-                  .done = std::move(done)});
-  }
-
   absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override
       ABSL_LOCKS_EXCLUDED(read_mu_);
-  absl::Status LoadServices(const std::function<void(absl::string_view, absl::string_view)>& fn)
-      override ABSL_LOCKS_EXCLUDED(read_mu_) {
-    return LoadBlobs("SELECT name, serialized FROM services ORDER BY name", fn);
-  }
-  absl::Status LoadRuns(const std::function<void(absl::string_view, absl::string_view)>& fn)
-      override ABSL_LOCKS_EXCLUDED(read_mu_) {
-    return LoadBlobs("SELECT run_id, serialized FROM runs ORDER BY run_id", fn);
-  }
-  absl::Status LoadRunEvents(const std::function<void(absl::string_view, absl::string_view)>& fn)
-      override ABSL_LOCKS_EXCLUDED(read_mu_) {
-    return LoadBlobs("SELECT run_id, serialized FROM run_events ORDER BY run_id, seq", fn);
-  }
 
-  absl::Status Flush() override ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status Close() override ABSL_LOCKS_EXCLUDED(close_mu_, mu_, read_mu_);
-
-  StoreStats stats() const override ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    return StoreStats{.commits = commits_,
-                      .writes = writes_,
-                      .write_errors = write_errors_,
-                      .queued = static_cast<int64_t>(enqueued_ - completed_)};
-  }
+  absl::Status Close() override ABSL_LOCKS_EXCLUDED(close_mu_, read_mu_);
 
  private:
-  enum class Op {
-    kAppendObservation,
-    kDeleteObservations,
-    kPutService,
-    kDeleteService,
-    kPutRun,
-    kDeleteRun,
-    kAppendRunEvent
-  };
-
-  // One queued write, as in the SQLite store.
-  struct Write {
-    Op op = Op::kAppendObservation;
-    std::string key = {};
-    std::string bytes = {};
-    Observation::Kind kind = Observation::Kind::kTaskDuration;
-    double value = 0;
-    absl::Time time = {};
-    CommitCallback done = {};
-  };
-
   // Statements of one transaction sent in pipeline mode; results are read kPipelineWindow at a
   // time. The first failure is kept; later statements are aborted by the server.
   class Pipeline {
@@ -341,34 +253,21 @@ class PostgresHistoryStore final : public HistoryStore {
     absl::Status status_;
   };
 
-  void Enqueue(Write write) ABSL_LOCKS_EXCLUDED(mu_);
-  void WriterLoop() ABSL_LOCKS_EXCLUDED(mu_);
-  // One transaction for the whole batch: all of it commits or none of it does.
-  absl::Status CommitBatch(absl::Span<const Write> batch);
+  absl::Status CommitBatch(absl::Span<const Write> batch) override;
   // The write connection, reconnected and prepared after a failure; null with an error.
   absl::StatusOr<PGconn*> WriteConnection();
-  absl::Status LoadBlobs(const char* sql,
-                         const std::function<void(absl::string_view, absl::string_view)>& fn)
+  absl::Status LoadBlobs(
+      const char* sql, const std::function<void(absl::string_view, absl::string_view)>& fn) override
       ABSL_LOCKS_EXCLUDED(read_mu_);
   // Streams the rows of `sql` to `row`, one at a time (single-row mode), on the read connection.
   absl::Status Query(const char* sql, const std::function<void(const PGresult*)>& row)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_);
 
-  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !pending_.empty() || stopping_;
-  }
-  bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ || flush_waiters_ > 0 ||
-           pending_.size() >= static_cast<size_t>(options_.max_batch);
-  }
-
   const StoreOptions options_;
-  const std::string name_;  // The DSN without secrets, for messages.
 
-  // Used only by the writer thread while it runs, and by Close() after joining it.
+  // Used only by the writer thread while it runs, and by Close() after stopping it.
   pg::ConnPtr conn_;
   bool prepared_ = false;
-  std::thread writer_;
 
   absl::Mutex close_mu_;  // Serialises Close() calls.
   bool closed_ ABSL_GUARDED_BY(close_mu_) = false;
@@ -376,79 +275,7 @@ class PostgresHistoryStore final : public HistoryStore {
   absl::Mutex read_mu_;
   pg::ConnPtr read_conn_ ABSL_GUARDED_BY(read_mu_);
   bool read_closed_ ABSL_GUARDED_BY(read_mu_) = false;
-
-  mutable absl::Mutex mu_;
-  std::vector<Write> pending_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  int flush_waiters_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t enqueued_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Status first_error_ ABSL_GUARDED_BY(mu_);
-  int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t write_errors_ ABSL_GUARDED_BY(mu_) = 0;
 };
-
-void PostgresHistoryStore::Enqueue(Write write) {
-  absl::Status rejected;
-  if (write.key.size() + write.bytes.size() > kMaxWriteBytes) {
-    rejected = absl::InvalidArgumentError(absl::StrCat("prewarm store ", name_, ": a write of ",
-                                                       write.key.size() + write.bytes.size(),
-                                                       " bytes exceeds ", kMaxWriteBytes));
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    if (rejected.ok() && !stopping_) {
-      pending_.push_back(std::move(write));
-      ++enqueued_;
-      return;
-    }
-    if (rejected.ok()) {
-      rejected = absl::FailedPreconditionError(absl::StrCat("prewarm store ", name_, " is closed"));
-    }
-    ++write_errors_;
-    if (first_error_.ok()) first_error_ = rejected;
-  }
-  if (write.done) write.done(std::move(rejected));
-}
-
-void PostgresHistoryStore::WriterLoop() {
-  current_writer = this;
-  std::vector<Write> batch;
-  for (;;) {
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &PostgresHistoryStore::HasWorkOrStopping));
-      if (pending_.empty()) return;
-      if (options_.max_batch_delay > absl::ZeroDuration()) {
-        mu_.AwaitWithTimeout(absl::Condition(this, &PostgresHistoryStore::BatchReady),
-                             options_.max_batch_delay);
-      }
-      batch.swap(pending_);
-    }
-    const size_t max_batch = static_cast<size_t>(options_.max_batch);
-    for (size_t begin = 0; begin < batch.size(); begin += max_batch) {
-      absl::Span<const Write> chunk = absl::MakeConstSpan(batch).subspan(begin, max_batch);
-      const absl::Time start = absl::Now();
-      absl::Status status = CommitBatch(chunk);
-      if (options_.on_commit) options_.on_commit(status.ok(), absl::Now() - start);
-      for (const Write& write : chunk) {
-        if (write.done) write.done(status);
-      }
-      absl::MutexLock lock(&mu_);
-      completed_ += chunk.size();
-      if (status.ok()) {
-        ++commits_;
-        writes_ += static_cast<int64_t>(chunk.size());
-      } else {
-        write_errors_ += static_cast<int64_t>(chunk.size());
-        if (first_error_.ok()) first_error_ = status;
-      }
-    }
-    batch.clear();
-    if (batch.capacity() > 4 * max_batch) batch = std::vector<Write>();
-  }
-}
 
 absl::StatusOr<PGconn*> PostgresHistoryStore::WriteConnection() {
   if (conn_ == nullptr || PQstatus(conn_.get()) != CONNECTION_OK) {
@@ -531,41 +358,23 @@ absl::Status PostgresHistoryStore::CommitBatch(absl::Span<const Write> batch) {
   return status;
 }
 
-absl::Status PostgresHistoryStore::Flush() {
-  PREWARM_CHECK(current_writer != this, "HistoryStore::Flush() called from a commit callback");
-  absl::MutexLock lock(&mu_);
-  const uint64_t target = enqueued_;
-  ++flush_waiters_;
-  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return completed_ >= target; };
-  mu_.Await(absl::Condition(&done));
-  --flush_waiters_;
-  return std::exchange(first_error_, absl::OkStatus());
-}
-
 absl::Status PostgresHistoryStore::Close() {
-  PREWARM_CHECK(current_writer != this, "HistoryStore::Close() called from a commit callback");
+  PREWARM_CHECK(!OnWriterThread(), "HistoryStore::Close() called from a commit callback");
   absl::MutexLock close_lock(&close_mu_);
   if (closed_) return absl::OkStatus();
   closed_ = true;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  writer_.join();
+  absl::Status status = StopWriter();
   conn_.reset();
-  {
-    absl::MutexLock lock(&read_mu_);
-    read_conn_.reset();
-    read_closed_ = true;
-  }
-  absl::MutexLock lock(&mu_);
-  return std::exchange(first_error_, absl::OkStatus());
+  absl::MutexLock lock(&read_mu_);
+  read_conn_.reset();
+  read_closed_ = true;
+  return status;
 }
 
 absl::Status PostgresHistoryStore::Query(const char* sql,
                                          const std::function<void(const PGresult*)>& row) {
   if (read_closed_) {
-    return absl::FailedPreconditionError(absl::StrCat("prewarm store ", name_, " is closed"));
+    return absl::FailedPreconditionError(absl::StrCat("prewarm store ", name(), " is closed"));
   }
   if (read_conn_ == nullptr || PQstatus(read_conn_.get()) != CONNECTION_OK) {
     read_conn_.reset();

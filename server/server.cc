@@ -179,7 +179,11 @@ absl::Status Server::StartTerm(int64_t epoch) {
        .synchronous_full = options.store_sync_full,
        .accept_empty = options.store_accept_empty,
        .fencing_epoch = epoch,
-       .on_commit = [metrics](bool, absl::Duration latency) { metrics->StoreRoundTrip(latency); }});
+       // A transaction's round trip to PostgreSQL; SQLite has none (StoreWrite covers it).
+       .on_commit =
+           pg::IsPostgresUri(options.store_path)
+               ? [metrics](bool, absl::Duration latency) { metrics->StoreRoundTrip(latency); }
+               : std::function<void(bool, absl::Duration)>()});
   if (!store.ok()) return store.status();
   t->store = *std::move(store);
 
