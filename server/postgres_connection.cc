@@ -17,6 +17,7 @@ bool IsPostgresUri(absl::string_view store) {
 }
 
 std::string Describe(const std::string& dsn) {
+  if (!IsPostgresUri(dsn)) return dsn;  // An SQLite path names itself.
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
   if (options == nullptr) {

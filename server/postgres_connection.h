@@ -23,6 +23,7 @@ namespace prewarm::pg {
 bool IsPostgresUri(absl::string_view store);
 
 // "postgresql://user@host:port/dbname" for messages: the DSN without its password or options.
+// Anything that is not a PostgreSQL URI (an SQLite path) is returned as it is.
 std::string Describe(const std::string& dsn);
 
 struct ConnCloser {
