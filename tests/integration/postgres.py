@@ -64,7 +64,9 @@ class Postgres:
     def start(self) -> "Postgres":
         self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-s",
                    "-l", str(self.log), "-o",
-                   f"-k {self.dir} -p {PORT} -c listen_addresses='' -c max_connections=200",
+                   # Small, and no /dev/shm (64 MiB in containers; tests run several at once).
+                   f"-k {self.dir} -p {PORT} -c listen_addresses='' -c max_connections=200 "
+                   f"-c shared_buffers=16MB -c dynamic_shared_memory_type=mmap",
                    "start"])
         self.running = True
         return self

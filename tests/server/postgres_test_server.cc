@@ -127,7 +127,10 @@ absl::Status PostgresTestServer::PgCtl(const std::string& action) {
     argv.insert(argv.end(),
                 {"-l", log, "-o",
                  absl::StrCat("-k ", dir_, " -p ", kPort,
-                              " -c listen_addresses='' -c fsync=off -c max_connections=200")});
+                              " -c listen_addresses='' -c fsync=off -c max_connections=200"
+                              // Small, and no /dev/shm (64 MiB in containers; tests run several
+                              // servers at once).
+                              " -c shared_buffers=16MB -c dynamic_shared_memory_type=mmap")});
   } else {
     argv.insert(argv.end(), {"-m", "immediate"});
   }
