@@ -11,6 +11,12 @@
 #include "absl/strings/strip.h"
 
 namespace prewarm::pg {
+namespace {
+
+// See Connect().
+constexpr absl::Duration kIdleInTransactionTimeout = absl::Seconds(5);
+
+}  // namespace
 
 bool IsPostgresUri(absl::string_view store) {
   return absl::StartsWith(store, "postgres://") || absl::StartsWith(store, "postgresql://");
@@ -59,9 +65,14 @@ absl::StatusOr<ConnPtr> Connect(const std::string& dsn, absl::Duration statement
         ": cannot connect: ", absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn.get()))));
   }
   const int64_t ms = absl::ToInt64Milliseconds(statement_timeout);
-  // NOTICEs (e.g. "already exists, skipping") would go to stderr.
-  const std::string set = absl::StrCat("SET client_min_messages = warning; SET lock_timeout = ", ms,
-                                       "; SET statement_timeout = ", ms);
+  // NOTICEs (e.g. "already exists, skipping") would go to stderr. prewarmd never waits inside a
+  // transaction (a batch is sent whole), so a session idle in one is a paused or partitioned
+  // process: ending it releases the fence row's share lock, which the next leader's epoch bump
+  // waits for.
+  const std::string set =
+      absl::StrCat("SET client_min_messages = warning; SET lock_timeout = ", ms,
+                   "; SET statement_timeout = ", ms, "; SET idle_in_transaction_session_timeout = ",
+                   absl::ToInt64Milliseconds(kIdleInTransactionTimeout));
   if (absl::Status s = ExecScript(conn.get(), dsn, set.c_str(), "setting timeouts"); !s.ok()) {
     return s;
   }

@@ -38,8 +38,9 @@ using ResultPtr = std::unique_ptr<PGresult, ResultClearer>;
 
 // Connects to `dsn` with a 5 s connect timeout, TCP keepalives (a dead peer is noticed in ~10 s)
 // and application_name "prewarmd" unless the DSN sets them, then sets lock_timeout and
-// statement_timeout to `statement_timeout` so that no statement waits for ever. UNAVAILABLE
-// names the database and libpq's reason.
+// statement_timeout to `statement_timeout` so that no statement waits for ever, and ends the
+// session after 5 s idle inside a transaction (a paused process must not hold locks the next
+// leader waits for). UNAVAILABLE names the database and libpq's reason.
 absl::StatusOr<ConnPtr> Connect(const std::string& dsn, absl::Duration statement_timeout);
 
 // Binary-format statement parameters. The values must outlive the statement's execution.

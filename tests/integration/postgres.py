@@ -31,13 +31,13 @@ def missing() -> Optional[str]:
     return None
 
 
-def _demote() -> None:
-    """preexec_fn: run as nobody when root."""
-    if os.geteuid() == 0:
-        nobody = pwd.getpwnam("nobody")
-        os.setgroups([])
-        os.setgid(nobody.pw_gid)
-        os.setuid(nobody.pw_uid)
+def _as_nobody() -> dict:
+    """subprocess arguments that run the child as nobody when this process is root (set by
+    subprocess itself after fork: safe with other threads running, unlike a preexec_fn)."""
+    if os.geteuid() != 0:
+        return {}
+    nobody = pwd.getpwnam("nobody")
+    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
 
 
 class Postgres:
@@ -54,8 +54,8 @@ class Postgres:
                    "--auth=trust", "--locale=C", "-E", "UTF8"])
 
     def _run(self, argv: list[str]) -> None:
-        proc = subprocess.run(argv, preexec_fn=_demote, capture_output=True, text=True,
-                              timeout=120, cwd="/")
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd="/",
+                              **_as_nobody())
         if proc.returncode != 0:
             tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}: {proc.stdout}"

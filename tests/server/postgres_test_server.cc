@@ -24,21 +24,22 @@ constexpr char kDefaultBin[] = "/usr/lib/postgresql/15/bin";
 constexpr char kUser[] = "prewarm";  // The database superuser initdb creates.
 constexpr int kPort = 5432;          // Only names the socket file, in a private directory.
 
-// Runs argv (as `nobody` when this process is root) and waits; the exit status.
+// Runs argv (as `nobody` when this process is root) and waits; the exit status. Everything the
+// child needs is prepared before fork(): other threads may hold locks (malloc, NSS) that the
+// child must not wait for, so it only calls async-signal-safe functions.
 int Run(const std::vector<std::string>& argv) {
+  const bool root = geteuid() == 0;
+  const struct passwd* nobody = root ? getpwnam("nobody") : nullptr;
+  if (root && nobody == nullptr) return 126;
+  const uid_t uid = root ? nobody->pw_uid : 0;
+  const gid_t gid = root ? nobody->pw_gid : 0;
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
   const pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
-    if (geteuid() == 0) {
-      const struct passwd* nobody = getpwnam("nobody");
-      if (nobody == nullptr || setgroups(0, nullptr) != 0 || setgid(nobody->pw_gid) != 0 ||
-          setuid(nobody->pw_uid) != 0) {
-        _exit(126);
-      }
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
+    if (root && (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) _exit(126);
     execv(args[0], args.data());
     _exit(127);
   }
