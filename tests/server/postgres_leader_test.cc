@@ -85,6 +85,14 @@ class Events {
   std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
 };
 
+// leading() turns true once the elected callback has returned: waits for it.
+bool WaitUntilLeading(const PostgresLeader& leader) {
+  for (absl::Time end = absl::Now() + kPatience; absl::Now() < end && !leader.leading();) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return leader.leading();
+}
+
 class PostgresLeaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -134,6 +142,7 @@ TEST_F(PostgresLeaderTest, OneReplicaLeadsAndAnotherTakesOverWhenItStops) {
   Events a_events, b_events;
   std::unique_ptr<PostgresLeader> a = StartLeader("replica-a", a_events);
   EXPECT_THAT(a_events.WaitFor(1), ElementsAre("elected 1"));
+  EXPECT_TRUE(WaitUntilLeading(*a));
   std::unique_ptr<PostgresLeader> b = StartLeader("replica-b", b_events);
   // b finds the lock taken and says by whom.
   for (absl::Time end = absl::Now() + kPatience;
@@ -148,7 +157,7 @@ TEST_F(PostgresLeaderTest, OneReplicaLeadsAndAnotherTakesOverWhenItStops) {
   a.reset();  // Steps down and releases the lock at once.
   EXPECT_THAT(a_events.Get(), ElementsAre("elected 1", "deposed: shutting down"));
   EXPECT_THAT(b_events.WaitFor(1), ElementsAre("elected 2"));
-  EXPECT_TRUE(b->leading());
+  EXPECT_TRUE(WaitUntilLeading(*b));
   EXPECT_EQ(b->takeovers(), 1);
   EXPECT_EQ(RawQuery(uri_, "SELECT leader FROM prewarm_fence"), "replica-b");
 }
@@ -177,10 +186,7 @@ TEST_F(PostgresLeaderTest, AReplicaThatCannotStartLeadingGivesTheLockUp) {
   std::unique_ptr<PostgresLeader> b = StartLeader("replica-b", healthy);
   // Either replica may win the next rounds, but one that refuses must never keep the lock: b
   // eventually leads.
-  for (absl::Time end = absl::Now() + kPatience; absl::Now() < end && !b->leading();) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  EXPECT_TRUE(b->leading());
+  EXPECT_TRUE(WaitUntilLeading(*b));
   EXPECT_FALSE(a->leading());
   EXPECT_THAT(a->state(), HasSubstr("store unreadable"));
 }
