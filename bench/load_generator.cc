@@ -8,6 +8,10 @@
 //   build/bench/load_generator --mode=report_timing --clients=4 --inflight=64 --calls=200000
 //   build/bench/load_generator --mode=prewarm --clients=4 --inflight=8 --calls=2000
 //   build/bench/load_generator --mode=ceiling --clients=4 --inflight=64 --calls=200000
+//   # Issue 14: the ceiling, then ReportTiming on SQLite and on PostgreSQL, in one run (the
+//   # database is emptied before its measurement):
+//   build/bench/load_generator --mode=ceiling,report_timing \
+//       --stores=sqlite,postgresql://prewarm@/bench?host=/tmp/pg --calls=50000
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -23,17 +27,23 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "predictor/clock.h"
 #include "prewarm/v1/prewarm.grpc.pb.h"
 #include "server/log.h"
+#include "server/postgres_connection.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, mode, "report_timing",
-          "report_timing, prewarm, or ceiling (a trivial RPC: what gRPC allows here)");
+          "report_timing, prewarm, or ceiling (a trivial RPC: what gRPC allows here); a "
+          "comma-separated list runs each in turn");
+ABSL_FLAG(std::string, stores, "sqlite",
+          "comma-separated stores to measure report_timing and prewarm on: sqlite (a temp file) "
+          "or a PostgreSQL URI (its tables are DROPPED first); ceiling runs once, on the first");
 ABSL_FLAG(int, clients, 4, "client threads, each with its own channel");
 ABSL_FLAG(int, inflight, 64, "calls in flight per client");
 ABSL_FLAG(int, calls, 200000, "calls in total");
@@ -123,43 +133,49 @@ void Report(const char* what, int calls, double seconds, Stats& stats) {
   auto q = [&](double p) {
     return stats.latencies_us[static_cast<size_t>(p * (stats.latencies_us.size() - 1))];
   };
-  std::printf("%-14s calls=%d  %.0f calls/s  p50=%.0f us  p99=%.0f us  max=%.0f us  errors=%lld%s%s\n",
-              what, calls, calls / seconds, q(0.5), q(0.99), stats.latencies_us.back(),
-              static_cast<long long>(stats.errors), stats.errors ? "  first error: " : "",
-              stats.first_error.c_str());
+  std::printf(
+      "%-14s calls=%d  %.0f calls/s  p50=%.0f us  p99=%.0f us  max=%.0f us  errors=%lld%s%s\n",
+      what, calls, calls / seconds, q(0.5), q(0.99), stats.latencies_us.back(),
+      static_cast<long long>(stats.errors), stats.errors ? "  first error: " : "",
+      stats.first_error.c_str());
 }
 
-}  // namespace
+// Empties the PostgreSQL database `uri` (the tables a previous measurement left).
+bool EmptyDatabase(const std::string& uri) {
+  absl::StatusOr<prewarm::pg::ConnPtr> conn = prewarm::pg::Connect(uri, absl::Seconds(30));
+  absl::Status s = conn.ok() ? prewarm::pg::ExecScript(
+                                   conn->get(), uri,
+                                   "DROP TABLE IF EXISTS observations, services, runs, run_events, "
+                                   "prewarm_fence, prewarm_schema; "
+                                   "DROP FUNCTION IF EXISTS prewarm_check_fence(bigint)",
+                                   "emptying the database")
+                             : conn.status();
+  if (!s.ok()) std::fprintf(stderr, "%s\n", s.ToString().c_str());
+  return s.ok();
+}
 
-int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  // Debian's Abseil is built with mutex deadlock detection on; it costs every lock a graph
-  // update. Tests keep it; the server does not need it.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  prewarm::SetMinLogLevel(prewarm::LogLevel::kWarning);
-  const std::string mode = absl::GetFlag(FLAGS_mode);
-  const int clients = absl::GetFlag(FLAGS_clients);
-  const int inflight = absl::GetFlag(FLAGS_inflight);
-  const int calls = absl::GetFlag(FLAGS_calls);
-  const int tasks = absl::GetFlag(FLAGS_tasks);
-  if (clients < 1 || inflight < 1 || calls < 1 || tasks < 2 ||
-      (mode != "report_timing" && mode != "prewarm" && mode != "ceiling")) {
-    std::fprintf(stderr, "bad flags: see --help\n");
-    return 2;
-  }
-
+// One measurement of `mode` on a fresh server over `store`; false on a setup failure.
+bool Measure(const std::string& mode, const std::string& store, int clients, int inflight,
+             int calls, int tasks) {
   char dir_template[] = "/tmp/prewarm-load-XXXXXX";
   const std::string dir = mkdtemp(dir_template);
   prewarm::ServerOptions options;
   options.grpc_address = "127.0.0.1:0";
   options.metrics_address = "";
-  options.store_path = dir + "/prewarm.db";
+  const bool postgres = store != "sqlite";
+  if (postgres && !EmptyDatabase(store)) return false;
+  options.store_path = postgres ? store : dir + "/prewarm.db";
   options.store_sync_full = absl::GetFlag(FLAGS_store_sync) == "full";
   options.registry.max_active_runs = 1'000'000;
   auto server = prewarm::Server::Start(options, prewarm::Clock::Real());
   if (!server.ok()) {
     std::fprintf(stderr, "cannot start the server: %s\n", server.status().ToString().c_str());
-    return 1;
+    return false;
+  }
+  // A PostgreSQL replica starts as a standby and leads after its first poll.
+  for (const absl::Time end = absl::Now() + absl::Seconds(30);
+       !(*server)->leading() && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(10));
   }
   const std::string target = absl::StrCat("127.0.0.1:", (*server)->grpc_port());
   std::vector<std::unique_ptr<PrewarmService::Stub>> stubs;
@@ -169,9 +185,12 @@ int main(int argc, char** argv) {
     stubs.push_back(PrewarmService::NewStub(
         grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args)));
   }
-  std::printf("prewarmd in-process on %s, store %s (synchronous=%s); %d clients x %d in flight\n",
-              target.c_str(), options.store_path.c_str(),
-              options.store_sync_full ? "FULL" : "NORMAL", clients, inflight);
+  std::printf("%s: prewarmd in-process on %s, store %s (%s); %d clients x %d in flight\n",
+              mode.c_str(), target.c_str(), prewarm::pg::Describe(options.store_path).c_str(),
+              postgres                  ? "PostgreSQL"
+              : options.store_sync_full ? "SQLite synchronous=FULL"
+                                        : "SQLite synchronous=NORMAL",
+              clients, inflight);
 
   if (mode == "ceiling") {
     // ListServices on an empty registry: a trivial RPC through the same server and adapter, the
@@ -204,7 +223,7 @@ int main(int argc, char** argv) {
     });
     if (setup.errors > 0) {
       std::fprintf(stderr, "setup failed: %s\n", setup.first_error.c_str());
-      return 1;
+      return false;
     }
     // Call i: run i / (2 * tasks); within it, tasks in order, each STARTED then FINISHED. Calls
     // of one run go in order through one client, so events never contradict the task's state.
@@ -241,32 +260,67 @@ int main(int argc, char** argv) {
       req->set_event(finish ? prewarm::v1::TASK_EVENT_TYPE_FINISHED
                             : prewarm::v1::TASK_EVENT_TYPE_STARTED);
       const absl::Time sent = absl::Now();
-      stubs[slot % clients]->async()->ReportTiming(ctx, req, resp, [&, slot, sent, ctx, req,
-                                                                    resp](grpc::Status s) {
-        {
-          std::lock_guard<std::mutex> lock(stats.mu);
-          stats.latencies_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - sent));
-          if (!s.ok() && stats.errors++ == 0) stats.first_error = s.error_message();
-        }
-        delete ctx;
-        delete req;
-        delete resp;
-        if (completed.fetch_add(1) + 1 >= calls) {
-          std::lock_guard<std::mutex> lock(mu);
-          all_done.notify_all();
-          return;
-        }
-        step(slot);
-      });
+      stubs[slot % clients]->async()->ReportTiming(
+          ctx, req, resp, [&, slot, sent, ctx, req, resp](grpc::Status s) {
+            {
+              std::lock_guard<std::mutex> lock(stats.mu);
+              stats.latencies_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - sent));
+              if (!s.ok() && stats.errors++ == 0) stats.first_error = s.error_message();
+            }
+            delete ctx;
+            delete req;
+            delete resp;
+            if (completed.fetch_add(1) + 1 >= calls) {
+              std::lock_guard<std::mutex> lock(mu);
+              all_done.notify_all();
+              return;
+            }
+            step(slot);
+          });
     };
     for (int s = 0; s < slots; ++s) step(s);
     {
       std::unique_lock<std::mutex> lock(mu);
       all_done.wait(lock, [&] { return completed.load() >= calls; });
     }
-    Report("ReportTiming", calls, absl::ToDoubleSeconds(absl::Now() - start), stats);
+    Report(postgres ? "ReportTiming (PostgreSQL)" : "ReportTiming (SQLite)", calls,
+           absl::ToDoubleSeconds(absl::Now() - start), stats);
   }
   const auto store_status = (*server)->Shutdown();
   std::printf("store: %s\n", store_status.ok() ? "flushed" : store_status.ToString().c_str());
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  // Debian's Abseil is built with mutex deadlock detection on; it costs every lock a graph
+  // update. Tests keep it; the server does not need it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  prewarm::SetMinLogLevel(prewarm::LogLevel::kWarning);
+  const int clients = absl::GetFlag(FLAGS_clients);
+  const int inflight = absl::GetFlag(FLAGS_inflight);
+  const int calls = absl::GetFlag(FLAGS_calls);
+  const int tasks = absl::GetFlag(FLAGS_tasks);
+  const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_mode), ',');
+  const std::vector<std::string> stores = absl::StrSplit(absl::GetFlag(FLAGS_stores), ',');
+  bool bad = clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || stores.empty();
+  for (const std::string& mode : modes) {
+    bad |= mode != "report_timing" && mode != "prewarm" && mode != "ceiling";
+  }
+  for (const std::string& store : stores) {
+    bad |= store != "sqlite" && !prewarm::pg::IsPostgresUri(store);
+  }
+  if (bad) {
+    std::fprintf(stderr, "bad flags: see --help\n");
+    return 2;
+  }
+  for (const std::string& mode : modes) {
+    for (const std::string& store : stores) {
+      if (!Measure(mode, store, clients, inflight, calls, tasks)) return 1;
+      if (mode == "ceiling") break;  // The store is not on its path.
+    }
+  }
   return 0;
 }

@@ -15,6 +15,9 @@ packages=(
   # C++ libraries (DESIGN §1).
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libsqlite3-dev libcurl4-openssl-dev
+  # The PostgreSQL store (libpq), and a real PostgreSQL 15 server that its tests start (as the
+  # unprivileged user nobody when run as root).
+  libpq-dev postgresql
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # prewarmctl reads YAML files with yaml-cpp (clients/cpp/yaml_value.cc).
   libyaml-cpp-dev

@@ -59,8 +59,7 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
     // a configuration error.
     std::vector<std::string> rules(c.allowlist().begin(), c.allowlist().end());
     if (absl::StatusOr<UrlAllowlist> allowlist = UrlAllowlist::Create(rules); !allowlist.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("allowlist: ", allowlist.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("allowlist: ", allowlist.status().message()));
     }
     o.allowlist = std::move(rules);
   }
@@ -73,6 +72,25 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
     o.store_sync_full = sync == "full";
   }
   if (c.store_accept_empty()) o.store_accept_empty = true;
+  const config::v1::Leadership& leadership = c.leadership();
+  if (!leadership.replica_id().empty()) o.replica_id = leadership.replica_id();
+  if (leadership.has_poll()) {
+    if (absl::Status s = PositiveDuration(leadership.poll(), "leadership.poll", &o.leader_poll);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (leadership.has_lease()) {
+    if (absl::Status s = PositiveDuration(leadership.lease(), "leadership.lease", &o.leader_lease);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (o.leader_lease <= o.leader_poll) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "leadership.lease (", absl::FormatDuration(o.leader_lease),
+        ") must be more than leadership.poll (", absl::FormatDuration(o.leader_poll), ")"));
+  }
   if (!c.log_level().empty()) {
     absl::StatusOr<LogLevel> level = ParseLogLevel(c.log_level());
     if (!level.ok()) {
@@ -87,21 +105,16 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
     if (value > 0) *out = value;
     return absl::OkStatus();
   };
-  for (absl::Status s : {limit(l.max_active_runs(), "limits.max_active_runs",
-                               &o.registry.max_active_runs),
-                         limit(l.max_tasks_per_dag(), "limits.max_tasks_per_dag",
-                               &o.registry.dag.max_tasks),
-                         limit(l.max_edges_per_dag(), "limits.max_edges_per_dag",
-                               &o.registry.dag.max_edges),
-                         limit(l.max_services(), "limits.max_services",
-                               &o.service_defaults.max_services),
-                         limit(l.max_message_bytes(), "limits.max_message_bytes",
-                               &o.max_message_bytes),
-                         limit(l.max_unregistered_service_counters(),
-                               "limits.max_unregistered_service_counters",
-                               &o.registry.max_unregistered_service_counters),
-                         limit(l.max_events_per_run(), "limits.max_events_per_run",
-                               &o.registry.max_events_per_run)}) {
+  for (absl::Status s :
+       {limit(l.max_active_runs(), "limits.max_active_runs", &o.registry.max_active_runs),
+        limit(l.max_tasks_per_dag(), "limits.max_tasks_per_dag", &o.registry.dag.max_tasks),
+        limit(l.max_edges_per_dag(), "limits.max_edges_per_dag", &o.registry.dag.max_edges),
+        limit(l.max_services(), "limits.max_services", &o.service_defaults.max_services),
+        limit(l.max_message_bytes(), "limits.max_message_bytes", &o.max_message_bytes),
+        limit(l.max_unregistered_service_counters(), "limits.max_unregistered_service_counters",
+              &o.registry.max_unregistered_service_counters),
+        limit(l.max_events_per_run(), "limits.max_events_per_run",
+              &o.registry.max_events_per_run)}) {
     if (!s.ok()) return s;
   }
   if (l.max_history_keys() != 0) {

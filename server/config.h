@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "prewarm/config/v1/config.pb.h"
 #include "prewarm/v1/prewarm.pb.h"
 #include "server/log.h"
@@ -18,10 +19,15 @@ namespace prewarm {
 struct ServerOptions {
   std::string grpc_address = "127.0.0.1:50051";
   std::string metrics_address = "127.0.0.1:9464";
+  // An SQLite path or a PostgreSQL URI (HistoryStore::Open).
   std::string store_path = "./prewarm.db";
   bool store_sync_full = false;
   // StoreOptions::accept_empty.
   bool store_accept_empty = false;
+  // Leader election on a PostgreSQL store (LeaderOptions); replica_id empty: the host name.
+  std::string replica_id;
+  absl::Duration leader_poll = absl::Seconds(1);
+  absl::Duration leader_lease = absl::Seconds(10);
   // Registered at start.
   std::vector<v1::Service> services;
   std::vector<std::string> allowlist = {"loopback", "*.svc.cluster.local"};

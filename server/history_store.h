@@ -34,6 +34,8 @@ struct Observation {
 };
 
 struct StoreOptions {
+  // An SQLite file, or a PostgreSQL URI ("postgresql://user@host:5432/db?sslmode=require"; the
+  // password may come from PGPASSWORD or ~/.pgpass instead). See HistoryStore::Open.
   std::string path = "prewarm.db";
   // Older rows of a (kind, key) are pruned so that at most this many remain. Must be >= 1.
   int max_observations_per_key = 128;
@@ -50,6 +52,15 @@ struct StoreOptions {
   // replaced file would otherwise start as an empty store and forget every service and active
   // run). True: initialise a store in it, with a warning in the log.
   bool accept_empty = false;
+  // PostgreSQL only: the fencing epoch this store writes at. Every write transaction first checks
+  // that the database's epoch (prewarm_fence) still equals it, so that a replica that lost
+  // leadership (and whose successor bumped the epoch, see PostgresLeader) cannot write: its
+  // writes fail with UNAVAILABLE "fenced: ...". 0 is the epoch of a database no leader has
+  // claimed (a single writer without leader election, e.g. tests).
+  int64_t fencing_epoch = 0;
+  // Runs on the writer thread after each transaction (group of writes) with whether it committed
+  // and how long the round trip took: the store latency metric. May be empty.
+  std::function<void(bool ok, absl::Duration latency)> on_commit;
 };
 
 struct StoreStats {
@@ -60,7 +71,7 @@ struct StoreStats {
 };
 
 // Runs once per write: OK after the transaction holding the write committed, otherwise the error
-// (the write is lost). For the SQLite store it runs on the writer thread, which it delays: keep it
+// (the write is lost). For both stores it runs on the writer thread, which it delays: keep it
 // short, and never call Flush() or Close() from it (that would wait for itself).
 using CommitCallback = std::function<void(absl::Status)>;
 
@@ -90,6 +101,19 @@ class HistoryStore {
   // exists without its database), UNAVAILABLE when the file cannot be opened. The store must be
   // the file's only writer (one prewarmd per file); other processes may read it.
   static absl::StatusOr<std::unique_ptr<HistoryStore>> OpenSqlite(StoreOptions options);
+
+  // Connects to the PostgreSQL database `options.path` (a postgres:// or postgresql:// URI),
+  // migrates its schema (once, under an advisory lock, when several replicas start together) and
+  // starts the writer thread. Each batch of writes is one transaction sent as one pipeline (one
+  // round trip) that first checks options.fencing_epoch. A failed batch reconnects for the next
+  // one. Errors name the database without its password: UNAVAILABLE when it cannot be reached
+  // (and for fenced writes), FAILED_PRECONDITION for a schema newer than this binary,
+  // INVALID_ARGUMENT for bad options. synchronous_full and accept_empty do not apply: durability
+  // is the server's synchronous_commit (and its replicas').
+  static absl::StatusOr<std::unique_ptr<HistoryStore>> OpenPostgres(StoreOptions options);
+
+  // OpenPostgres for a postgres:// or postgresql:// URI, OpenSqlite for anything else (a path).
+  static absl::StatusOr<std::unique_ptr<HistoryStore>> Open(StoreOptions options);
 
   // Flushes and closes, like Close().
   virtual ~HistoryStore() = default;

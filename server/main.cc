@@ -8,18 +8,29 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "predictor/clock.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/proto_time.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, config, "", "JSON configuration file (prewarm.config.v1.ServerConfig)");
 ABSL_FLAG(std::string, grpc_address, "", "gRPC listen address [127.0.0.1:50051]");
 ABSL_FLAG(std::string, metrics_address, "", "Prometheus /metrics listen address [127.0.0.1:9464]");
-ABSL_FLAG(std::string, store, "", "SQLite store file [./prewarm.db]");
+ABSL_FLAG(std::string, store, "",
+          "store: an SQLite file, or a PostgreSQL URI (postgresql://user@host/db) shared by "
+          "replicas of which one leads [./prewarm.db]");
+ABSL_FLAG(std::string, replica_id, "",
+          "PostgreSQL store: this replica's name in the leader election [host name-pid]");
+ABSL_FLAG(absl::Duration, leader_poll, absl::ZeroDuration(),
+          "PostgreSQL store: how often a standby tries to take over and a leader checks it "
+          "still leads [1s]");
+ABSL_FLAG(absl::Duration, leader_lease, absl::ZeroDuration(),
+          "PostgreSQL store: how long a leader that stopped talking to the database keeps the "
+          "leadership [10s]");
 ABSL_FLAG(std::string, store_sync, "",
           "store durability: normal (survives a process crash) or full (also power loss) [normal]");
 ABSL_FLAG(bool, store_accept_empty, false,
@@ -51,8 +62,17 @@ absl::Status ApplyFlags(prewarm::ServerOptions& o) {
   c.set_store_path(absl::GetFlag(FLAGS_store));
   c.set_store_sync(absl::GetFlag(FLAGS_store_sync));
   c.set_store_accept_empty(absl::GetFlag(FLAGS_store_accept_empty));
-  for (absl::string_view rule : absl::StrSplit(absl::GetFlag(FLAGS_allowlist), ',',
-                                               absl::SkipWhitespace())) {
+  c.mutable_leadership()->set_replica_id(absl::GetFlag(FLAGS_replica_id));
+  if (absl::GetFlag(FLAGS_leader_poll) != absl::ZeroDuration()) {
+    *c.mutable_leadership()->mutable_poll() =
+        prewarm::ToProtoDuration(absl::GetFlag(FLAGS_leader_poll));
+  }
+  if (absl::GetFlag(FLAGS_leader_lease) != absl::ZeroDuration()) {
+    *c.mutable_leadership()->mutable_lease() =
+        prewarm::ToProtoDuration(absl::GetFlag(FLAGS_leader_lease));
+  }
+  for (absl::string_view rule :
+       absl::StrSplit(absl::GetFlag(FLAGS_allowlist), ',', absl::SkipWhitespace())) {
     c.add_allowlist(std::string(rule));
   }
   c.mutable_planning()->set_delay_cost_ratio(absl::GetFlag(FLAGS_delay_cost_ratio));
@@ -78,7 +98,7 @@ absl::Status ApplyFlags(prewarm::ServerOptions& o) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "prewarm server: plans and fires just-in-time warm-ups of serverless services.\n"
-      "Usage: prewarmd [--config=FILE] [--grpc_address=HOST:PORT] [--store=FILE] ...");
+      "Usage: prewarmd [--config=FILE] [--grpc_address=HOST:PORT] [--store=FILE|URI] ...");
   absl::ParseCommandLine(argc, argv);
   // Debian's Abseil is built with mutex deadlock detection on; it costs every lock a graph
   // update. Tests keep it; the server does not need it.

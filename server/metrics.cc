@@ -5,14 +5,13 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <thread>
-
 #include <cstddef>
 #include <exception>
 #include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -48,11 +47,13 @@
 //     prewarm_runs_finished_total{outcome}
 //     prewarm_history_keys_evicted_total
 //     prewarm_service_counters_evicted_total
+//     prewarm_leader_takeovers_total
 //   gauges
 //     prewarm_active_runs
 //     prewarm_pending_warmups
 //     prewarm_registered_services
 //     prewarm_history_keys
+//     prewarm_leader                                     1 when this replica leads
 //     prewarm_build_info{version,git_commit}             always 1
 //   histograms
 //     prewarm_rpc_duration_seconds{method}
@@ -61,6 +62,7 @@
 //     prewarm_warmup_lateness_seconds
 //     prewarm_start_prediction_error_seconds
 //     prewarm_store_commit_latency_seconds
+//     prewarm_store_round_trip_seconds
 //   process_* (ProcessCollector)
 //
 // Series of known label values are created at zero as soon as their family or service appears,
@@ -189,6 +191,11 @@ class PrometheusMetrics final : public Metrics {
     registered_services_.Set(static_cast<double>(n));
   }
   void StoreWrite(bool ok, absl::Duration commit_latency) override;
+  void StoreRoundTrip(absl::Duration latency) override {
+    if (std::optional<double> seconds = Seconds(latency)) store_round_trip_.Observe(*seconds);
+  }
+  void SetLeader(bool leading) override { leader_.Set(leading ? 1 : 0); }
+  void LeaderTakeover() override { leader_takeovers_.Increment(); }
   void ObservationRecorded(absl::string_view kind) override;
   void RunStarted() override { runs_started_.Increment(); }
   void RunFinished(absl::string_view outcome) override;
@@ -277,6 +284,8 @@ class PrometheusMetrics final : public Metrics {
   Gauge& pending_warmups_;
   Gauge& registered_services_;
   Gauge& history_keys_;
+  Gauge& leader_;
+  Counter& leader_takeovers_;
   Counter& history_keys_evicted_;
   Counter& service_counters_evicted_;
   Family<Histogram>& rpc_duration_;
@@ -285,6 +294,7 @@ class PrometheusMetrics final : public Metrics {
   Histogram& warmup_lateness_;
   Histogram& prediction_error_;
   Histogram& store_commit_latency_;
+  Histogram& store_round_trip_;
 
   Counter& store_writes_ok_;
   Counter& store_writes_error_;
@@ -407,6 +417,17 @@ PrometheusMetrics::PrometheusMetrics(const MetricsOptions& options)
                               "learned history; at most limits.max_history_keys.")
                         .Register(*registry_)
                         .Add({})),
+      leader_(prometheus::BuildGauge()
+                  .Name("prewarm_leader")
+                  .Help("1 while this replica leads (serves and fires warm-ups), 0 on standby. "
+                        "Always 1 with an SQLite store.")
+                  .Register(*registry_)
+                  .Add({})),
+      leader_takeovers_(prometheus::BuildCounter()
+                            .Name("prewarm_leader_takeovers_total")
+                            .Help("Times this replica took the leadership of a PostgreSQL store.")
+                            .Register(*registry_)
+                            .Add({})),
       history_keys_evicted_(prometheus::BuildCounter()
                                 .Name("prewarm_history_keys_evicted_total")
                                 .Help("History keys evicted, least recently observed first, to "
@@ -449,6 +470,12 @@ PrometheusMetrics::PrometheusMetrics(const MetricsOptions& options)
                                 .Help("Time to commit a group of writes to the history store.")
                                 .Register(*registry_)
                                 .Add({}, store_commit_buckets_)),
+      store_round_trip_(prometheus::BuildHistogram()
+                            .Name("prewarm_store_round_trip_seconds")
+                            .Help("Time of one transaction (a group of writes) with the PostgreSQL "
+                                  "store, committed or not.")
+                            .Register(*registry_)
+                            .Add({}, store_commit_buckets_)),
       store_writes_ok_(store_writes_.Add({{"result", "ok"}})),
       store_writes_error_(store_writes_.Add({{"result", "error"}})),
       runs_finished_by_outcome_(run_outcomes_.known(), nullptr),

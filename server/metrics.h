@@ -115,6 +115,13 @@ class Metrics {
 
   // One commit of the history store (a group of writes).
   virtual void StoreWrite(bool ok, absl::Duration commit_latency) = 0;
+  // One round trip of the PostgreSQL store: a transaction holding a group of writes, committed or
+  // not (the SQLite store has no round trip; StoreWrite covers both).
+  virtual void StoreRoundTrip(absl::Duration latency) = 0;
+  // Leadership among replicas sharing a PostgreSQL store: whether this replica leads now
+  // (always 1 with SQLite), and one takeover by this replica.
+  virtual void SetLeader(bool leading) = 0;
+  virtual void LeaderTakeover() = 0;
   // An observation added to history; `kind` names what was observed ("task_duration",
   // "cold_start", ...), a small fixed vocabulary of the caller's.
   virtual void ObservationRecorded(absl::string_view kind) = 0;

@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "predictor/check.h"
+#include "server/group_commit_store.h"
 #include "server/history_store.h"
 #include "server/log.h"
 #include "server/sqlite_wal_scan.h"
@@ -79,10 +80,8 @@ constexpr const char* kMigrations[] = {
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
-// Larger writes are refused up front: SQLite would refuse them too (SQLITE_TOOBIG), failing every
-// other write of their transaction, and lengths past INT_MAX do not fit its API.
-constexpr size_t kMaxWriteBytes = size_t{256} << 20;
-
+// GroupCommitStore::kMaxWriteBytes keeps writes SQLite would refuse (SQLITE_TOOBIG, failing every
+// other write of their transaction) or whose lengths do not fit its API (past INT_MAX) out.
 // Long enough to ride out another process's checkpoint or a backup, short enough that a store
 // locked for good turns into errors instead of a hung writer.
 constexpr int kBusyTimeoutMs = 5000;
@@ -411,115 +410,27 @@ int StepAndReset(sqlite3_stmt* stmt) {
   return rc;
 }
 
-class SqliteHistoryStore;
-
-// Which store's writer runs on this thread, to catch Flush()/Close() from a commit callback.
-thread_local const SqliteHistoryStore* current_writer = nullptr;
-
 // Thread-safe. The writer thread alone uses the write connection; loads use a second, read-only
 // connection, so they see committed snapshots while the writer carries on (WAL).
-class SqliteHistoryStore final : public HistoryStore {
+class SqliteHistoryStore final : public GroupCommitStore {
  public:
   SqliteHistoryStore(StoreOptions options, DbPtr db, DbPtr read_db, Statements statements)
-      : options_(std::move(options)),
+      : GroupCommitStore(options.path, options),
+        options_(std::move(options)),
         db_(std::move(db)),
         statements_(std::move(statements)),
         read_db_(std::move(read_db)) {
-    writer_ = std::thread([this] { WriterLoop(); });
+    StartWriter();
   }
 
   ~SqliteHistoryStore() override { Close().IgnoreError(); }
 
-  void AppendObservation(Observation obs, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kAppendObservation,
-                  .key = std::move(obs.key),
-                  .kind = obs.kind,
-                  .value = obs.value,
-                  .time = obs.time,
-                  .done = std::move(done)});
-  }
-  void PutService(std::string name, std::string serialized, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kPutService,
-                  .key = std::move(name),
-                  .bytes = std::move(serialized),
-                  .done = std::move(done)});
-  }
-  void DeleteObservations(Observation::Kind kind, std::string key, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kDeleteObservations,
-                  .key = std::move(key),
-                  .kind = kind,
-                  .done = std::move(done)});
-  }
-  void DeleteService(std::string name, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kDeleteService, .key = std::move(name), .done = std::move(done)});
-  }
-  void PutRun(std::string run_id, std::string serialized, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kPutRun,
-                  .key = std::move(run_id),
-                  .bytes = std::move(serialized),
-                  .done = std::move(done)});
-  }
-  void DeleteRun(std::string run_id, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kDeleteRun, .key = std::move(run_id), .done = std::move(done)});
-  }
-  void AppendRunEvent(std::string run_id, std::string serialized, CommitCallback done) override {
-    Enqueue(Write{.op = Op::kAppendRunEvent,
-                  .key = std::move(run_id),
-                  .bytes = std::move(serialized),
-                  .done = std::move(done)});
-  }
-
   absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override
       ABSL_LOCKS_EXCLUDED(read_mu_);
-  absl::Status LoadServices(const std::function<void(absl::string_view, absl::string_view)>& fn)
-      override ABSL_LOCKS_EXCLUDED(read_mu_) {
-    return LoadBlobs("SELECT name, serialized FROM services ORDER BY name", fn);
-  }
-  absl::Status LoadRuns(const std::function<void(absl::string_view, absl::string_view)>& fn)
-      override ABSL_LOCKS_EXCLUDED(read_mu_) {
-    return LoadBlobs("SELECT run_id, serialized FROM runs ORDER BY run_id", fn);
-  }
-  absl::Status LoadRunEvents(const std::function<void(absl::string_view, absl::string_view)>& fn)
-      override ABSL_LOCKS_EXCLUDED(read_mu_) {
-    return LoadBlobs("SELECT run_id, serialized FROM run_events ORDER BY run_id, seq", fn);
-  }
 
-  absl::Status Flush() override ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status Close() override ABSL_LOCKS_EXCLUDED(close_mu_, mu_, read_mu_);
-
-  StoreStats stats() const override ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    return StoreStats{.commits = commits_,
-                      .writes = writes_,
-                      .write_errors = write_errors_,
-                      .queued = static_cast<int64_t>(enqueued_ - completed_)};
-  }
+  absl::Status Close() override ABSL_LOCKS_EXCLUDED(close_mu_, read_mu_);
 
  private:
-  enum class Op {
-    kAppendObservation,
-    kDeleteObservations,
-    kPutService,
-    kDeleteService,
-    kPutRun,
-    kDeleteRun,
-    kAppendRunEvent
-  };
-
-  // One queued write. Observations use key, kind, value and time (deletions key and kind); the
-  // others key (the service name or run id) and, for puts, bytes.
-  struct Write {
-    Op op = Op::kAppendObservation;
-    std::string key = {};
-    std::string bytes = {};
-    Observation::Kind kind = Observation::Kind::kTaskDuration;
-    double value = 0;
-    absl::Time time = {};
-    CommitCallback done = {};
-  };
-
-  void Enqueue(Write write) ABSL_LOCKS_EXCLUDED(mu_);
-  void WriterLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // A key's row count after this batch's inserts and pruning; -1 when unknown.
   struct KeyRows {
     int kind;
@@ -527,33 +438,23 @@ class SqliteHistoryStore final : public HistoryStore {
     int64_t rows;
   };
 
-  // One transaction for the whole batch: all of it commits or none of it does.
-  absl::Status CommitBatch(absl::Span<const Write> batch);
+  absl::Status CommitBatch(absl::Span<const Write> batch) override;
   // Deletes the oldest rows of each key in `inserted` beyond max_observations_per_key.
   absl::Status Prune(
       const absl::flat_hash_map<std::pair<int, absl::string_view>, int64_t>& inserted,
       const absl::flat_hash_set<std::pair<int, absl::string_view>>& deleted,
       std::vector<KeyRows>* key_rows);
   absl::Status Apply(const Write& write);
-  absl::Status LoadBlobs(absl::string_view sql,
-                         const std::function<void(absl::string_view, absl::string_view)>& fn)
+  absl::Status LoadBlobs(
+      const char* sql, const std::function<void(absl::string_view, absl::string_view)>& fn) override
       ABSL_LOCKS_EXCLUDED(read_mu_);
   absl::Status Error(int rc, absl::string_view what) const {
     return SqliteError(db_.get(), rc, options_.path, what);
   }
 
-  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !pending_.empty() || stopping_;
-  }
-  // Whether waiting longer for a fuller batch would only add latency.
-  bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ || flush_waiters_ > 0 ||
-           pending_.size() >= static_cast<size_t>(options_.max_batch);
-  }
-
   const StoreOptions options_;
 
-  // Used only by the writer thread while it runs, and by Close() after joining it.
+  // Used only by the writer thread while it runs, and by Close() after stopping it.
   DbPtr db_;
   Statements statements_;
   // Committed rows per key, by kind, for the keys written since Open: pruning then deletes just
@@ -561,86 +462,13 @@ class SqliteHistoryStore final : public HistoryStore {
   // every key in every batch (that cost ~40% of the benchmark's CPU). Valid because this store is
   // the file's only writer.
   absl::flat_hash_map<int, absl::flat_hash_map<std::string, int64_t>> rows_per_key_;
-  std::thread writer_;
 
   absl::Mutex close_mu_;  // Serialises Close() calls.
   bool closed_ ABSL_GUARDED_BY(close_mu_) = false;
 
   absl::Mutex read_mu_;
   DbPtr read_db_ ABSL_GUARDED_BY(read_mu_);  // Null after Close().
-
-  mutable absl::Mutex mu_;
-  std::vector<Write> pending_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;     // Set by Close(): no more writes are accepted.
-  int flush_waiters_ ABSL_GUARDED_BY(mu_) = 0;     // A waiting Flush() cuts the batch delay short.
-  uint64_t enqueued_ ABSL_GUARDED_BY(mu_) = 0;     // Writes accepted, ever.
-  uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;    // Of those, committed or failed, callbacks run.
-  absl::Status first_error_ ABSL_GUARDED_BY(mu_);  // Since the last Flush() or Close().
-  int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t write_errors_ ABSL_GUARDED_BY(mu_) = 0;
 };
-
-void SqliteHistoryStore::Enqueue(Write write) {
-  absl::Status rejected;
-  if (write.key.size() + write.bytes.size() > kMaxWriteBytes) {
-    rejected = absl::InvalidArgumentError(
-        absl::StrCat("prewarm store ", options_.path, ": a write of ",
-                     write.key.size() + write.bytes.size(), " bytes exceeds ", kMaxWriteBytes));
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    if (rejected.ok() && !stopping_) {
-      pending_.push_back(std::move(write));
-      ++enqueued_;
-      return;
-    }
-    if (rejected.ok()) {
-      rejected = absl::FailedPreconditionError(
-          absl::StrCat("prewarm store ", options_.path, " is closed"));
-    }
-    ++write_errors_;
-    if (first_error_.ok()) first_error_ = rejected;
-  }
-  if (write.done) write.done(std::move(rejected));
-}
-
-void SqliteHistoryStore::WriterLoop() {
-  current_writer = this;
-  std::vector<Write> batch;
-  for (;;) {
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &SqliteHistoryStore::HasWorkOrStopping));
-      if (pending_.empty()) return;  // Stopping, and everything queued is done.
-      if (options_.max_batch_delay > absl::ZeroDuration()) {
-        mu_.AwaitWithTimeout(absl::Condition(this, &SqliteHistoryStore::BatchReady),
-                             options_.max_batch_delay);
-      }
-      batch.swap(pending_);  // Hands pending_ the emptied buffer of the previous round.
-    }
-    const size_t max_batch = static_cast<size_t>(options_.max_batch);
-    for (size_t begin = 0; begin < batch.size(); begin += max_batch) {
-      absl::Span<const Write> chunk = absl::MakeConstSpan(batch).subspan(begin, max_batch);
-      absl::Status status = CommitBatch(chunk);
-      for (const Write& write : chunk) {
-        if (write.done) write.done(status);
-      }
-      absl::MutexLock lock(&mu_);
-      completed_ += chunk.size();
-      if (status.ok()) {
-        ++commits_;
-        writes_ += static_cast<int64_t>(chunk.size());
-      } else {
-        write_errors_ += static_cast<int64_t>(chunk.size());
-        if (first_error_.ok()) first_error_ = status;
-      }
-    }
-    batch.clear();
-    // Do not keep a burst's worth of memory for ever.
-    if (batch.capacity() > 4 * max_batch) batch = std::vector<Write>();
-  }
-}
 
 absl::Status SqliteHistoryStore::CommitBatch(absl::Span<const Write> batch) {
   int rc = StepAndReset(statements_.begin.get());
@@ -776,32 +604,12 @@ absl::Status SqliteHistoryStore::Apply(const Write& write) {
   return absl::OkStatus();
 }
 
-absl::Status SqliteHistoryStore::Flush() {
-  PREWARM_CHECK(current_writer != this, "HistoryStore::Flush() called from a commit callback");
-  absl::MutexLock lock(&mu_);
-  const uint64_t target = enqueued_;
-  ++flush_waiters_;
-  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return completed_ >= target; };
-  mu_.Await(absl::Condition(&done));
-  --flush_waiters_;
-  return std::exchange(first_error_, absl::OkStatus());
-}
-
 absl::Status SqliteHistoryStore::Close() {
-  PREWARM_CHECK(current_writer != this, "HistoryStore::Close() called from a commit callback");
+  PREWARM_CHECK(!OnWriterThread(), "HistoryStore::Close() called from a commit callback");
   absl::MutexLock close_lock(&close_mu_);
   if (closed_) return absl::OkStatus();
   closed_ = true;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  writer_.join();  // The writer drains everything queued before stopping_.
-  absl::Status status;
-  {
-    absl::MutexLock lock(&mu_);
-    status = std::exchange(first_error_, absl::OkStatus());
-  }
+  absl::Status status = StopWriter();  // Commits everything queued first.
   {
     absl::MutexLock lock(&read_mu_);
     read_db_.reset();
@@ -863,7 +671,7 @@ absl::Status SqliteHistoryStore::LoadObservations(
 }
 
 absl::Status SqliteHistoryStore::LoadBlobs(
-    absl::string_view sql, const std::function<void(absl::string_view, absl::string_view)>& fn) {
+    const char* sql, const std::function<void(absl::string_view, absl::string_view)>& fn) {
   absl::MutexLock lock(&read_mu_);
   if (read_db_ == nullptr) {
     return absl::FailedPreconditionError(

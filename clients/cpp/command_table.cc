@@ -16,7 +16,8 @@ const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* flags = new std::vector<FlagSpec>{
       {"server", "HOST:PORT",
        "prewarmd's address (any gRPC target) [$PREWARM_SERVER, else 127.0.0.1:50051]"},
-      {"timeout", "DURATION", "deadline of each call: 500ms, 5s, 1m [10s]"},
+      {"timeout", "DURATION",
+       "deadline of each call, UNAVAILABLE retried with backoff within it: 500ms, 5s, 1m [10s]"},
       {"output", "FORMAT",
        "table (for people) or json (the proto3 JSON of the response, for scripts) [table]"},
       {"tls", "", "connect with TLS (system roots unless --ca-cert)"},

@@ -40,11 +40,12 @@ int Health(Invocation& inv) {
   grpc::Slice slice(request_bytes);
   grpc::ByteBuffer request(&slice, 1);
   grpc::ByteBuffer response;
-  std::unique_ptr<grpc::ClientContext> context = inv.connection->NewContext();
-  std::promise<grpc::Status> done;
-  generic.UnaryCall(context.get(), "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &response, [&done](grpc::Status s) { done.set_value(std::move(s)); });
-  const grpc::Status status = done.get_future().get();
+  const grpc::Status status = inv.connection->Call([&](grpc::ClientContext* context) {
+    std::promise<grpc::Status> done;
+    generic.UnaryCall(context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                      &response, [&done](grpc::Status s) { done.set_value(std::move(s)); });
+    return done.get_future().get();
+  });
   if (!status.ok()) return inv.Fail(status);
   std::vector<grpc::Slice> slices;
   std::string bytes;

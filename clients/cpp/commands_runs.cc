@@ -54,8 +54,9 @@ int RunSubmit(Invocation& inv) {
   int code = kExitOk;
   if (!inv.Connect(&code)) return code;
   v1::PrewarmResponse response;
-  const grpc::Status status =
-      inv.connection->stub().Prewarm(inv.connection->NewContext().get(), *request, &response);
+  const grpc::Status status = inv.connection->Call([&](grpc::ClientContext* context) {
+    return inv.connection->stub().Prewarm(context, *request, &response);
+  });
   if (!status.ok()) return inv.Fail(status, absl::StrCat("run '", request->run_id(), "': "));
   if (inv.json) return inv.Print(ToJson(response));
   return inv.Print(absl::StrCat(
@@ -103,8 +104,9 @@ int RunReport(Invocation& inv) {
 
   if (!inv.Connect(&code)) return code;
   v1::ReportTimingResponse response;
-  const grpc::Status status =
-      inv.connection->stub().ReportTiming(inv.connection->NewContext().get(), request, &response);
+  const grpc::Status status = inv.connection->Call([&](grpc::ClientContext* context) {
+    return inv.connection->stub().ReportTiming(context, request, &response);
+  });
   if (!status.ok()) return inv.Fail(status);
   return inv.Print(inv.json ? ToJson(response) : RenderReport(request, response));
 }
@@ -115,8 +117,9 @@ int RunCancel(Invocation& inv) {
   int code = kExitOk;
   if (!inv.Connect(&code)) return code;
   v1::CancelRunResponse response;
-  const grpc::Status status =
-      inv.connection->stub().CancelRun(inv.connection->NewContext().get(), request, &response);
+  const grpc::Status status = inv.connection->Call([&](grpc::ClientContext* context) {
+    return inv.connection->stub().CancelRun(context, request, &response);
+  });
   if (!status.ok()) return inv.Fail(status);
   if (inv.json) return inv.Print(ToJson(response));
   return inv.Print(absl::StrCat("Cancelled run ", request.run_id(), ": ",
@@ -130,8 +133,9 @@ int Plan(Invocation& inv) {
   int code = kExitOk;
   if (!inv.Connect(&code)) return code;
   v1::GetPlanResponse response;
-  const grpc::Status status =
-      inv.connection->stub().GetPlan(inv.connection->NewContext().get(), request, &response);
+  const grpc::Status status = inv.connection->Call([&](grpc::ClientContext* context) {
+    return inv.connection->stub().GetPlan(context, request, &response);
+  });
   if (!status.ok()) return inv.Fail(status);
   return inv.Print(inv.json ? ToJson(response) : RenderPlan(response.plan()));
 }

@@ -22,8 +22,9 @@ int ServicesList(Invocation& inv) {
   int code = kExitOk;
   if (!inv.Connect(&code)) return code;
   v1::ListServicesResponse response;
-  const grpc::Status status =
-      inv.connection->stub().ListServices(inv.connection->NewContext().get(), {}, &response);
+  const grpc::Status status = inv.connection->Call([&](grpc::ClientContext* context) {
+    return inv.connection->stub().ListServices(context, {}, &response);
+  });
   if (!status.ok()) return inv.Fail(status);
   return inv.Print(inv.json ? ToJson(response) : RenderServices(response));
 }
@@ -89,8 +90,9 @@ int ServicesRegister(Invocation& inv) {
     v1::RegisterServiceRequest request;
     *request.mutable_service() = services[i];
     v1::RegisterServiceResponse response;
-    const grpc::Status status = inv.connection->stub().RegisterService(
-        inv.connection->NewContext().get(), request, &response);
+    const grpc::Status status = inv.connection->Call([&](grpc::ClientContext* context) {
+      return inv.connection->stub().RegisterService(context, request, &response);
+    });
     if (!status.ok()) {
       std::string context = absl::StrCat("service '", services[i].name(), "'");
       if (file.has_value()) {

@@ -12,8 +12,9 @@ int Stats(Invocation& inv) {
   int code = kExitOk;
   if (!inv.Connect(&code)) return code;
   v1::GetServiceStatsResponse response;
-  const grpc::Status status = inv.connection->stub().GetServiceStats(
-      inv.connection->NewContext().get(), request, &response);
+  const grpc::Status status = inv.connection->Call([&](grpc::ClientContext* context) {
+    return inv.connection->stub().GetServiceStats(context, request, &response);
+  });
   if (!status.ok()) return inv.Fail(status);
   return inv.Print(inv.json ? ToJson(response) : RenderStats(response));
 }

@@ -83,8 +83,9 @@ int WarmupReport(Invocation& inv) {
   request.set_error_message(inv.local.Get("error").value_or(""));
   if (!inv.Connect(&code)) return code;
   v1::ReportWarmupResponse response;
-  const grpc::Status status =
-      inv.connection->stub().ReportWarmup(inv.connection->NewContext().get(), request, &response);
+  const grpc::Status status = inv.connection->Call([&](grpc::ClientContext* context) {
+    return inv.connection->stub().ReportWarmup(context, request, &response);
+  });
   if (!status.ok()) return inv.Fail(status);
   if (inv.json) return inv.Print(ToJson(response));
   return inv.Print(absl::StrCat(

@@ -1,5 +1,6 @@
 #include "clients/cpp/connection.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -7,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "clients/cpp/render.h"
 
 namespace prewarm::ctl {
@@ -81,6 +83,23 @@ std::unique_ptr<grpc::ClientContext> Connection::NewContext(bool with_deadline) 
   }
   if (!token_.empty()) context->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
   return context;
+}
+
+grpc::Status Connection::Call(
+    const std::function<grpc::Status(grpc::ClientContext*)>& attempt) const {
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  absl::Duration backoff = kFirstBackoff;
+  for (;;) {
+    std::unique_ptr<grpc::ClientContext> context = NewContext(/*with_deadline=*/false);
+    context->set_deadline(absl::ToChronoTime(deadline));
+    grpc::Status status = attempt(context.get());
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return status;
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return status;
+    absl::SleepFor(std::min(backoff, left));
+    if (absl::Now() >= deadline) return status;
+    backoff = std::min(2 * backoff, kMaxBackoff);
+  }
 }
 
 Connection::Failure Connection::Classify(const grpc::Status& status) const {

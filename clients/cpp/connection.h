@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -55,6 +56,15 @@ class Connection {
 
   // A context carrying the token and, when `with_deadline`, the unary deadline.
   std::unique_ptr<grpc::ClientContext> NewContext(bool with_deadline = true) const;
+
+  // Runs one unary call, `attempt(context)`, and while it fails with UNAVAILABLE (prewarmd
+  // restarting, or a standby replica answering while another takes over) runs it again after a
+  // backoff (kFirstBackoff, doubling up to kMaxBackoff) with a fresh context, until
+  // options.timeout from the first attempt has passed: each attempt's deadline is what remains
+  // of it. Returns the last attempt's status.
+  grpc::Status Call(const std::function<grpc::Status(grpc::ClientContext*)>& attempt) const;
+  static constexpr absl::Duration kFirstBackoff = absl::Milliseconds(50);
+  static constexpr absl::Duration kMaxBackoff = absl::Seconds(1);
 
   // What a failed call means: the exit code and a message for stderr (the server's code and
   // message for server errors; the address and a hint for connection errors).

@@ -90,7 +90,7 @@ class RenderError(Exception):
 
 
 KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "namespace", "labels", "resources", "images",
-                        "replacements"}
+                        "replacements", "patches"}
 # Kinds the namespace transformer leaves without a namespace (kustomize's list is longer; these
 # are the ones a folder like deploy/k8s could plausibly hold). Namespace objects are renamed.
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -120,9 +120,14 @@ def render_kustomization(folder: Path) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for resource in kustomization.get("resources", []):
         path = folder / resource
+        if path.is_dir():  # A base: its own rendering (deploy/k8s-postgres builds on deploy/k8s).
+            objects += render_kustomization(path)
+            continue
         if not path.is_file():
-            raise RenderError(f"resource {resource!r}: only local files are supported")
+            raise RenderError(f"resource {resource!r}: only local files and folders are supported")
         objects += [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    for patch in kustomization.get("patches", []):
+        objects = _patch(objects, folder, patch)
     # kustomize's built-in transformers, in its order: namespace, labels, images, replacements.
     if "namespace" in kustomization:
         _set_namespace(objects, kustomization["namespace"])
@@ -134,6 +139,59 @@ def render_kustomization(folder: Path) -> list[dict[str, Any]]:
         _replace(objects, replacement)
     out = [o for o in objects if not h.is_local_config(o)]
     return sorted(out, key=_legacy_order)
+
+
+def _patch(objects: list[dict[str, Any]], folder: Path,
+           patch: dict[str, Any]) -> list[dict[str, Any]]:
+    """kustomize's `patches` entry, for a file holding either a JSON patch (RFC 6902: add,
+    replace, remove) applied to the objects its target selects, or a `$patch: delete` of one
+    object."""
+    if set(patch) - {"path", "target"}:
+        raise RenderError(f"patch {patch}: only path and target are supported")
+    body = yaml.safe_load((folder / patch["path"]).read_text())
+    if isinstance(body, dict):
+        if body.get("$patch") != "delete" or "target" in patch:
+            raise RenderError(f"patch {patch}: of strategic merge patches only $patch: delete")
+        gone = [o for o in objects if o["kind"] == body["kind"]
+                and o["metadata"]["name"] == body["metadata"]["name"]]
+        if not gone:
+            raise RenderError(f"patch {patch}: no {body['kind']} {body['metadata']['name']}")
+        return [o for o in objects if o not in gone]
+    target = patch.get("target", {})
+    if set(target) - {"kind", "name"} or not target:
+        raise RenderError(f"patch target {target}: only kind and name")
+    matched = [o for o in objects if all(
+        (o["kind"] if k == "kind" else o["metadata"]["name"]) == v for k, v in target.items())]
+    if not matched:
+        raise RenderError(f"patch target {target} matches nothing")
+    for obj in matched:
+        for op in body:
+            _json_patch_op(obj, op)
+    return objects
+
+
+def _json_patch_op(obj: Any, op: dict[str, Any]) -> None:
+    if op["op"] not in ("add", "replace", "remove") or set(op) - {"op", "path", "value"}:
+        raise RenderError(f"JSON patch op {op}: only add, replace and remove")
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
+    parent = obj
+    for token in tokens[:-1]:
+        parent = parent[int(token)] if isinstance(parent, list) else parent[token]
+    last = tokens[-1]
+    if isinstance(parent, list):
+        if op["op"] == "add":
+            parent.insert(len(parent) if last == "-" else int(last), copy.deepcopy(op["value"]))
+        elif op["op"] == "replace":
+            parent[int(last)] = copy.deepcopy(op["value"])
+        else:
+            del parent[int(last)]
+    else:
+        if op["op"] in ("replace", "remove") and last not in parent:
+            raise RenderError(f"JSON patch op {op}: no field {last!r}")
+        if op["op"] == "remove":
+            del parent[last]
+        else:
+            parent[last] = copy.deepcopy(op["value"])
 
 
 def _legacy_order(obj: dict[str, Any]) -> tuple[int, str, str]:

@@ -301,3 +301,76 @@ def test_schemas_are_found_beside_the_repository_by_default(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(c.SCHEMAS_ENV, raising=False)
     assert c.schemas_dir() == h.REPO.parent / "shared" / "peer-schemas"
+
+
+# -------------------------------------------------------------------------------- PostgreSQL variant
+
+K8S_POSTGRES = h.DEPLOY / "k8s-postgres"
+
+
+@pytest.fixture(scope="module")
+def rendered_postgres() -> list[dict[str, Any]]:
+    return c.render_kustomization(K8S_POSTGRES)
+
+
+def test_postgres_variant_rendering_matches_kubectl_kustomize(rendered_postgres: list) -> None:
+    assert rendered_postgres == kubectl_kustomize(K8S_POSTGRES)
+
+
+def test_postgres_variant_objects_are_valid(rendered_postgres: list) -> None:
+    problems = [p for obj in rendered_postgres for p in c.validation_route(obj)(obj)]
+    assert problems == [], "\n".join(problems)
+
+
+def test_postgres_variant_runs_two_replicas_on_the_secret_without_a_volume(
+        rendered_postgres: list) -> None:
+    assert c.objects_by_kind(rendered_postgres, "PersistentVolumeClaim") == []
+    deployment = one(rendered_postgres, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    (container,) = spec["template"]["spec"]["containers"]
+    assert "--store=$(PREWARM_STORE)" in container["args"]
+    (store_env,) = [e for e in container["env"] if e["name"] == "PREWARM_STORE"]
+    assert store_env["valueFrom"]["secretKeyRef"] == {"name": "prewarm-db-app", "key": "uri"}
+    assert all(m["name"] != "store" for m in container["volumeMounts"])
+    assert all(v["name"] != "store" for v in spec["template"]["spec"]["volumes"])
+    # Readiness follows the leadership (only the leader serves the service); liveness the server,
+    # which a standby serves too.
+    assert container["readinessProbe"]["grpc"]["service"] == "prewarm.v1.PrewarmService"
+    assert "service" not in container["livenessProbe"]["grpc"]
+
+
+def test_cnpg_cluster_example_makes_the_secret_the_deployment_reads(
+        rendered_postgres: list) -> None:
+    """No CloudNativePG schema is in ../shared/peer-schemas, so the example Cluster is checked
+    here for what prewarmd relies on: the operator names the application Secret
+    <cluster>-app, with the DSN under `uri`, in the cluster's namespace."""
+    (cluster,) = [d for d in yaml.safe_load_all((K8S_POSTGRES / "cnpg-cluster.yaml").read_text())
+                  if d]
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    assert cluster["kind"] == "Cluster"
+    assert cluster["spec"]["instances"] >= 2
+    assert cluster["spec"]["bootstrap"]["initdb"]["database"]
+    deployment = one(rendered_postgres, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (store_env,) = [e for e in container["env"] if e["name"] == "PREWARM_STORE"]
+    assert store_env["valueFrom"]["secretKeyRef"]["name"] == f"{cluster['metadata']['name']}-app"
+    assert cluster["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+
+
+def test_renderer_applies_json_patches_and_deletions_like_kustomize(tmp_path: Path) -> None:
+    """A patch the renderer gets wrong fails loudly rather than rendering something else."""
+    folder = tmp_path / "overlay"
+    folder.mkdir()
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [str(h.K8S)], "patches": [{"path": "p.yaml", "target": {"kind": "Nope"}}]}))
+    (folder / "p.yaml").write_text(yaml.safe_dump([{"op": "replace", "path": "/x", "value": 1}]))
+    with pytest.raises(c.RenderError, match="matches nothing"):
+        c.render_kustomization(folder)
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [str(h.K8S)],
+        "patches": [{"path": "p.yaml", "target": {"kind": "Deployment", "name": "prewarmd"}}]}))
+    (folder / "p.yaml").write_text(yaml.safe_dump([{"op": "move", "path": "/x", "from": "/y"}]))
+    with pytest.raises(c.RenderError, match="only add, replace and remove"):
+        c.render_kustomization(folder)

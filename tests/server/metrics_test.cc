@@ -226,6 +226,9 @@ void ExerciseEverything(Metrics& metrics) {
   metrics.ServiceCountersEvicted(1);
   metrics.StoreWrite(true, absl::Milliseconds(4));
   metrics.StoreWrite(false, absl::Milliseconds(40));
+  metrics.StoreRoundTrip(absl::Milliseconds(3));
+  metrics.SetLeader(true);
+  metrics.LeaderTakeover();
   metrics.ObservationRecorded("task_duration");
   metrics.RunStarted();
   metrics.RunFinished(kRunFinished);
@@ -426,6 +429,26 @@ TEST(MetricsTest, Gauges) {
   EXPECT_THAT(Value(text, "prewarm_service_counters_evicted_total"), Optional(3.0));
 }
 
+TEST(MetricsTest, LeadershipAndStoreRoundTrips) {
+  std::unique_ptr<Metrics> metrics = NewMetrics();
+  std::string text = metrics->Scrape();
+  EXPECT_THAT(Value(text, "prewarm_leader"), Optional(0.0));
+  EXPECT_THAT(Value(text, "prewarm_leader_takeovers_total"), Optional(0.0));
+  metrics->SetLeader(true);
+  metrics->LeaderTakeover();
+  metrics->SetLeader(false);
+  metrics->SetLeader(true);
+  metrics->LeaderTakeover();
+  metrics->StoreRoundTrip(absl::Microseconds(400));
+  metrics->StoreRoundTrip(absl::Milliseconds(20));
+  text = metrics->Scrape();
+  EXPECT_THAT(Value(text, "prewarm_leader"), Optional(1.0));
+  EXPECT_THAT(Value(text, "prewarm_leader_takeovers_total"), Optional(2.0));
+  EXPECT_THAT(Value(text, "prewarm_store_round_trip_seconds_count"), Optional(2.0));
+  EXPECT_THAT(Value(text, "prewarm_store_round_trip_seconds_bucket", {{"le", "0.0005"}}),
+              Optional(1.0));
+}
+
 TEST(MetricsTest, StoreWrites) {
   std::unique_ptr<Metrics> metrics = NewMetrics();
   EXPECT_THAT(Value(metrics->Scrape(), "prewarm_store_writes_total", {{"result", "error"}}),
@@ -571,6 +594,9 @@ TEST(MetricsTest, EveryMetricHasHelpAndType) {
       {"prewarm_warmup_lateness_seconds", "histogram"},
       {"prewarm_start_prediction_error_seconds", "histogram"},
       {"prewarm_store_commit_latency_seconds", "histogram"},
+      {"prewarm_store_round_trip_seconds", "histogram"},
+      {"prewarm_leader", "gauge"},
+      {"prewarm_leader_takeovers_total", "counter"},
       {"process_cpu_seconds_total", "counter"},
       {"process_resident_memory_bytes", "gauge"},
       {"process_virtual_memory_bytes", "gauge"},

@@ -25,6 +25,7 @@
 #include "server/server.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_target.h"
+#include "tests/server/postgres_test_server.h"
 
 namespace prewarm {
 namespace {
@@ -329,33 +330,45 @@ TEST_F(PrewarmServiceTest, OversizedMessagesAreResourceExhausted) {
 
 // The standard grpc.health.v1.Health/Check, called generically: Debian ships no generated health
 // stubs. HealthCheckRequest is {string service = 1}; HealthCheckResponse is {ServingStatus status
-// = 1} with SERVING = 1, i.e. the bytes 08 01.
+// = 1} with SERVING = 1, NOT_SERVING = 2, i.e. the bytes 08 01 or 08 02.
+grpc::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+                         std::string* bytes) {
+  grpc::GenericStub generic(channel);
+  std::string request_bytes;
+  if (!service.empty()) {
+    request_bytes.push_back(0x0a);
+    request_bytes.push_back(static_cast<char>(service.size()));
+    request_bytes += service;
+  }
+  grpc::Slice slice(request_bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoSeconds(kPatience));
+  std::promise<grpc::Status> done;
+  generic.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                    &response, [&](grpc::Status s) { done.set_value(s); });
+  grpc::Status status = done.get_future().get();
+  std::vector<grpc::Slice> slices;
+  if (status.ok() && !response.Dump(&slices).ok()) return grpc::Status(grpc::INTERNAL, "dump");
+  bytes->clear();
+  for (const grpc::Slice& s : slices) {
+    bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return status;
+}
+
+const std::string kServing("\x08\x01", 2);
+const std::string kNotServing("\x08\x02", 2);
+
 TEST_F(PrewarmServiceTest, HealthServiceAnswersServing) {
   StartServer();
-  grpc::GenericStub generic(channel_);
   for (const std::string service : {"", "prewarm.v1.PrewarmService"}) {
     SCOPED_TRACE(service);
-    std::string request_bytes;
-    if (!service.empty()) {
-      request_bytes.push_back(0x0a);
-      request_bytes.push_back(static_cast<char>(service.size()));
-      request_bytes += service;
-    }
-    grpc::Slice slice(request_bytes);
-    grpc::ByteBuffer request(&slice, 1);
-    grpc::ByteBuffer response;
-    std::unique_ptr<grpc::ClientContext> context = Context();
-    std::promise<grpc::Status> done;
-    generic.UnaryCall(context.get(), "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                      &response, [&](grpc::Status s) { done.set_value(s); });
-    grpc::Status status = done.get_future().get();
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    std::vector<grpc::Slice> slices;
-    ASSERT_TRUE(response.Dump(&slices).ok());
     std::string bytes;
-    for (const grpc::Slice& s : slices)
-      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+    grpc::Status status = CheckHealth(channel_, service, &bytes);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(bytes, kServing);
   }
 }
 
@@ -491,6 +504,74 @@ TEST_F(PrewarmServiceTest, ARestartedServerResumesItsRuns) {
   v1::ListServicesResponse list;
   ASSERT_TRUE(stub_->ListServices(Context().get(), {}, &list).ok());
   EXPECT_EQ(list.services_size(), 1);
+}
+
+// Issue 14: replicas on one PostgreSQL store. One leads; a standby answers health NOT_SERVING and
+// every RPC UNAVAILABLE naming the leader, and when the leader goes it takes over with the
+// services and runs.
+TEST_F(PrewarmServiceTest, APostgresStandbyAnswersUnavailableThenTakesOverTheRuns) {
+  PREWARM_SHARED_POSTGRES_OR_SKIP(postgres);
+  absl::StatusOr<std::string> uri = postgres->CreateDatabase("replicas");
+  ASSERT_TRUE(uri.ok()) << uri.status();
+  options_.store_path = *uri;
+  options_.leader_poll = absl::Milliseconds(50);
+  options_.replica_id = "replica-a";
+  auto wait_leading = [](Server& server) {
+    for (absl::Time end = absl::Now() + kPatience; absl::Now() < end && !server.leading();) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return server.leading();
+  };
+  StartServer();
+  ASSERT_TRUE(wait_leading(*server_));
+  v1::RegisterServiceResponse registered;
+  ASSERT_TRUE(Register(Managed("svc-a"), &registered).ok());
+  v1::PrewarmResponse prewarm;
+  ASSERT_TRUE(stub_->Prewarm(Context().get(), Chain("run-1"), &prewarm).ok());
+
+  ServerOptions standby_options = options_;
+  standby_options.replica_id = "replica-b";
+  absl::StatusOr<std::unique_ptr<Server>> standby = Server::Start(standby_options, clock_);
+  ASSERT_TRUE(standby.ok()) << standby.status();
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*standby)->grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::PrewarmService::NewStub(channel);
+  v1::ListServicesResponse list;
+  grpc::Status status;
+  // Until its first poll it has not seen who leads; then it names the leader.
+  for (absl::Time end = absl::Now() + kPatience; absl::Now() < end;) {
+    status = stub->ListServices(Context().get(), {}, &list);
+    if (absl::StrContains(status.error_message(), "replica-a")) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("standby: replica \"replica-a\" leads"));
+  // Readiness (the service) says not here; liveness (the server) says alive.
+  std::string health;
+  ASSERT_TRUE(CheckHealth(channel, "prewarm.v1.PrewarmService", &health).ok());
+  EXPECT_EQ(health, kNotServing);
+  ASSERT_TRUE(CheckHealth(channel, "", &health).ok());
+  EXPECT_EQ(health, kServing);
+  EXPECT_FALSE((*standby)->leading());
+
+  // The leader goes (released at once on shutdown; kill -9 drops its connection likewise).
+  stub_.reset();
+  ASSERT_TRUE(server_->Shutdown().ok());
+  server_.reset();
+  ASSERT_TRUE(wait_leading(**standby));
+  ASSERT_TRUE(CheckHealth(channel, "prewarm.v1.PrewarmService", &health).ok());
+  EXPECT_EQ(health, kServing);
+  v1::GetPlanRequest get;
+  get.set_run_id("run-1");
+  v1::GetPlanResponse plan;
+  status = stub->GetPlan(Context().get(), get, &plan);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(plan.plan().tasks(0).warmup_state(), v1::WARMUP_STATE_PENDING);
+  ASSERT_TRUE(stub->ListServices(Context().get(), {}, &list).ok());
+  EXPECT_EQ(list.services_size(), 1);
+  EXPECT_THAT((*standby)->metrics().Scrape(), HasSubstr("\nprewarm_leader_takeovers_total 1\n"));
+  EXPECT_THAT((*standby)->metrics().Scrape(), HasSubstr("\nprewarm_leader 1\n"));
+  EXPECT_TRUE((*standby)->Shutdown().ok());
 }
 
 }  // namespace

@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -29,6 +31,7 @@
 #include "server/history_store.h"
 #include "server/log.h"
 #include "tests/fakes/in_memory_history_store.h"
+#include "tests/server/postgres_test_server.h"
 
 namespace prewarm {
 namespace {
@@ -127,9 +130,11 @@ class Acks {
   std::vector<absl::Status> errors_ ABSL_GUARDED_BY(mu_);
 };
 
-// The implementations under the shared behavioural tests.
+// The implementations under the shared behavioural tests. Skip() is non-empty when the
+// implementation cannot run on this machine: the test is skipped, saying why.
 struct SqliteImpl {
   static constexpr bool kPersistent = true;
+  static std::string Skip() { return ""; }
   static std::unique_ptr<HistoryStore> Open(const std::string& path, int max_per_key) {
     absl::StatusOr<std::unique_ptr<HistoryStore>> store =
         HistoryStore::OpenSqlite({.path = path, .max_observations_per_key = max_per_key});
@@ -138,8 +143,36 @@ struct SqliteImpl {
   }
 };
 
+// PostgreSQL: one database per store path, created on first use; reopening connects again.
+struct PostgresImpl {
+  static constexpr bool kPersistent = true;
+  static std::string Skip() {
+    std::string why;
+    return SharedPostgres(&why) != nullptr ? "" : why;
+  }
+  static std::unique_ptr<HistoryStore> Open(const std::string& path, int max_per_key) {
+    static auto* uris = new std::map<std::string, std::string>();
+    std::string why;
+    PostgresTestServer* server = SharedPostgres(&why);
+    EXPECT_NE(server, nullptr) << why;
+    if (server == nullptr) return nullptr;
+    auto [it, inserted] = uris->try_emplace(path);
+    if (inserted) {
+      absl::StatusOr<std::string> uri = server->CreateDatabase(absl::StrCat("t", uris->size()));
+      EXPECT_TRUE(IsOk(uri.status()));
+      if (!uri.ok()) return nullptr;
+      it->second = *uri;
+    }
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store =
+        HistoryStore::Open({.path = it->second, .max_observations_per_key = max_per_key});
+    EXPECT_TRUE(IsOk(store.status()));
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+};
+
 struct InMemoryImpl {
   static constexpr bool kPersistent = false;
+  static std::string Skip() { return ""; }
   static std::unique_ptr<HistoryStore> Open(const std::string& path, int max_per_key) {
     return NewInMemoryHistoryStore(max_per_key);
   }
@@ -149,7 +182,9 @@ class ImplNames {
  public:
   template <typename T>
   static std::string GetName(int) {
-    return std::is_same_v<T, SqliteImpl> ? "Sqlite" : "InMemory";
+    if (std::is_same_v<T, SqliteImpl>) return "Sqlite";
+    if (std::is_same_v<T, PostgresImpl>) return "Postgres";
+    return "InMemory";
   }
 };
 
@@ -159,12 +194,13 @@ class HistoryStoreTest : public ::testing::Test {
   static constexpr int kMaxPerKey = 4;
 
   void SetUp() override {
+    if (const std::string why = Impl::Skip(); !why.empty()) GTEST_SKIP() << why;
     dir_ = MakeTempDir();
     Start(kMaxPerKey);
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   // Replaces store_ with an empty store bounded to max_per_key.
@@ -192,7 +228,7 @@ class HistoryStoreTest : public ::testing::Test {
   std::unique_ptr<HistoryStore> store_;
 };
 
-using Implementations = ::testing::Types<SqliteImpl, InMemoryImpl>;
+using Implementations = ::testing::Types<SqliteImpl, PostgresImpl, InMemoryImpl>;
 TYPED_TEST_SUITE(HistoryStoreTest, Implementations, ImplNames);
 
 TYPED_TEST(HistoryStoreTest, RoundTripsEveryWriteKindAcrossReopen) {
@@ -285,7 +321,8 @@ TYPED_TEST(HistoryStoreTest, DeletingAKeysObservationsRemovesOnlyThatKey) {
   ASSERT_TRUE(IsOk(store.Flush()));
   EXPECT_EQ(acks.ok(), 1);
   store.DeleteObservations(Kind::kTaskDuration, "again", nullptr);
-  for (int i = 0; i < 5; ++i) store.AppendObservation(Obs(Kind::kTaskDuration, "again", 40 + i), nullptr);
+  for (int i = 0; i < 5; ++i)
+    store.AppendObservation(Obs(Kind::kTaskDuration, "again", 40 + i), nullptr);
   ASSERT_TRUE(IsOk(store.Flush()));
   this->Reopen();
 

@@ -851,7 +851,10 @@ TEST_F(PrewarmctlTest, AClosedPortIsAConnectionError) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"services", "list"}, {"plan", "r"}, {"health"}, {"watch"}, {"stats", "s"}}) {
     SCOPED_TRACE(absl::StrJoin(args, " "));
-    const Result r = Run(args);
+    // UNAVAILABLE is retried until the deadline: a short one keeps the test quick.
+    std::vector<std::string> with_timeout = {"--timeout", "200ms"};
+    with_timeout.insert(with_timeout.end(), args.begin(), args.end());
+    const Result r = Run(with_timeout);
     EXPECT_EQ(r.code, 3) << r;
     EXPECT_THAT(r.err, HasSubstr(absl::StrCat("cannot reach prewarmd at ", closed.address(),
                                               ": UNAVAILABLE: ")));
@@ -863,6 +866,29 @@ TEST_F(PrewarmctlTest, AClosedPortIsAConnectionError) {
   address_ = closed.address();
   const Result r = Run({"--server", live, "health"});
   EXPECT_EQ(r.code, 0) << r;
+}
+
+// Issue 14: while prewarmd restarts, or a standby takes over, calls fail with UNAVAILABLE for a
+// moment; prewarmctl retries them with backoff within its --timeout.
+TEST_F(PrewarmctlTest, UnavailableIsRetriedWithBackoffWithinTheTimeout) {
+  StartServer();
+  RegisterManaged("svc-a");
+  const int port = server_->grpc_port();
+  ASSERT_TRUE(server_->Shutdown().ok());
+  server_.reset();
+  options_.grpc_address = absl::StrCat("127.0.0.1:", port);
+  std::unique_ptr<Server> again;
+  std::thread restart([&] {
+    absl::SleepFor(absl::Milliseconds(300));  // prewarmctl meets a closed port first.
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options_, clock_);
+    if (server.ok()) again = *std::move(server);
+  });
+  const Result r = Run({"--timeout", "30s", "services", "list"});
+  restart.join();
+  server_ = std::move(again);
+  ASSERT_NE(server_, nullptr);
+  EXPECT_EQ(r.code, 0) << r;
+  EXPECT_THAT(r.out, HasSubstr("svc-a"));
 }
 
 TEST_F(PrewarmctlTest, BearerTokenComesFromTheTokenFile) {
