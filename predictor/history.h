@@ -28,6 +28,10 @@ struct HistoryOptions {
   absl::Duration cold_start_prior = absl::Seconds(2);
   // Gap between the last upstream finishing and a task starting, before any is observed.
   absl::Duration dispatch_gap_prior = absl::ZeroDuration();
+  // How far a task's real durations may stray from a scheduler's duration hint: a hint (a median
+  // of past runs, or a guess) stands in as a log-normal spread of this sigma around it, so that
+  // a plan built on it keeps a margin for a faster or slower run. 0: the hint as a point value.
+  double duration_hint_spread = 0.25;
   // Estimates from a window with a clear linear trend are projected to its newest observation
   // (ProjectTrendToNewest): durations that drift are planned at today's level.
   bool follow_trends = true;
@@ -104,7 +108,8 @@ class History {
   const SampleWindow* ChildOutcomes(absl::string_view key) const;
 
   // Estimates with fallback. Duration: the task's history, else the scheduler's `hint` for the
-  // task (a point value, source kFallback), else its service's history, else the prior. The hint
+  // task (its median, spread by duration_hint_spread; source kFallback), else its service's
+  // history, else the prior. The hint
   // outranks the service's history because it is about this very task.
   Estimate TaskDuration(absl::string_view workflow, absl::string_view task,
                         absl::string_view service,

@@ -1,5 +1,6 @@
 #include "predictor/history.h"
 
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,11 +36,16 @@ TEST(HistoryTest, DurationHintStandsInUntilTheTaskHasHistory) {
   History h(HistoryOptions{.duration_prior = absl::Seconds(42)});
   h.AddTaskDuration("wf", "other", "svc", absl::Seconds(3));
 
-  // The hint outranks the prior and the service's history: it is about this very task.
+  // The hint outranks the prior and the service's history: it is about this very task. It is a
+  // median with a margin either way (duration_hint_spread 0.25: about 0.67x to 1.49x).
   Estimate hinted = h.TaskDuration("wf", "t", "svc", absl::Seconds(7));
   EXPECT_EQ(hinted.source, EstimateSource::kFallback);
-  EXPECT_DOUBLE_EQ(hinted.distribution->Mean(), 7);
-  EXPECT_DOUBLE_EQ(h.TaskDuration("wf", "t", "", absl::Seconds(7)).distribution->Mean(), 7);
+  EXPECT_NEAR(hinted.distribution->Quantile(0.5), 7, 1e-5);
+  EXPECT_NEAR(hinted.distribution->samples().front(), 7 * std::exp(-0.25 * 1.5932), 1e-5);
+  EXPECT_NEAR(hinted.distribution->samples().back(), 7 * std::exp(0.25 * 1.5932), 1e-5);
+  EXPECT_NEAR(h.TaskDuration("wf", "t", "", absl::Seconds(7)).distribution->Quantile(0.5), 7, 1e-5);
+  History point(HistoryOptions{.duration_hint_spread = 0});
+  EXPECT_DOUBLE_EQ(point.TaskDuration("wf", "t", "", absl::Seconds(7)).distribution->Mean(), 7);
 
   // From the task's first observation on, its own history takes over.
   h.AddTaskDuration("wf", "t", "svc", absl::Seconds(5));

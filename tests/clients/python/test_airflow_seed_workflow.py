@@ -199,8 +199,6 @@ def add_past_runs(fake: FakeAirflow, dag: Any, durations: list[dict[str, float]]
             ti.start_date = ti.end_date - dt.timedelta(seconds=duration)
 
 
-@pytest.mark.xfail(strict=True, reason="prewarmd does not plan with Task.expected_duration yet "
-                   "(the server side of issue 13 §4); remove this mark when it does")
 @pytest.mark.parametrize("fake_airflow", ["2.10", "3.1"], indirect=True)
 def test_first_run_with_airflow_history_hides_downstream_cold_starts(
         fake_airflow: FakeAirflow, start_prewarmd: Callable[..., harness.Prewarmd],
