@@ -39,7 +39,7 @@ ABSL_FLAG(bool, store_accept_empty, false,
 ABSL_FLAG(std::string, allowlist, "",
           "comma-separated outbound allowlist for warm-up URLs [loopback,*.svc.cluster.local]");
 ABSL_FLAG(double, delay_cost_ratio, 0,
-          "default alpha/beta: idle container-seconds one second of delay is worth [20]");
+          "default alpha/beta: idle container-seconds one second of delay is worth [200]");
 ABSL_FLAG(int, max_active_runs, 0, "active runs at most [10000]");
 ABSL_FLAG(int, max_tasks_per_dag, 0, "tasks per DAG at most [10000]");
 ABSL_FLAG(int, max_services, 0, "registered services at most [1000]");
