@@ -58,10 +58,11 @@ int main(int argc, char** argv) {
       const int names = keys / 5;  // 5 keys per new (workflow, task, service).
       for (int i = 0; i < names; ++i) LearnNewNames(h, i, samples);
       const size_t heap = HeapInUse() - heap0;
-      std::printf("  %3d sample(s) per window: %zu keys, heap %.1f MB, %.0f bytes/key, "
-                  "%.0f bytes per new (workflow, task, service); RSS %.1f MB\n",
-                  samples, h.key_count(), heap / 1e6, double(heap) / h.key_count(),
-                  double(heap) / names, RssBytes() / 1e6);
+      std::printf(
+          "  %3d sample(s) per window: %zu keys, heap %.1f MB, %.0f bytes/key, "
+          "%.0f bytes per new (workflow, task, service); RSS %.1f MB\n",
+          samples, h.key_count(), heap / 1e6, double(heap) / h.key_count(), double(heap) / names,
+          RssBytes() / 1e6);
     }
   }
 
@@ -74,10 +75,11 @@ int main(int argc, char** argv) {
     for (int i = (round - 1) * names_per_cap; i < round * names_per_cap; ++i) {
       LearnNewNames(h, i, window);
     }
-    std::printf("  after %dx the cap of new names: %zu keys, %lld evicted, heap %.1f MB, RSS "
-                "%.1f MB\n",
-                round, h.key_count(), static_cast<long long>(h.evictions()),
-                (HeapInUse() - heap0) / 1e6, RssBytes() / 1e6);
+    std::printf(
+        "  after %dx the cap of new names: %zu keys, %lld evicted, heap %.1f MB, RSS "
+        "%.1f MB\n",
+        round, h.key_count(), static_cast<long long>(h.evictions()), (HeapInUse() - heap0) / 1e6,
+        RssBytes() / 1e6);
   }
   return 0;
 }

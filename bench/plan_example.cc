@@ -65,8 +65,8 @@ int main(int argc, char** argv) {
 
   std::printf("Seed workflow plan (t = seconds after the run starts, delay_cost_ratio %g)\n\n",
               options.delay_cost_ratio);
-  std::printf("%-6s %-10s %8s %8s %8s  %-17s %s\n", "task", "service", "start", "warm-up",
-              "cold", "decision", "reason");
+  std::printf("%-6s %-10s %8s %8s %8s  %-17s %s\n", "task", "service", "start", "warm-up", "cold",
+              "decision", "reason");
   for (int v = 0; v < shared->size(); ++v) {
     const TaskPlan& p = planner.plan(v);
     const std::string warmup =
@@ -74,10 +74,9 @@ int main(int argc, char** argv) {
             ? absl::StrFormat("%.2f", absl::ToDoubleSeconds(p.warmup_time - start))
             : "-";
     std::printf("%-6s %-10s %8.2f %8s %8.2f  %-17s %s\n", shared->task(v).task_id.c_str(),
-                shared->task(v).service.c_str(),
-                absl::ToDoubleSeconds(p.expected_start - start), warmup.c_str(),
-                absl::ToDoubleSeconds(p.expected_cold_start), WarmupDecisionName(p.decision),
-                p.reason.c_str());
+                shared->task(v).service.c_str(), absl::ToDoubleSeconds(p.expected_start - start),
+                warmup.c_str(), absl::ToDoubleSeconds(p.expected_cold_start),
+                WarmupDecisionName(p.decision), p.reason.c_str());
   }
   return 0;
 }

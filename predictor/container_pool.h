@@ -67,9 +67,9 @@ class ContainerPool {
 
  private:
   struct Container {
-    int active = 0;                  // calls in progress
-    absl::Time idle_until;           // when active == 0: reclaimed after this
-    std::vector<std::string> held;   // pending tasks holding a slot
+    int active = 0;                 // calls in progress
+    absl::Time idle_until;          // when active == 0: reclaimed after this
+    std::vector<std::string> held;  // pending tasks holding a slot
   };
   struct Call {
     uint64_t container;
@@ -93,7 +93,7 @@ class ContainerPool {
 
   int capacity_;
   absl::Duration keep_alive_;
-  std::map<uint64_t, Container> containers_;  // by id: deterministic iteration
+  std::map<uint64_t, Container> containers_;      // by id: deterministic iteration
   absl::flat_hash_map<std::string, Call> calls_;  // tasks with a call in progress
   uint64_t next_id_ = 1;
 };

@@ -13,7 +13,6 @@ namespace prewarm {
 // slope x (its distance to the newest position), clamped at zero. Returns whether it moved them.
 //
 // Example: {1, 2, 3, 4, ..., 20} becomes twenty values near 20.
-bool ProjectTrendToNewest(std::vector<float>& oldest_first, double min_t = 4,
-                          int min_samples = 16);
+bool ProjectTrendToNewest(std::vector<float>& oldest_first, double min_t = 4, int min_samples = 16);
 
 }  // namespace prewarm

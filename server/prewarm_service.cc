@@ -108,14 +108,13 @@ grpc::ServerUnaryReactor* PrewarmService::Start(
   return reactor;
 }
 
-grpc::ServerUnaryReactor* PrewarmService::RegisterService(
-    grpc::CallbackServerContext* context, const v1::RegisterServiceRequest* request,
-    v1::RegisterServiceResponse* response) {
+grpc::ServerUnaryReactor* PrewarmService::RegisterService(grpc::CallbackServerContext* context,
+                                                          const v1::RegisterServiceRequest* request,
+                                                          v1::RegisterServiceResponse* response) {
   return Start(context, "RegisterService", [&, request, response](auto finish) {
     if (!request->has_service()) return finish(absl::InvalidArgumentError("service is required"));
     registry_.RegisterService(
-        request->service(),
-        [response, finish](absl::StatusOr<v1::RegisterServiceResponse> result) {
+        request->service(), [response, finish](absl::StatusOr<v1::RegisterServiceResponse> result) {
           if (result.ok()) *response = *std::move(result);
           finish(result.status());
         });
@@ -169,8 +168,8 @@ grpc::ServerUnaryReactor* PrewarmService::CancelRun(grpc::CallbackServerContext*
                                                     v1::CancelRunResponse* response) {
   return Start(context, "CancelRun", [&, request, response](auto finish) {
     // Answered once the retirement is committed: an acknowledged cancel survives a kill.
-    absl::StatusOr<int> cancelled = registry_.CancelRun(
-        request->run_id(), [response, finish](absl::StatusOr<int> committed) {
+    absl::StatusOr<int> cancelled =
+        registry_.CancelRun(request->run_id(), [response, finish](absl::StatusOr<int> committed) {
           if (committed.ok()) response->set_cancelled_warmups(*committed);
           finish(committed.status());
         });
@@ -185,11 +184,12 @@ grpc::ServerUnaryReactor* PrewarmService::ReportWarmup(grpc::CallbackServerConte
                [&, request](auto finish) { finish(registry_.ReportWarmup(*request)); });
 }
 
-grpc::ServerUnaryReactor* PrewarmService::GetServiceStats(
-    grpc::CallbackServerContext* context, const v1::GetServiceStatsRequest* request,
-    v1::GetServiceStatsResponse* response) {
+grpc::ServerUnaryReactor* PrewarmService::GetServiceStats(grpc::CallbackServerContext* context,
+                                                          const v1::GetServiceStatsRequest* request,
+                                                          v1::GetServiceStatsResponse* response) {
   return Start(context, "GetServiceStats", [&, request, response](auto finish) {
-    absl::StatusOr<v1::GetServiceStatsResponse> stats = registry_.GetServiceStats(request->service());
+    absl::StatusOr<v1::GetServiceStatsResponse> stats =
+        registry_.GetServiceStats(request->service());
     if (stats.ok()) *response = *std::move(stats);
     finish(stats.status());
   });
@@ -255,9 +255,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchWarmupsRespo
       finished_ = true;
     }
     // gRPC's codes are Abseil's, number for number.
-    metrics_.RpcHandled("WatchWarmups",
-                        absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
-                        clock_.MonotonicNow() - started_);
+    metrics_.RpcHandled(
+        "WatchWarmups",
+        absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
+        clock_.MonotonicNow() - started_);
     Finish(status);
   }
 
@@ -290,7 +291,8 @@ grpc::ServerWriteReactor<v1::WatchWarmupsResponse>* PrewarmService::WatchWarmups
     return new RejectedStream(auth);
   }
   for (int i = 0; i < request->services_size(); ++i) {
-    if (absl::Status s = ValidateServiceName(request->services(i), absl::StrCat("services[", i, "]"));
+    if (absl::Status s =
+            ValidateServiceName(request->services(i), absl::StrCat("services[", i, "]"));
         !s.ok()) {
       metrics_.RpcHandled("WatchWarmups", "INVALID_ARGUMENT", absl::ZeroDuration());
       return new RejectedStream(s);

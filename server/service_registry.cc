@@ -46,8 +46,8 @@ absl::Status ServiceRegistry::Validate(v1::Service& s) const {
   }
   if (s.warmup_url().empty()) {
     if (s.mode() == v1::WARMUP_MODE_MANAGED) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "service.warmup_url is required for managed service '", s.name(), "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("service.warmup_url is required for managed service '", s.name(), "'"));
     }
   } else if (absl::Status st = allowlist_.Check(s.warmup_url()); !st.ok()) {
     // Delegated URLs are fired by the caller, but they are checked too: a watcher trusts them.
@@ -63,14 +63,14 @@ absl::Status ServiceRegistry::Validate(v1::Service& s) const {
   // are evaluated is unspecified.
   const bool has_timeout = s.has_warmup_timeout(), has_keep_alive = s.has_keep_alive(),
              has_prior = s.has_cold_start_prior(), has_warm_latency = s.has_warm_latency();
-  if (absl::Status st = CheckDuration(s.mutable_warmup_timeout(), has_timeout,
-                                      "service.warmup_timeout", kMaxWarmupTimeout,
-                                      defaults_.warmup_timeout);
+  if (absl::Status st =
+          CheckDuration(s.mutable_warmup_timeout(), has_timeout, "service.warmup_timeout",
+                        kMaxWarmupTimeout, defaults_.warmup_timeout);
       !st.ok()) {
     return st;
   }
-  if (absl::Status st = CheckDuration(s.mutable_keep_alive(), has_keep_alive,
-                                      "service.keep_alive", kMaxKeepAlive, defaults_.keep_alive);
+  if (absl::Status st = CheckDuration(s.mutable_keep_alive(), has_keep_alive, "service.keep_alive",
+                                      kMaxKeepAlive, defaults_.keep_alive);
       !st.ok()) {
     return st;
   }
@@ -97,9 +97,9 @@ absl::StatusOr<std::pair<v1::Service, bool>> ServiceRegistry::Register(v1::Servi
   auto it = services_.find(service.name());
   const bool replaced = it != services_.end();
   if (!replaced && static_cast<int>(services_.size()) >= defaults_.max_services) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "cannot register service '", service.name(), "': the limit of ",
-        defaults_.max_services, " services is reached"));
+    return absl::ResourceExhaustedError(absl::StrCat("cannot register service '", service.name(),
+                                                     "': the limit of ", defaults_.max_services,
+                                                     " services is reached"));
   }
   services_[service.name()] = service;
   UpdatePool(service);
@@ -114,8 +114,8 @@ void ServiceRegistry::Restore(v1::Service service) {
 }
 
 void ServiceRegistry::UpdatePool(const v1::Service& service) {
-  auto [it, inserted] = pools_.try_emplace(service.name(), service.container_concurrency(),
-                                           KeepAliveOf(service));
+  auto [it, inserted] =
+      pools_.try_emplace(service.name(), service.container_concurrency(), KeepAliveOf(service));
   if (!inserted) it->second.Configure(service.container_concurrency(), KeepAliveOf(service));
 }
 
@@ -181,14 +181,14 @@ void ServiceRegistry::ForgetTask(absl::string_view name, absl::string_view task)
   if (auto it = pools_.find(name); it != pools_.end()) it->second.Forget(task);
 }
 
-void ServiceRegistry::WarmupAnswered(absl::string_view name, absl::string_view task,
-                                     absl::Time at, bool cold) {
+void ServiceRegistry::WarmupAnswered(absl::string_view name, absl::string_view task, absl::Time at,
+                                     bool cold) {
   absl::MutexLock lock(&mu_);
   if (auto it = pools_.find(name); it != pools_.end()) it->second.WarmupAnswered(task, at, cold);
 }
 
-bool ServiceRegistry::ClaimContainer(absl::string_view name, absl::string_view task,
-                                     absl::Time now, absl::Time needed) {
+bool ServiceRegistry::ClaimContainer(absl::string_view name, absl::string_view task, absl::Time now,
+                                     absl::Time needed) {
   absl::MutexLock lock(&mu_);
   auto it = pools_.find(name);
   return it != pools_.end() && it->second.Claim(task, now, needed);

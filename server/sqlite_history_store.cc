@@ -272,13 +272,15 @@ absl::Status CheckExistingFile(const StoreOptions& options) {
   if (wal->lost_commits > 0) {
     return absl::DataLossError(absl::StrCat(
         "prewarm store ", path, ": its WAL ", wal_path,
-        wal->header_valid ? absl::StrCat(" has a damaged frame (", wal->first_bad_frame, " of ",
-                                         wal->frames, ")")
-                          : std::string(" has a damaged header"),
-        " followed by ", wal->lost_commits, " intact committed transaction(s) (",
-        wal->lost_frames, " frames) that SQLite would silently drop; keep a copy of both files, "
+        wal->header_valid
+            ? absl::StrCat(" has a damaged frame (", wal->first_bad_frame, " of ", wal->frames, ")")
+            : std::string(" has a damaged header"),
+        " followed by ", wal->lost_commits, " intact committed transaction(s) (", wal->lost_frames,
+        " frames) that SQLite would silently drop; keep a copy of both files, "
         "then restore from a backup, or accept the loss of those transactions by checkpointing "
-        "what precedes the damage: sqlite3 '", path, "' 'PRAGMA wal_checkpoint(TRUNCATE)' "
+        "what precedes the damage: sqlite3 '",
+        path,
+        "' 'PRAGMA wal_checkpoint(TRUNCATE)' "
         "(see docs/store.md)"));
   }
 
@@ -289,9 +291,9 @@ absl::Status CheckExistingFile(const StoreOptions& options) {
   if (!application_id.ok()) return application_id.status();
 
   {
-    absl::StatusOr<StmtPtr> check = Prepare(
-        db->get(), absl::StrCat("PRAGMA quick_check(", kQuickCheckMaxErrors, ")"),
-        /*persistent=*/false, path);
+    absl::StatusOr<StmtPtr> check =
+        Prepare(db->get(), absl::StrCat("PRAGMA quick_check(", kQuickCheckMaxErrors, ")"),
+                /*persistent=*/false, path);
     if (!check.ok()) return check.status();
     std::vector<std::string> problems;
     int rc;
@@ -303,8 +305,8 @@ absl::Status CheckExistingFile(const StoreOptions& options) {
     if (rc != SQLITE_DONE) return SqliteError(db->get(), rc, path, "PRAGMA quick_check");
     if (!problems.empty()) {
       return absl::DataLossError(absl::StrCat(
-          "prewarm store ", path, " is damaged (PRAGMA quick_check: ",
-          absl::StrJoin(problems, "; "),
+          "prewarm store ", path,
+          " is damaged (PRAGMA quick_check: ", absl::StrJoin(problems, "; "),
           "); keep a copy of the file, then restore it from a backup or move it aside to start "
           "with an empty store (see docs/store.md)"));
     }

@@ -81,8 +81,7 @@ absl::StatusOr<WalScan> ScanSqliteWal(const std::string& wal_path) {
   bool replaying = scan.header_valid;
   if (!replaying) scan.first_bad_frame = 0;
   int64_t replayed_until = 0;  // Frames up to and including the last valid commit.
-  for (int64_t index = 0; in.read(reinterpret_cast<char*>(frame.data()), frame.size());
-       ++index) {
+  for (int64_t index = 0; in.read(reinterpret_cast<char*>(frame.data()), frame.size()); ++index) {
     ++scan.frames;
     if (index == 0 && !scan.header_valid) std::memcpy(salts.data(), &frame[8], 8);
     const bool same_generation = std::memcmp(&frame[8], salts.data(), 8) == 0;

@@ -20,14 +20,14 @@ namespace prewarm {
 // (so they were written as one chain) and end a transaction. Stale frames of an earlier generation
 // (other salts) and leftovers of a rolled-back transaction (no commit frame) do not count.
 struct WalScan {
-  bool present = false;             // The file exists and holds at least a header.
-  bool header_valid = false;        // Magic, version, page size and header checksum are right.
-  int64_t frames = 0;               // Whole frames in the file.
-  int64_t replayed_frames = 0;      // Frames SQLite will replay: up to the last valid commit.
+  bool present = false;         // The file exists and holds at least a header.
+  bool header_valid = false;    // Magic, version, page size and header checksum are right.
+  int64_t frames = 0;           // Whole frames in the file.
+  int64_t replayed_frames = 0;  // Frames SQLite will replay: up to the last valid commit.
   int64_t replayed_commits = 0;
-  int64_t first_bad_frame = -1;     // 0-based; -1 when every frame is valid.
-  int64_t lost_frames = 0;          // Intact frames of this generation after first_bad_frame.
-  int64_t lost_commits = 0;         // Of those, the ones that end a transaction.
+  int64_t first_bad_frame = -1;  // 0-based; -1 when every frame is valid.
+  int64_t lost_frames = 0;       // Intact frames of this generation after first_bad_frame.
+  int64_t lost_commits = 0;      // Of those, the ones that end a transaction.
 };
 
 // Reads the WAL at `wal_path` (the "-wal" file next to a database). A missing file is an empty

@@ -57,9 +57,10 @@ void Platform::Dispatch(int s) {
     const Container* chosen = nullptr;
     for (const auto& [id, c] : svc.containers) {
       if (!c.ready || c.active >= cc) continue;
-      const bool better = chosen == nullptr || (c.active > 0 && chosen->active == 0) ||
-                          (c.active == 0 && chosen->active == 0 && c.idle_since >= chosen->idle_since) ||
-                          (c.active > 0 && chosen->active > 0 && c.active > chosen->active);
+      const bool better =
+          chosen == nullptr || (c.active > 0 && chosen->active == 0) ||
+          (c.active == 0 && chosen->active == 0 && c.idle_since >= chosen->idle_since) ||
+          (c.active > 0 && chosen->active > 0 && c.active > chosen->active);
       if (better) {
         best = id;
         chosen = &c;

@@ -81,15 +81,16 @@ void WriteCsv(const std::vector<Row>& rows, std::ostream& out) {
   for (const Row& row : rows) {
     const SimResult& r = row.result;
     out << absl::StrFormat(
-        "%s,%s,%g,%d,%d,%d,%d,%d,%.3f,%.3f,%s,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%s,%.1f,%.1f,%.1f,%.1f,%.1f,%d,%.3f,%d,"
+        "%s,%s,%g,%d,%d,%d,%d,%d,%.3f,%.3f,%s,%.3f,%.3f,%.3f,%.3f,%.1f,%.3f,%s,%.1f,%.1f,%.1f,%.1f,"
+        "%.1f,%d,%.3f,%d,"
         "%d,%.2f,%.3f\n",
         r.workload, r.policy, r.delay_cost_ratio, r.measured_runs, r.tasks_run, r.tasks_skipped,
         r.hideable_tasks, r.hideable_cold_tasks, r.hideable_delay_s, row.none_hideable_delay_s,
         Number(row.hidden_share), r.unhideable_delay_s, row.added_latency_p50_s,
         row.added_latency_p95_s, row.added_latency_mean_s, r.policy_idle_s, row.idle_per_run_s,
         Number(row.idle_vs_eager), r.idle_after_warmup_s, r.idle_warmup_spare_s, r.idle_pinned_s,
-        r.idle_extended_s, r.platform_idle_s, r.warmups, row.warmups_per_run,
-        r.containers_started, r.errors, r.simulated_hours, r.cpu_seconds);
+        r.idle_extended_s, r.platform_idle_s, r.warmups, row.warmups_per_run, r.containers_started,
+        r.errors, r.simulated_hours, r.cpu_seconds);
   }
 }
 
@@ -157,11 +158,10 @@ void WriteMarkdown(const std::vector<Row>& rows, const std::vector<Workload>& wo
     for (const Row& row : rows) {
       const SimResult& r = row.result;
       if (r.workload != w.name) continue;
-      out << absl::StrFormat("| %s | %s | %d / %d | %.2f / %.2f | %.1f | %s | %.1f |\n",
-                             r.policy, Percent(row.hidden_share), r.hideable_cold_tasks,
-                             r.hideable_tasks, row.added_latency_p50_s, row.added_latency_p95_s,
-                             row.idle_per_run_s, Percent(row.idle_vs_eager),
-                             row.warmups_per_run);
+      out << absl::StrFormat("| %s | %s | %d / %d | %.2f / %.2f | %.1f | %s | %.1f |\n", r.policy,
+                             Percent(row.hidden_share), r.hideable_cold_tasks, r.hideable_tasks,
+                             row.added_latency_p50_s, row.added_latency_p95_s, row.idle_per_run_s,
+                             Percent(row.idle_vs_eager), row.warmups_per_run);
     }
     out << "\n";
   }

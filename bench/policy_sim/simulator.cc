@@ -54,7 +54,7 @@ std::string PolicySpec::Name() const {
 }
 
 std::vector<PolicySpec> AllPolicies(const std::vector<double>& ratios) {
-  std::vector<PolicySpec> out = {{PolicyKind::kNone},     {PolicyKind::kEager},
+  std::vector<PolicySpec> out = {{PolicyKind::kNone},      {PolicyKind::kEager},
                                  {PolicyKind::kLookahead}, {PolicyKind::kPinger},
                                  {PolicyKind::kAlwaysOn},  {PolicyKind::kHistogram},
                                  {PolicyKind::kOracle}};
@@ -80,8 +80,7 @@ bool ParsePolicy(const std::string& name, const std::vector<double>& ratios,
     return true;
   }
   double ratio = 0;
-  if (absl::StartsWith(name, "prewarm:") && absl::SimpleAtod(name.substr(8), &ratio) &&
-      ratio > 0) {
+  if (absl::StartsWith(name, "prewarm:") && absl::SimpleAtod(name.substr(8), &ratio) && ratio > 0) {
     out->push_back({PolicyKind::kPrewarm, ratio});
     return true;
   }
@@ -174,7 +173,9 @@ class Simulation {
   const RunDef& run(int r) const { return workload_.runs[r]; }
   const WorkflowDef& workflow_of(int r) const { return workload_.workflows[run(r).workflow]; }
   // A warm-up fired by a baseline policy (nobody waits for its answer).
-  void WarmUp(int s) { platform_.Warmup(s, [](absl::Duration) {}); }
+  void WarmUp(int s) {
+    platform_.Warmup(s, [](absl::Duration) {});
+  }
   bool Hideable(int r, int v) const {
     return run(r).scheduled || !workflow_of(r).tasks[v].parents.empty();
   }
@@ -295,8 +296,7 @@ class AlwaysOnPolicy final : public Policy {
 // out-of-range idle times, no coefficient-of-variation test.)
 class HistogramPolicy final : public Policy {
  public:
-  explicit HistogramPolicy(Simulation& sim)
-      : Policy(sim), state_(sim.platform().service_count()) {}
+  explicit HistogramPolicy(Simulation& sim) : Policy(sim), state_(sim.platform().service_count()) {}
 
   void OnInvoke(int s) override {
     State& st = state_[s];
@@ -361,7 +361,6 @@ class PrewarmPolicy final : public Policy {
     }
   }
 };
-
 
 // The reference policy (see PolicyKind::kOracle). It uses the workload's true distributions, not
 // the registry, and the same information prewarm gets: which tasks have started and finished.
@@ -463,8 +462,8 @@ class OraclePolicy final : public Policy {
     sim_.WarmUp(s);
     const ServiceConfig& c = sim_.platform().config(s);
     // Once the container is surely ready, and before the platform reclaims it.
-    const absl::Duration first = c.cold_start * (1 - c.cold_start_jitter) + c.keep_alive -
-                                 absl::Seconds(1);
+    const absl::Duration first =
+        c.cold_start * (1 - c.cold_start_jitter) + c.keep_alive - absl::Seconds(1);
     sim_.events().At(sim_.Now() + first, [this, r, v] { Refresh(r, v); });
   }
 
@@ -482,8 +481,7 @@ class OraclePolicy final : public Policy {
 
 // ---------------------------------------------------------------------------------------------
 
-Simulation::Simulation(const Workload& workload, const PolicySpec& spec,
-                       const SimOptions& options)
+Simulation::Simulation(const Workload& workload, const PolicySpec& spec, const SimOptions& options)
     : workload_(workload),
       spec_(spec),
       options_(options),
@@ -502,14 +500,14 @@ Simulation::Simulation(const Workload& workload, const PolicySpec& spec,
   warmer_ = std::make_unique<SimWarmer>(platform_, std::move(urls));
   RunRegistryOptions registry_options;
   registry_options.max_active_runs = 100'000;
-  registry_ = std::make_unique<RunRegistry>(
-      registry_options, RunRegistryDeps{.clock = &clock_,
-                                        .services = &services_,
-                                        .timers = &timers_,
-                                        .warmer = warmer_.get(),
-                                        .delegated = &delegated_,
-                                        .store = store_.get(),
-                                        .metrics = metrics_.get()});
+  registry_ =
+      std::make_unique<RunRegistry>(registry_options, RunRegistryDeps{.clock = &clock_,
+                                                                      .services = &services_,
+                                                                      .timers = &timers_,
+                                                                      .warmer = warmer_.get(),
+                                                                      .delegated = &delegated_,
+                                                                      .store = store_.get(),
+                                                                      .metrics = metrics_.get()});
   policy_ = MakePolicy();
 }
 
@@ -594,7 +592,8 @@ SimResult Simulation::Run() {
       double value = 0;
       if (absl::SimpleAtod(line.substr(space + 1), &value)) totals[key] += value;
     }
-    for (const auto& [key, value] : totals) *options_.trace << "metric " << key << " " << value << "\n";
+    for (const auto& [key, value] : totals)
+      *options_.trace << "metric " << key << " " << value << "\n";
   }
   const PlatformStats& stats = platform_.stats();
   result_.policy_idle_s = stats.policy_idle_s;
@@ -703,8 +702,7 @@ void Simulation::RunFinished(int r) {
   const RunState& state = runs_[r];
   const WorkflowDef& wf = workflow_of(r);
   ++result_.measured_runs;
-  result_.added_latency_s.push_back(
-      absl::ToDoubleSeconds(Now() - def.start - def.ideal_makespan));
+  result_.added_latency_s.push_back(absl::ToDoubleSeconds(Now() - def.start - def.ideal_makespan));
   for (int v = 0; v < static_cast<int>(wf.tasks.size()); ++v) {
     if (state.skipped[v]) {
       ++result_.tasks_skipped;
@@ -723,11 +721,10 @@ void Simulation::RunFinished(int r) {
   if (options_.trace == nullptr) return;
   absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan(def.run_id);
   std::ostream& out = *options_.trace;
-  out << absl::StrFormat("run %s%s start=%.1fs makespan=%.1fs ideal=%.1fs\n", def.run_id,
-                         def.scheduled ? " (scheduled)" : "",
-                         absl::ToDoubleSeconds(def.start - Epoch()),
-                         absl::ToDoubleSeconds(Now() - def.start),
-                         absl::ToDoubleSeconds(def.ideal_makespan));
+  out << absl::StrFormat(
+      "run %s%s start=%.1fs makespan=%.1fs ideal=%.1fs\n", def.run_id,
+      def.scheduled ? " (scheduled)" : "", absl::ToDoubleSeconds(def.start - Epoch()),
+      absl::ToDoubleSeconds(Now() - def.start), absl::ToDoubleSeconds(def.ideal_makespan));
   for (int v = 0; v < static_cast<int>(wf.tasks.size()); ++v) {
     std::string detail;
     if (plan.ok()) {
@@ -740,13 +737,16 @@ void Simulation::RunFinished(int r) {
             "decision=%s warmup=%s fired_at=%+.1f expected_start=%+.1f cold=%.2f outcome=%s",
             v1::WarmupDecision_Name(state.decision[v]), v1::WarmupState_Name(t.warmup_state()),
             t.has_warmup_time() ? rel(t.warmup_time()) : NAN, rel(t.expected_start_time()),
-            absl::ToDoubleSeconds(FromProto(t.expected_cold_start(), "").value_or(absl::ZeroDuration())),
+            absl::ToDoubleSeconds(
+                FromProto(t.expected_cold_start(), "").value_or(absl::ZeroDuration())),
             v1::TaskOutcome_Name(t.outcome()));
       }
     }
     out << absl::StrFormat(
         "  %-10s %s start=%+.1f waited=%.2f %s\n", wf.tasks[v].id,
-        state.skipped[v] ? "skipped " : Hideable(r, v) ? "hideable" : "root    ",
+        state.skipped[v] ? "skipped "
+        : Hideable(r, v) ? "hideable"
+                         : "root    ",
         state.skipped[v] ? NAN : absl::ToDoubleSeconds(state.started[v] - def.start),
         absl::ToDoubleSeconds(state.waited[v]), detail);
   }

@@ -59,20 +59,20 @@ struct SimResult {
   int tasks_skipped = 0;
   // Tasks whose cold start a policy can hide: tasks with upstreams, and roots of scheduled runs.
   int hideable_tasks = 0;
-  int hideable_cold_tasks = 0;       // of those, how many waited (> 50 ms) for a container
-  double hideable_delay_s = 0;       // cold-start delay those tasks paid
-  double unhideable_delay_s = 0;     // paid by roots of runs that start when submitted
+  int hideable_cold_tasks = 0;          // of those, how many waited (> 50 ms) for a container
+  double hideable_delay_s = 0;          // cold-start delay those tasks paid
+  double unhideable_delay_s = 0;        // paid by roots of runs that start when submitted
   std::vector<double> added_latency_s;  // per measured run: makespan - makespan all warm
-  double policy_idle_s = 0;          // idle warm container-seconds the policy caused
+  double policy_idle_s = 0;             // idle warm container-seconds the policy caused
   // policy_idle_s by cause (see PlatformStats).
   double idle_after_warmup_s = 0;
   double idle_warmup_spare_s = 0;
   double idle_pinned_s = 0;
   double idle_extended_s = 0;
-  double platform_idle_s = 0;        // the platform's own idle (keep-alive after tasks, spares)
-  int64_t warmups = 0;               // warm-up requests sent to the platform (measured window)
-  int64_t containers_started = 0;    // measured window
-  int errors = 0;                    // RPCs the registry refused (should be 0)
+  double platform_idle_s = 0;      // the platform's own idle (keep-alive after tasks, spares)
+  int64_t warmups = 0;             // warm-up requests sent to the platform (measured window)
+  int64_t containers_started = 0;  // measured window
+  int errors = 0;                  // RPCs the registry refused (should be 0)
   double simulated_hours = 0;
   double cpu_seconds = 0;
 };

@@ -35,7 +35,8 @@ class PlatformTest : public ::testing::Test {
   }
   absl::Duration Call(absl::Duration work) {
     absl::Duration waited = absl::InfiniteDuration();
-    platform_.Invoke(0, work, [&](absl::Duration w) { waited = w; }, [] {});
+    platform_.Invoke(
+        0, work, [&](absl::Duration w) { waited = w; }, [] {});
     RunUntil(clock_.Now() + absl::Seconds(30));  // cold start + work, at most
     return waited;
   }
@@ -47,7 +48,7 @@ class PlatformTest : public ::testing::Test {
 
 TEST_F(PlatformTest, ColdThenWarmThenReclaimed) {
   platform_.StartMeasurement(clock_.Now());
-  EXPECT_EQ(Call(absl::Seconds(1)), absl::Seconds(2));  // cold
+  EXPECT_EQ(Call(absl::Seconds(1)), absl::Seconds(2));      // cold
   EXPECT_EQ(Call(absl::Seconds(1)), absl::ZeroDuration());  // kept alive
   RunUntil(clock_.Now() + absl::Seconds(61));               // idle > keep-alive: reclaimed
   EXPECT_EQ(Call(absl::Seconds(1)), absl::Seconds(2));
@@ -70,7 +71,8 @@ TEST_F(PlatformTest, WarmupHidesTheColdStartAndCountsItsIdleTime) {
 TEST_F(PlatformTest, OneContainerPerConcurrentRequest) {
   std::vector<absl::Duration> waited(3, absl::InfiniteDuration());
   for (int i = 0; i < 3; ++i) {
-    platform_.Invoke(0, absl::Seconds(5), [&waited, i](absl::Duration w) { waited[i] = w; }, [] {});
+    platform_.Invoke(
+        0, absl::Seconds(5), [&waited, i](absl::Duration w) { waited[i] = w; }, [] {});
   }
   RunUntil(clock_.Now() + absl::Seconds(10));
   for (absl::Duration w : waited) EXPECT_EQ(w, absl::Seconds(2));

@@ -28,8 +28,8 @@ struct DurationModel {
 
 struct TaskDef {
   std::string id;
-  int service = 0;            // index into Workload::services
-  std::vector<int> parents;   // indices of earlier tasks (tasks are in topological order)
+  int service = 0;           // index into Workload::services
+  std::vector<int> parents;  // indices of earlier tasks (tasks are in topological order)
   // Probability that the task is skipped when it becomes ready (a branch not taken). A task whose
   // parents were all skipped is skipped too (Airflow's trigger rules).
   double skip_probability = 0;

@@ -37,7 +37,9 @@ class ParsedArgs {
   // A switch: false when absent.
   bool GetSwitch(absl::string_view name) const;
 
-  void Add(const std::string& name, std::string value) { values_[name].push_back(std::move(value)); }
+  void Add(const std::string& name, std::string value) {
+    values_[name].push_back(std::move(value));
+  }
 
   std::vector<std::string> positionals;
 

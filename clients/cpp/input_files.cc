@@ -79,7 +79,7 @@ absl::StatusOr<Value> ParseTree(absl::string_view text, FileFormat format, absl:
   if (format == FileFormat::kDetect) {
     const absl::string_view trimmed = absl::StripLeadingAsciiWhitespace(text);
     format = absl::StartsWith(trimmed, "{") || absl::StartsWith(trimmed, "[") ? FileFormat::kJson
-                                                                               : FileFormat::kYaml;
+                                                                              : FileFormat::kYaml;
   }
   if (format == FileFormat::kYaml) {
     absl::StatusOr<Value> v = ParseYaml(text);
@@ -159,9 +159,8 @@ absl::StatusOr<std::vector<v1::Service>> ParseServices(absl::string_view text, F
   if (entries.empty()) return Invalid(name, "no services in the file");
   std::vector<v1::Service> services;
   for (size_t i = 0; i < entries.size(); ++i) {
-    const std::string label = label_prefix.empty()
-                                  ? std::string(name)
-                                  : absl::StrCat(name, ": ", label_prefix, i, "]");
+    const std::string label =
+        label_prefix.empty() ? std::string(name) : absl::StrCat(name, ": ", label_prefix, i, "]");
     v1::Service service;
     if (absl::Status s = ToMessage(entries[i], service, label); !s.ok()) return s;
     services.push_back(std::move(service));

@@ -27,8 +27,8 @@ absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view text, absl::st
     d = absl::Seconds(seconds);
   } else if (!absl::ParseDuration(trimmed, &d) || d == absl::InfiniteDuration() ||
              d == -absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, ": '", text, "' is not a duration (examples: 1.5s, 500ms, 2m, 1h30m)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": '", text, "' is not a duration (examples: 1.5s, 500ms, 2m, 1h30m)"));
   }
   if (d < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is negative"));
@@ -52,8 +52,7 @@ absl::StatusOr<bool> ParseBoolArg(absl::string_view text, absl::string_view flag
   const std::string lower = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
   if (lower == "true" || lower == "yes" || lower == "1") return true;
   if (lower == "false" || lower == "no" || lower == "0") return false;
-  return absl::InvalidArgumentError(
-      absl::StrCat(flag, ": '", text, "' is not true or false"));
+  return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is not true or false"));
 }
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
@@ -182,8 +181,8 @@ std::string Concurrency(int32_t n) { return n == 0 ? "unlimited" : absl::StrCat(
 // Time of day when `t` falls on the same UTC date as `origin`; the date too otherwise.
 std::string FormatTimeNear(absl::Time t, absl::Time origin) {
   const absl::TimeZone utc = absl::UTCTimeZone();
-  const bool same_day = absl::FormatTime("%Y-%m-%d", t, utc) ==
-                        absl::FormatTime("%Y-%m-%d", origin, utc);
+  const bool same_day =
+      absl::FormatTime("%Y-%m-%d", t, utc) == absl::FormatTime("%Y-%m-%d", origin, utc);
   return absl::FormatTime(same_day ? "%H:%M:%E3S" : "%Y-%m-%d %H:%M:%E3S", t, utc);
 }
 
@@ -267,8 +266,8 @@ std::string RenderRegistered(const std::vector<v1::RegisterServiceResponse>& res
   std::string out;
   TextTable table = ServiceTable();
   for (const v1::RegisterServiceResponse& r : responses) {
-    absl::StrAppend(&out, r.replaced() ? "Replaced" : "Registered", " service ",
-                    r.service().name(), ".\n");
+    absl::StrAppend(&out, r.replaced() ? "Replaced" : "Registered", " service ", r.service().name(),
+                    ".\n");
     table.AddRow(ServiceRow(r.service()));
   }
   return absl::StrCat(out, table.Render());
@@ -306,11 +305,10 @@ std::string RenderPlan(const v1::RunPlan& plan) {
                                                 " from the start), re-planned ",
                                                 Plural(plan.replan_count(), "time", "times"))
                                  : "-"});
-  header.AddRow({"Tasks:", absl::StrCat(plan.tasks_size(), "; ",
-                                        Plural(warmups, "warm-up", "warm-ups"), states, "; ",
-                                        hits, " hit, ", misses, " miss, ", late, " late")});
-  return absl::StrCat(header.Render(),
-                      "Times: relative to the run start, and UTC.\n\n",
+  header.AddRow(
+      {"Tasks:", absl::StrCat(plan.tasks_size(), "; ", Plural(warmups, "warm-up", "warm-ups"),
+                              states, "; ", hits, " hit, ", misses, " miss, ", late, " late")});
+  return absl::StrCat(header.Render(), "Times: relative to the run start, and UTC.\n\n",
                       RenderTaskRows(plan.tasks(), start));
 }
 
@@ -320,15 +318,14 @@ std::string RenderTaskPlans(const google::protobuf::RepeatedPtrField<v1::TaskPla
 
 std::string RenderReport(const v1::ReportTimingRequest& request,
                          const v1::ReportTimingResponse& response) {
-  std::string out = absl::StrCat(
-      "Reported ", EnumLabel(v1::TaskEventType_descriptor(), request.event()), " for task ",
-      request.task_id(), " of run ", request.run_id(), ".\n");
+  std::string out =
+      absl::StrCat("Reported ", EnumLabel(v1::TaskEventType_descriptor(), request.event()),
+                   " for task ", request.task_id(), " of run ", request.run_id(), ".\n");
   if (response.replanned_tasks().empty()) {
     absl::StrAppend(&out, "Nothing re-planned (the run was re-planned ",
                     Plural(response.replan_count(), "time", "times"), " so far).\n");
   } else {
-    absl::StrAppend(&out, "Re-planned ",
-                    Plural(response.replanned_tasks_size(), "task", "tasks"),
+    absl::StrAppend(&out, "Re-planned ", Plural(response.replanned_tasks_size(), "task", "tasks"),
                     " (the run was re-planned ", Plural(response.replan_count(), "time", "times"),
                     " so far):\n", RenderTaskPlans(response.replanned_tasks()));
   }
@@ -341,16 +338,14 @@ std::string RenderReport(const v1::ReportTimingRequest& request,
 std::string RenderStats(const v1::GetServiceStatsResponse& stats) {
   const int64_t starts = stats.hit_count() + stats.miss_count() + stats.late_count();
   TextTable header({"Service:", stats.service()});
-  header.AddRow({"Warm until:", stats.has_warm_until()
-                                    ? FormatUtc(FromProto(stats.warm_until()))
-                                    : "- (expected cold)"});
+  header.AddRow({"Warm until:", stats.has_warm_until() ? FormatUtc(FromProto(stats.warm_until()))
+                                                       : "- (expected cold)"});
   header.AddRow(
       {"Task starts:",
-       absl::StrCat(stats.hit_count(), " hit, ", stats.miss_count(), " miss, ",
-                    stats.late_count(), " late",
-                    starts > 0 ? absl::StrFormat(" (hit rate %.0f%%)",
-                                                 100.0 * stats.hit_count() / starts)
-                               : "")});
+       absl::StrCat(
+           stats.hit_count(), " hit, ", stats.miss_count(), " miss, ", stats.late_count(), " late",
+           starts > 0 ? absl::StrFormat(" (hit rate %.0f%%)", 100.0 * stats.hit_count() / starts)
+                      : "")});
   header.AddRow({"Warm-ups:", absl::StrCat(stats.warmups_fired(), " fired, ",
                                            stats.warmups_failed(), " failed")});
   TextTable table({"", "SAMPLES", "MEAN", "P50", "P90", "P99"});
@@ -367,9 +362,9 @@ std::string RenderStats(const v1::GetServiceStatsResponse& stats) {
 }
 
 std::string RenderWatchLine(const v1::WatchWarmupsResponse& w) {
-  std::string line = absl::StrCat(FormatUtc(FromProto(w.warmup_time())), " ", w.service(),
-                                  " run=", w.run_id(), " task=", w.task_id(), " start=",
-                                  FormatUtc(FromProto(w.expected_start_time())));
+  std::string line =
+      absl::StrCat(FormatUtc(FromProto(w.warmup_time())), " ", w.service(), " run=", w.run_id(),
+                   " task=", w.task_id(), " start=", FormatUtc(FromProto(w.expected_start_time())));
   if (!w.warmup_url().empty()) absl::StrAppend(&line, " url=", w.warmup_url());
   absl::StrAppend(&line, " id=", w.warmup_id(), "\n");
   return line;

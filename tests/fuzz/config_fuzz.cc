@@ -14,8 +14,8 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "google/protobuf/stubs/logging.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/stubs/logging.h"
 #include "prewarm/config/v1/config.pb.h"
 #include "server/config.h"
 #include "server/url_allowlist.h"
@@ -23,13 +23,13 @@
 namespace prewarm {
 namespace {
 
-#define FUZZ_CHECK(cond, ...)                                                 \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      std::fprintf(stderr, "config_fuzz: check failed: %s: %s\n", #cond,     \
-                   absl::StrCat(__VA_ARGS__).c_str());                        \
-      std::abort();                                                           \
-    }                                                                         \
+#define FUZZ_CHECK(cond, ...)                                            \
+  do {                                                                   \
+    if (!(cond)) {                                                       \
+      std::fprintf(stderr, "config_fuzz: check failed: %s: %s\n", #cond, \
+                   absl::StrCat(__VA_ARGS__).c_str());                   \
+      std::abort();                                                      \
+    }                                                                    \
   } while (0)
 
 void Apply(config::v1::ServerConfig config) {
@@ -61,8 +61,8 @@ int config_fd = -1;
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // Protobuf logs every invalid UTF-8 string it meets; the fuzzer only wants its findings.
-  google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int,
-                                     const std::string&) {});
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
   config_fd = memfd_create("config_fuzz.json", 0);
   return config_fd < 0 ? 1 : 0;
 }

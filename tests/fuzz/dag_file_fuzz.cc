@@ -10,32 +10,32 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "google/protobuf/stubs/logging.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "clients/cpp/input_files.h"
 #include "clients/cpp/yaml_value.h"
+#include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/util/json_util.h"
 #include "prewarm/v1/prewarm.pb.h"
 
 namespace {
 
-#define FUZZ_CHECK(cond, ...)                                                   \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      std::fprintf(stderr, "dag_file_fuzz: check failed: %s: %s\n", #cond,     \
-                   absl::StrCat(__VA_ARGS__).c_str());                          \
-      std::abort();                                                             \
-    }                                                                           \
+#define FUZZ_CHECK(cond, ...)                                              \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      std::fprintf(stderr, "dag_file_fuzz: check failed: %s: %s\n", #cond, \
+                   absl::StrCat(__VA_ARGS__).c_str());                     \
+      std::abort();                                                        \
+    }                                                                      \
   } while (0)
 
 constexpr absl::string_view kName = "fuzz.input";
 
 void CheckRefusal(const absl::Status& s) {
   FUZZ_CHECK(s.code() == absl::StatusCode::kInvalidArgument, s.ToString());
-  FUZZ_CHECK(absl::StrContains(s.message(), kName), "the error does not name the file: ",
-             s.ToString());
+  FUZZ_CHECK(absl::StrContains(s.message(), kName),
+             "the error does not name the file: ", s.ToString());
 }
 
 std::string Json(const google::protobuf::Message& m) {
@@ -48,8 +48,8 @@ std::string Json(const google::protobuf::Message& m) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // Protobuf logs every invalid UTF-8 string it meets; the fuzzer only wants its findings.
-  google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int,
-                                     const std::string&) {});
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
   return 0;
 }
 
@@ -67,10 +67,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!run.ok()) {
       CheckRefusal(run.status());
     } else {
-      absl::StatusOr<v1::PrewarmRequest> again = ctl::ParseRun(Json(*run), FileFormat::kJson, kName);
+      absl::StatusOr<v1::PrewarmRequest> again =
+          ctl::ParseRun(Json(*run), FileFormat::kJson, kName);
       FUZZ_CHECK(again.ok(), "printed run not readable: ", again.status().ToString());
-      FUZZ_CHECK(again->SerializeAsString() == run->SerializeAsString(), "run changed: ",
-                 run->ShortDebugString(), " -> ", again->ShortDebugString());
+      FUZZ_CHECK(again->SerializeAsString() == run->SerializeAsString(),
+                 "run changed: ", run->ShortDebugString(), " -> ", again->ShortDebugString());
     }
   } else {
     absl::StatusOr<std::vector<v1::Service>> services = ctl::ParseServices(text, format, kName);

@@ -20,13 +20,13 @@
 namespace prewarm {
 namespace {
 
-#define FUZZ_CHECK(cond, ...)                                                \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "dag_fuzz: check failed: %s: %s\n", #cond,       \
-                   absl::StrCat(__VA_ARGS__).c_str());                       \
-      std::abort();                                                          \
-    }                                                                        \
+#define FUZZ_CHECK(cond, ...)                                         \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      std::fprintf(stderr, "dag_fuzz: check failed: %s: %s\n", #cond, \
+                   absl::StrCat(__VA_ARGS__).c_str());                \
+      std::abort();                                                   \
+    }                                                                 \
   } while (0)
 
 std::string Id(FuzzedDataProvider& in, int pool) {

@@ -23,10 +23,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "google/protobuf/stubs/logging.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "google/protobuf/stubs/logging.h"
 #include "prewarm/v1/prewarm.pb.h"
 #include "server/delegated_warmups.h"
 #include "server/history_store.h"
@@ -45,19 +45,19 @@ namespace prewarm {
 namespace {
 
 // Aborts with a message: libFuzzer saves the input as a crash.
-#define FUZZ_CHECK(cond, ...)                                                     \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "registry_fuzz: check failed: %s: %s\n", #cond,       \
-                   absl::StrCat(__VA_ARGS__).c_str());                            \
-      std::abort();                                                               \
-    }                                                                             \
+#define FUZZ_CHECK(cond, ...)                                              \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      std::fprintf(stderr, "registry_fuzz: check failed: %s: %s\n", #cond, \
+                   absl::StrCat(__VA_ARGS__).c_str());                     \
+      std::abort();                                                        \
+    }                                                                      \
   } while (0)
 
 // PREWARM_FUZZ_TRACE=1 prints every call and its answer: how to read a crashing input.
 bool trace = false;  // Set once, before any input.
-#define TRACE(...)                                                     \
-  do {                                                                 \
+#define TRACE(...)                                                              \
+  do {                                                                          \
     if (trace) std::fprintf(stderr, "%s\n", absl::StrCat(__VA_ARGS__).c_str()); \
   } while (0)
 
@@ -174,8 +174,8 @@ google::protobuf::Timestamp Stamp(FuzzedDataProvider& in, absl::Time now, int64_
     t.set_nanos(in.ConsumeIntegral<int32_t>());
     return t;
   }
-  return ToProtoTimestamp(now + absl::Milliseconds(in.ConsumeIntegralInRange<int64_t>(
-                                    min_s * 1000, max_s * 1000)));
+  return ToProtoTimestamp(
+      now + absl::Milliseconds(in.ConsumeIntegralInRange<int64_t>(min_s * 1000, max_s * 1000)));
 }
 
 google::protobuf::Duration Span(FuzzedDataProvider& in) {
@@ -206,7 +206,8 @@ v1::PrewarmRequest PrewarmRequest(FuzzedDataProvider& in, absl::Time now) {
     }
   }
   if (in.ConsumeBool()) *r.mutable_start_time() = Stamp(in, now, -3600, 9 * 24 * 3600);
-  if (in.ConsumeIntegralInRange(0, 7) == 0) r.set_delay_cost_ratio(in.ConsumeFloatingPoint<double>());
+  if (in.ConsumeIntegralInRange(0, 7) == 0)
+    r.set_delay_cost_ratio(in.ConsumeFloatingPoint<double>());
   r.set_dry_run(in.ConsumeIntegralInRange(0, 7) == 0);
   return r;
 }
@@ -243,11 +244,11 @@ void CheckSameRun(const std::string& id, const v1::RunPlan& before, const v1::Ru
     FUZZ_CHECK(b.task_state() == a.task_state(), "run ", id, " task ", b.task_id(), ": ",
                v1::TaskState_Name(b.task_state()), " before the restart, ",
                v1::TaskState_Name(a.task_state()), " after");
-    FUZZ_CHECK(b.actual_start_time().SerializeAsString() ==
-                   a.actual_start_time().SerializeAsString(),
-               "run ", id, " task ", b.task_id(), ": actual start ",
-               b.actual_start_time().ShortDebugString(), " before the restart, ",
-               a.actual_start_time().ShortDebugString(), " after");
+    FUZZ_CHECK(
+        b.actual_start_time().SerializeAsString() == a.actual_start_time().SerializeAsString(),
+        "run ", id, " task ", b.task_id(), ": actual start ",
+        b.actual_start_time().ShortDebugString(), " before the restart, ",
+        a.actual_start_time().ShortDebugString(), " after");
     // Issue 11, defect 3: outcomes, warm-ups and plans survive too. A warm-up in flight at the
     // kill is taken as answered.
     FUZZ_CHECK(b.outcome() == a.outcome(), "run ", id, " task ", b.task_id(), ": outcome ",
@@ -397,8 +398,8 @@ void RunOne(FuzzedDataProvider& in) {
         }
         v1::ReportWarmupRequest request;
         if (!delegated_ids.empty() && in.ConsumeIntegralInRange(0, 3) != 0) {
-          request.set_warmup_id(delegated_ids[in.ConsumeIntegralInRange<size_t>(
-              0, delegated_ids.size() - 1)]);
+          request.set_warmup_id(
+              delegated_ids[in.ConsumeIntegralInRange<size_t>(0, delegated_ids.size() - 1)]);
         } else {
           request.set_warmup_id(Text(in, 24));
         }
@@ -447,8 +448,8 @@ void RunOne(FuzzedDataProvider& in) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // Protobuf logs every invalid UTF-8 string it meets; the fuzzer only wants its findings.
-  google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int,
-                                     const std::string&) {});
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
   // The registry logs every refused request and restore; a fuzzer wants only its findings.
   prewarm::trace = std::getenv("PREWARM_FUZZ_TRACE") != nullptr;
   prewarm::SetMinLogLevel(prewarm::trace ? prewarm::LogLevel::kDebug : prewarm::LogLevel::kError);

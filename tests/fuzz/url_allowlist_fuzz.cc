@@ -28,13 +28,13 @@
 namespace prewarm {
 namespace {
 
-#define FUZZ_CHECK(cond, ...)                                                     \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "url_allowlist_fuzz: check failed: %s: %s\n", #cond,  \
-                   absl::StrCat(__VA_ARGS__).c_str());                            \
-      std::abort();                                                               \
-    }                                                                             \
+#define FUZZ_CHECK(cond, ...)                                                   \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
+      std::fprintf(stderr, "url_allowlist_fuzz: check failed: %s: %s\n", #cond, \
+                   absl::StrCat(__VA_ARGS__).c_str());                          \
+      std::abort();                                                             \
+    }                                                                           \
   } while (0)
 
 // libcurl's host for `url`, lowercased and without brackets or a trailing dot; false when libcurl

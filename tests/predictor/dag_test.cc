@@ -40,8 +40,8 @@ TEST(DagTest, DescendantsOfFanOutFanIn) {
   //   b     c    d (independent)
   //    \   /
   //      e
-  absl::StatusOr<Dag> dag = Dag::Build(
-      {T("a"), T("b", {"a"}), T("c", {"a"}), T("d"), T("e", {"b", "c"})});
+  absl::StatusOr<Dag> dag =
+      Dag::Build({T("a"), T("b", {"a"}), T("c", {"a"}), T("d"), T("e", {"b", "c"})});
   ASSERT_TRUE(dag.ok()) << dag.status();
   EXPECT_THAT(Ids(*dag, dag->Descendants(*dag->Find("a"))), ElementsAre("b", "c", "e"));
   EXPECT_THAT(Ids(*dag, dag->Descendants(*dag->Find("b"))), ElementsAre("e"));
@@ -79,8 +79,7 @@ TEST(DagTest, RejectsRepeatedUpstream) {
 TEST(DagTest, NamesTheCyclePath) {
   // root -> a -> b -> c -> a, plus an innocent bystander.
   absl::Status s =
-      Dag::Build({T("root"), T("a", {"root", "c"}), T("b", {"a"}), T("c", {"b"}), T("x")})
-          .status();
+      Dag::Build({T("root"), T("a", {"root", "c"}), T("b", {"a"}), T("c", {"b"}), T("x")}).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("the DAG has a cycle: "));
   // The path is closed and follows dependency direction, whichever task it starts from.
@@ -109,9 +108,7 @@ TEST(DagTest, RejectsBadServiceName) {
   EXPECT_THAT(s.message(), HasSubstr("task 'a' service"));
 }
 
-TEST(DagTest, AllowsTasksWithoutService) {
-  EXPECT_TRUE(Dag::Build({T("a", {}, "")}).ok());
-}
+TEST(DagTest, AllowsTasksWithoutService) { EXPECT_TRUE(Dag::Build({T("a", {}, "")}).ok()); }
 
 TEST(DagTest, EnforcesTaskLimit) {
   std::vector<TaskSpec> tasks;

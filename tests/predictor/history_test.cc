@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-
 #include "gtest/gtest.h"
 
 namespace prewarm {
@@ -126,7 +125,7 @@ TEST(HistoryTest, TheLeastRecentlyObservedKeyIsEvictedFirst) {
 TEST(HistoryTest, AnEvictedKeyFallsBackAndCanBeLearnedAgain) {
   History h({.duration_prior = absl::Seconds(10), .max_keys = 2});
   h.AddTaskDuration("wf", "t", "svc", absl::Seconds(3));  // Two keys: the task's and the service's.
-  h.AddColdStart("other", absl::Seconds(1));             // Evicts the task's (the older).
+  h.AddColdStart("other", absl::Seconds(1));              // Evicts the task's (the older).
   EXPECT_EQ(h.TaskDuration("wf", "t", "svc").source, EstimateSource::kFallback);
   h.AddColdStart("third", absl::Seconds(1));  // Evicts the service's.
   EXPECT_EQ(h.TaskDuration("wf", "t", "svc").source, EstimateSource::kPrior);

@@ -147,7 +147,7 @@ bool WRAP(_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8Dura
     Mutex* m, const Condition& c, Duration d) {
   return LockAnd(m, 0, [&] {
     return REAL(_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE)(m, c,
-                                                                                           d);
+                                                                                             d);
   });
 }
 bool REAL(_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE)(
@@ -159,8 +159,7 @@ bool WRAP(_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4Tim
   });
 }
 void REAL(_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE)(Mutex*, const Condition&);
-void WRAP(_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE)(Mutex* m,
-                                                                    const Condition& c) {
+void WRAP(_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE)(Mutex* m, const Condition& c) {
   LockAnd(m, kRead, [&] {
     REAL(_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE)(m, c);
     return true;
@@ -181,10 +180,12 @@ bool WRAP(_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8Duratio
     return REAL(_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE)(m, c, d);
   });
 }
-bool REAL(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(
-    Mutex*, const Condition&, Time);
-bool WRAP(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(
-    Mutex* m, const Condition& c, Time t) {
+bool REAL(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(Mutex*,
+                                                                                 const Condition&,
+                                                                                 Time);
+bool WRAP(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(Mutex* m,
+                                                                                 const Condition& c,
+                                                                                 Time t) {
   return Wait(m, 0, [&] {
     return REAL(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(m, c, t);
   });
@@ -230,8 +231,8 @@ bool WRAP(_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE)(
 }
 bool REAL(_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE)(CondVar*, Mutex*,
                                                                              Time);
-bool WRAP(_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE)(CondVar* cv,
-                                                                             Mutex* m, Time t) {
+bool WRAP(_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE)(CondVar* cv, Mutex* m,
+                                                                             Time t) {
   return Wait(m, 0, [&] {
     return REAL(_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE)(cv, m, t);
   });

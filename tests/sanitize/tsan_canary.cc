@@ -1,8 +1,8 @@
-// Proves that the TSan build sees absl::Mutex (tests/sanitize/absl_tsan_shim.cc): scripts/sanitize.sh
-// runs `tsan_canary guarded`, which must be clean (data handed between threads only under
-// absl::Mutex, CondVar, Await/LockWhen and Notification), and `tsan_canary racy`, which must be
-// reported (the same hand-off with one write made without the lock). Without the shim the guarded
-// run is reported too: TSan cannot see Debian's prebuilt Mutex synchronise anything.
+// Proves that the TSan build sees absl::Mutex (tests/sanitize/absl_tsan_shim.cc):
+// scripts/sanitize.sh runs `tsan_canary guarded`, which must be clean (data handed between threads
+// only under absl::Mutex, CondVar, Await/LockWhen and Notification), and `tsan_canary racy`, which
+// must be reported (the same hand-off with one write made without the lock). Without the shim the
+// guarded run is reported too: TSan cannot see Debian's prebuilt Mutex synchronise anything.
 
 #include <cstdio>
 #include <cstring>

@@ -288,8 +288,8 @@ TEST(MetricsTest, WarmupResultsCreateTheServicesOtherResultsAtZero) {
               Optional(2.0));
   EXPECT_THAT(Value(text, "prewarm_warmups_total", {{"service", "svc"}, {"result", "ready"}}),
               Optional(1.0));
-  for (const char* result : {"failed", "skipped_warm", "skipped_unlikely", "cancelled",
-                             "refreshed", "refresh_failed", "displaced"}) {
+  for (const char* result : {"failed", "skipped_warm", "skipped_unlikely", "cancelled", "refreshed",
+                             "refresh_failed", "displaced"}) {
     EXPECT_THAT(Value(text, "prewarm_warmups_total", {{"service", "svc"}, {"result", result}}),
                 Optional(0.0))
         << result;

@@ -14,9 +14,9 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
-#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -159,14 +159,16 @@ class PrewarmctlTest : public ::testing::Test {
   }
 
   void RegisterManaged(const std::string& name) {
-    const Result r = Run({"services", "register", "--name", name, "--url", target_->Url("/warmup")});
+    const Result r =
+        Run({"services", "register", "--name", name, "--url", target_->Url("/warmup")});
     ASSERT_EQ(r.code, 0) << r;
   }
 
   // The seed's shape: extract -> transform -> load on three services.
   std::string ChainFile(const std::string& run_id = "run-1") {
     return WriteFile(run_id + ".json", absl::StrCat(R"({
-      "run_id": ")", run_id, R"(", "workflow_id": "etl",
+      "run_id": ")",
+                                                    run_id, R"(", "workflow_id": "etl",
       "tasks": [
         {"task_id": "extract", "service": "svc-a"},
         {"task_id": "transform", "service": "svc-b", "upstream_task_ids": ["extract"]},
@@ -281,8 +283,8 @@ TEST_F(PrewarmctlTest, GroupsWithoutACommandListTheirCommands) {
   EXPECT_THAT(r.err, HasSubstr("'services' needs a command"));
   r = Run({"run", "--help"});
   EXPECT_EQ(r.code, 0) << r;
-  EXPECT_THAT(r.out, AllOf(HasSubstr("run submit"), HasSubstr("run report"),
-                           HasSubstr("run cancel")));
+  EXPECT_THAT(r.out,
+              AllOf(HasSubstr("run submit"), HasSubstr("run report"), HasSubstr("run cancel")));
   r = Run({"run", "explode"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("unknown command 'run explode'"));
@@ -460,7 +462,8 @@ TEST_F(PrewarmctlTest, ServicesFilesCarryContainerConcurrencyAndAListingRoundTri
   StartServer();
   const std::string yaml = WriteFile("services.yaml", absl::StrCat(R"(services:
   - name: svc-a
-    warmup_url: )", target_->Url("/warmup"), R"(
+    warmup_url: )",
+                                                                   target_->Url("/warmup"), R"(
     keep_alive: 90s
     container_concurrency: 8
   - {name: lambda, mode: WARMUP_MODE_DELEGATED, container_concurrency: 1}
@@ -473,7 +476,8 @@ TEST_F(PrewarmctlTest, ServicesFilesCarryContainerConcurrencyAndAListingRoundTri
   EXPECT_THAT(lines[4], AllOf(StartsWith("lambda "), EndsWith("  1")));
 
   const std::string json = WriteFile("more.json", absl::StrCat(R"([
-      {"name": "svc-b", "warmup_url": ")", target_->Url("/warmup"), R"(",
+      {"name": "svc-b", "warmup_url": ")",
+                                                               target_->Url("/warmup"), R"(",
        "containerConcurrency": 2}])"));
   r = Run({"services", "register", "--file", json});
   ASSERT_EQ(r.code, 0) << r;
@@ -513,9 +517,12 @@ TEST_F(PrewarmctlTest, NoServicesSaysHowToAddOne) {
 
 TEST_F(PrewarmctlTest, ServicesRegisterFromJsonYamlStdinAndAListingRoundTrips) {
   StartServer();
-  const std::string json = WriteFile("services.json", absl::StrCat(R"([
-      {"name": "svc-a", "warmup_url": ")", target_->Url("/warmup"), R"(", "keepAlive": "1m30s"},
-      {"name": "svc-b", "warmup_url": ")", target_->Url("/warmup"), R"(",
+  const std::string json =
+      WriteFile("services.json", absl::StrCat(R"([
+      {"name": "svc-a", "warmup_url": ")",
+                                              target_->Url("/warmup"), R"(", "keepAlive": "1m30s"},
+      {"name": "svc-b", "warmup_url": ")",
+                                              target_->Url("/warmup"), R"(",
        "cold_start_prior": "1500ms"}])"));
   Result r = Run({"services", "register", "--file", json});
   ASSERT_EQ(r.code, 0) << r;
@@ -523,10 +530,12 @@ TEST_F(PrewarmctlTest, ServicesRegisterFromJsonYamlStdinAndAListingRoundTrips) {
   EXPECT_THAT(r.out, HasSubstr("1m30s"));
   EXPECT_THAT(r.out, HasSubstr("1.5s"));
 
-  const std::string yaml = WriteFile("services.yaml", absl::StrCat(R"(# Two more services.
+  const std::string yaml =
+      WriteFile("services.yaml", absl::StrCat(R"(# Two more services.
 services:
   - name: svc-c
-    warmup_url: ")", target_->Url("/warmup"), R"("   # quoted
+    warmup_url: ")",
+                                              target_->Url("/warmup"), R"("   # quoted
     warmup_method: HEAD
     warmup_timeout: 45
   - {name: lambda, mode: WARMUP_MODE_DELEGATED, keep_alive: 2m}
@@ -578,7 +587,8 @@ TEST_F(PrewarmctlTest, ARefusedServiceIsAServerErrorNamingItAndWhatWasRegistered
   EXPECT_EQ(r.code, 4) << r;
   EXPECT_THAT(r.err, HasSubstr("service 'outside': server error: INVALID_ARGUMENT: "));
   const std::string file = WriteFile("two.json", absl::StrCat(R"([
-      {"name": "ok", "warmup_url": ")", target_->Url("/warmup"), R"("},
+      {"name": "ok", "warmup_url": ")",
+                                                              target_->Url("/warmup"), R"("},
       {"name": "outside", "warmup_url": "http://example.com/w"}])"));
   r = Run({"services", "register", "--file", file});
   EXPECT_EQ(r.code, 4) << r;
@@ -609,7 +619,8 @@ TEST_F(PrewarmctlTest, RunSubmitPrintsThePlanTableWithRelativeAndAbsoluteTimes) 
                     HasSubstr("DECISION"), HasSubstr("CONFIDENCE"), HasSubstr("WARM-UP STATE"),
                     HasSubstr("TASK STATE"), HasSubstr("OUTCOME"), HasSubstr("STARTED"),
                     HasSubstr("REASON")));
-  EXPECT_THAT(last3[0], StartsWith("extract    svc-a    +0s    22:14:20.000  -2s      22:14:18.000"));
+  EXPECT_THAT(last3[0],
+              StartsWith("extract    svc-a    +0s    22:14:20.000  -2s      22:14:18.000"));
   EXPECT_THAT(last3[0], HasSubstr(" warm "));  // Submitted ahead: the root is warmed too.
   EXPECT_THAT(last3[0], HasSubstr(" pending "));
   EXPECT_THAT(last3[1], StartsWith("transform  svc-b    +"));
@@ -631,14 +642,15 @@ TEST_F(PrewarmctlTest, RunSubmitPrintsThePlanTableWithRelativeAndAbsoluteTimes) 
 
 TEST_F(PrewarmctlTest, RunSubmitJsonDryRunAndOverrides) {
   StartServer();
-  Result r = Run({"--output=json", "run", "submit", "--file", ChainFile(), "--run-id", "other",
-                  "--start-time", "2023-11-14T23:00:00+01:00", "--delay-cost-ratio", "5",
-                  "--dry-run"});
+  Result r =
+      Run({"--output=json", "run", "submit", "--file", ChainFile(), "--run-id", "other",
+           "--start-time", "2023-11-14T23:00:00+01:00", "--delay-cost-ratio", "5", "--dry-run"});
   ASSERT_EQ(r.code, 0) << r;
   const auto response = FromJson<v1::PrewarmResponse>(r.out);
   EXPECT_EQ(response.plan().run_id(), "other");
-  EXPECT_EQ(response.plan().start_time().seconds(), absl::ToUnixSeconds(
-      absl::FromCivil(absl::CivilSecond(2023, 11, 14, 22, 0, 0), absl::UTCTimeZone())));
+  EXPECT_EQ(response.plan().start_time().seconds(),
+            absl::ToUnixSeconds(
+                absl::FromCivil(absl::CivilSecond(2023, 11, 14, 22, 0, 0), absl::UTCTimeZone())));
   EXPECT_EQ(server_->registry().active_runs(), 0);  // Dry run: nothing kept.
 
   r = Run({"run", "submit", "--file", ChainFile("run-2"), "--dry-run"});
@@ -677,14 +689,13 @@ TEST_F(PrewarmctlTest, ReportsReplanAndCancelDropsThePendingWarmups) {
   EXPECT_THAT(r.out, StartsWith("Reported started for task extract of run run-1.\n"));
 
   clock_.Advance(absl::Seconds(1));
-  r = Run({"run", "report", "run-1", "extract", "invoked", "--cold", "true", "--cold-start",
-           "1.2s", "--output", "json"});
+  r = Run({"run", "report", "run-1", "extract", "invoked", "--cold", "true", "--cold-start", "1.2s",
+           "--output", "json"});
   ASSERT_EQ(r.code, 0) << r;
   (void)FromJson<v1::ReportTimingResponse>(r.out);
 
   clock_.Advance(absl::Seconds(3));
-  r = Run({"run", "report", "run-1", "extract", "finished", "--time",
-           "2023-11-14T22:14:24Z"});
+  r = Run({"run", "report", "run-1", "extract", "finished", "--time", "2023-11-14T22:14:24Z"});
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_THAT(r.out, HasSubstr("Re-planned "));
   EXPECT_THAT(r.out, HasSubstr("START UTC"));
@@ -726,10 +737,11 @@ TEST_F(PrewarmctlTest, ReportsReplanAndCancelDropsThePendingWarmups) {
 
 TEST_F(PrewarmctlTest, TheLastEventRetiresTheRun) {
   StartServer();
-  ASSERT_EQ(Run({"run", "submit", "--file", "-"},
-                R"({"run_id": "r", "workflow_id": "w", "tasks": [{"task_id": "t", "service": "s"}]})")
-                .code,
-            0);
+  ASSERT_EQ(
+      Run({"run", "submit", "--file", "-"},
+          R"({"run_id": "r", "workflow_id": "w", "tasks": [{"task_id": "t", "service": "s"}]})")
+          .code,
+      0);
   EXPECT_EQ(server_->registry().active_runs(), 1);
   Result r = Run({"run", "report", "r", "t", "skipped"});
   ASSERT_EQ(r.code, 0) << r;
@@ -742,11 +754,11 @@ TEST_F(PrewarmctlTest, TheLastEventRetiresTheRun) {
 
 TEST_F(PrewarmctlTest, UnknownRunsAndTasksAreServerErrorsWithCodeAndMessage) {
   StartServer();
-  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {"plan", "nope"},
-           {"run", "cancel", "nope"},
-           {"run", "report", "nope", "t", "started"},
-           {"--output", "json", "plan", "nope"}}) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"plan", "nope"},
+                                             {"run", "cancel", "nope"},
+                                             {"run", "report", "nope", "t", "started"},
+                                             {"--output", "json", "plan", "nope"}}) {
     SCOPED_TRACE(absl::StrJoin(args, " "));
     const Result r = Run(args);
     EXPECT_EQ(r.code, 4) << r;
@@ -799,11 +811,13 @@ TEST_F(PrewarmctlTest, WatchPrintsOneLinePerInstruction) {
   Background watcher(this, {"watch", "--count", "2"});
   ASSERT_TRUE(WaitFor([&] { return server_->delegated().subscribers() == 1; }));
   for (const char* run : {"run-1", "run-2"}) {
-    ASSERT_EQ(Run({"run", "submit", "--file", "-", "--start-in", "1s"},
-                  absl::StrCat(R"({"run_id": ")", run,
-                               R"(", "workflow_id": "wf", "tasks": [{"task_id": "x", "service": "lambda"}]})"))
-                  .code,
-              0);
+    ASSERT_EQ(
+        Run({"run", "submit", "--file", "-", "--start-in", "1s"},
+            absl::StrCat(
+                R"({"run_id": ")", run,
+                R"(", "workflow_id": "wf", "tasks": [{"task_id": "x", "service": "lambda"}]})"))
+            .code,
+        0);
   }
   const Result watched = watcher.Join();
   ASSERT_EQ(watched.code, 0) << watched;
@@ -817,9 +831,8 @@ TEST_F(PrewarmctlTest, WatchPrintsOneLinePerInstruction) {
 TEST_F(PrewarmctlTest, WatchEndsCleanlyWhenInterrupted) {
   StartServer();
   Background watcher(this, {"watch"});
-  ASSERT_TRUE(WaitFor([&] {
-    return interrupter_.Armed() && server_->delegated().subscribers() == 1;
-  }));
+  ASSERT_TRUE(
+      WaitFor([&] { return interrupter_.Armed() && server_->delegated().subscribers() == 1; }));
   EXPECT_TRUE(interrupter_.Trigger());
   const Result watched = watcher.Join();
   EXPECT_EQ(watched.code, 0) << watched;
@@ -1012,29 +1025,27 @@ TEST(PrewarmctlInputFilesTest, RunFilesAcceptFriendlyDurationsAndRejectUnknownFi
   EXPECT_EQ((*services)[0].warmup_timeout().seconds(), 60);
   EXPECT_EQ((*services)[0].cold_start_prior().nanos(), 250'000'000);
   EXPECT_EQ((*services)[0].container_concurrency(), 0);
-  services = ParseServices(
-      "- {name: a, container_concurrency: 1}\n- {name: b, containerConcurrency: 8}\n",
-      FileFormat::kYaml, "s.yaml");
+  services =
+      ParseServices("- {name: a, container_concurrency: 1}\n- {name: b, containerConcurrency: 8}\n",
+                    FileFormat::kYaml, "s.yaml");
   ASSERT_TRUE(services.ok()) << services.status();
   ASSERT_EQ(services->size(), 2u);
   EXPECT_EQ((*services)[0].container_concurrency(), 1);
   EXPECT_EQ((*services)[1].container_concurrency(), 8);
-  EXPECT_THAT(ParseServices(R"({"name": "a", "container_concurrency": "many"})",
-                            FileFormat::kJson, "s.json")
+  EXPECT_THAT(ParseServices(R"({"name": "a", "container_concurrency": "many"})", FileFormat::kJson,
+                            "s.json")
                   .status()
                   .message(),
               HasSubstr("s.json"));
 
   EXPECT_THAT(ParseServices("[]", FileFormat::kJson, "s.json").status().message(),
               HasSubstr("no services"));
-  EXPECT_THAT(ParseServices("{\"services\": [], \"x\": 1}", FileFormat::kJson, "s.json")
-                  .status()
-                  .message(),
-              HasSubstr("unknown key 'x'"));
-  EXPECT_THAT(ParseServices("[{\"name\": \"a\"}, 3]", FileFormat::kJson, "s.json")
-                  .status()
-                  .message(),
-              HasSubstr("s.json: [1]: expected an object"));
+  EXPECT_THAT(
+      ParseServices("{\"services\": [], \"x\": 1}", FileFormat::kJson, "s.json").status().message(),
+      HasSubstr("unknown key 'x'"));
+  EXPECT_THAT(
+      ParseServices("[{\"name\": \"a\"}, 3]", FileFormat::kJson, "s.json").status().message(),
+      HasSubstr("s.json: [1]: expected an object"));
   EXPECT_EQ(FormatFromPath("a.YML"), FileFormat::kYaml);
   EXPECT_EQ(FormatFromPath("a.json"), FileFormat::kJson);
   EXPECT_EQ(FormatFromPath("-"), FileFormat::kDetect);
@@ -1095,8 +1106,7 @@ TEST(PrewarmctlCommandLineTest, FlagsSwitchesPositionalsAndTheEndOfFlags) {
   EXPECT_THAT(parsed.positionals, ElementsAre("pos", "--not-a-flag"));
   EXPECT_EQ(next, 9u);
   ParsedArgs twice;
-  EXPECT_THAT(ParseFlags({"x", "--name=a", "--name=b"}, 1, {&name}, false, twice, &next)
-                  .message(),
+  EXPECT_THAT(ParseFlags({"x", "--name=a", "--name=b"}, 1, {&name}, false, twice, &next).message(),
               HasSubstr("--name given more than once"));
 }
 
