@@ -1,6 +1,7 @@
 #include "server/delegated_warmups.h"
 
 #include <utility>
+#include <vector>
 
 namespace prewarm {
 
@@ -48,6 +49,25 @@ bool DelegatedWarmups::Pop(SubscriberId id, v1::WatchWarmupsResponse* out) {
   *out = std::move(it->second.queue.front());
   it->second.queue.pop_front();
   return true;
+}
+
+void DelegatedWarmups::EndAll() {
+  std::vector<std::function<void()>> to_wake;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, s] : subscribers_) {
+      if (s.ended) continue;
+      s.ended = true;
+      if (s.wake) to_wake.push_back(s.wake);
+    }
+  }
+  for (auto& wake : to_wake) wake();
+}
+
+bool DelegatedWarmups::Ended(SubscriberId id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = subscribers_.find(id);
+  return it == subscribers_.end() || it->second.ended;
 }
 
 size_t DelegatedWarmups::subscribers() const {

@@ -40,6 +40,12 @@ class DelegatedWarmups {
   // Takes the next instruction for `id`; false when its queue is empty.
   bool Pop(SubscriberId id, v1::WatchWarmupsResponse* out) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Ends every current subscription (this replica stopped leading, so nothing more will be
+  // published to them) and wakes each one, so that its stream ends once its queue is drained.
+  void EndAll() ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether `id`'s subscription was ended by EndAll (or is unknown).
+  bool Ended(SubscriberId id) const ABSL_LOCKS_EXCLUDED(mu_);
+
   size_t subscribers() const ABSL_LOCKS_EXCLUDED(mu_);
   // Instructions dropped because a subscriber's queue was full.
   int64_t dropped() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -49,6 +55,7 @@ class DelegatedWarmups {
     absl::flat_hash_set<std::string> services;
     std::function<void()> wake;
     std::deque<v1::WatchWarmupsResponse> queue;
+    bool ended = false;
   };
 
   const size_t max_queue_;

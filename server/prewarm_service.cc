@@ -241,12 +241,23 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchWarmupsRespo
     WatchReactor* reactor = nullptr;
   };
 
+  // Writes the next instruction, if any and no write is in flight; once the queue is drained
+  // of a subscription this replica ended (it stopped leading), ends the stream with UNAVAILABLE
+  // so that the watcher reconnects to the new leader instead of waiting here for nothing.
   void WriteNext() {
-    absl::MutexLock lock(&mu_);
-    if (writing_ || finished_) return;
-    if (!hub_.Pop(id_, &next_)) return;
-    writing_ = true;
-    StartWrite(&next_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || finished_) return;
+      if (hub_.Pop(id_, &next_)) {
+        writing_ = true;
+        StartWrite(&next_);
+        return;
+      }
+    }
+    if (hub_.Ended(id_)) {
+      Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                         "this replica stopped leading; watch the leader instead"));
+    }
   }
   void Close(grpc::Status status) {
     {

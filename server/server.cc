@@ -237,6 +237,9 @@ absl::Status Server::StopTerm(absl::string_view reason, absl::Duration grace) {
   SetServing(false);
   metrics_->SetLeader(false);
   PrewarmService* service = gate_->Close(std::string(reason));
+  // Nothing more will be published to the WatchWarmups streams open here: end them, so that
+  // delegated watchers reconnect to the next leader.
+  delegated_->EndAll();
   std::unique_ptr<Term> t;
   {
     absl::MutexLock lock(&term_mu_);

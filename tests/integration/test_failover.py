@@ -243,6 +243,10 @@ def test_postgres_down_mid_run_answers_unavailable_then_catches_up(
     client.ReportTiming(pb.ReportTimingRequest(run_id="run", task_id="x",
                                                event=pb.TASK_EVENT_TYPE_STARTED))
 
+    # A delegated watcher on the leader: once the leader steps down, its stream must end (so the
+    # watcher reconnects to the next leader) instead of staying open with nothing more to say.
+    watch = client.WatchWarmups(pb.WatchWarmupsRequest(), timeout=20)
+
     pg.stop()
     # Every replica keeps answering, at once: UNAVAILABLE saying why, never a hang.
     for r in replicas:
@@ -264,6 +268,10 @@ def test_postgres_down_mid_run_answers_unavailable_then_catches_up(
             assert time.monotonic() < deadline, "the replica did not step down"
             time.sleep(0.1)
         assert r.metric("prewarm_leader") == 0
+    with pytest.raises(harness.grpc.RpcError) as ended:
+        next(watch)
+    assert ended.value.code() == harness.grpc.StatusCode.UNAVAILABLE, ended.value
+    assert "stopped leading" in ended.value.details()
     down_for = 2.0
     time.sleep(down_for)
     pg.start()

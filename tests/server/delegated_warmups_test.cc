@@ -140,6 +140,26 @@ TEST(DelegatedWarmupsTest, WakeRunsOutsideTheLock) {
   EXPECT_THAT(popped, ElementsAre("1", "2"));
 }
 
+TEST(DelegatedWarmupsTest, EndAllEndsTheCurrentSubscriptionsAfterTheirQueues) {
+  DelegatedWarmups hub;
+  int wakes = 0;
+  const auto id = hub.Subscribe({}, [&] { ++wakes; });
+  hub.Publish(Instruction("a", "1"));
+  EXPECT_FALSE(hub.Ended(id));
+  hub.EndAll();
+  EXPECT_EQ(wakes, 2);  // Woken to notice the end even though its queue was not empty.
+  EXPECT_TRUE(hub.Ended(id));
+  EXPECT_THAT(Drain(hub, id), ElementsAre("1"));  // What was queued still goes out first.
+  hub.EndAll();
+  EXPECT_EQ(wakes, 2);  // Once.
+
+  // A later subscription (the replica leads again) is not ended.
+  const auto later = hub.Subscribe({}, nullptr);
+  EXPECT_FALSE(hub.Ended(later));
+  hub.Unsubscribe(later);
+  EXPECT_TRUE(hub.Ended(later));  // Unknown ids read as ended.
+}
+
 TEST(DelegatedWarmupsTest, Unsubscribe) {
   DelegatedWarmups hub;
   int wakes = 0;
