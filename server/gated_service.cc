@@ -18,7 +18,9 @@ class UnavailableStream final : public grpc::ServerWriteReactor<v1::WatchWarmups
 }  // namespace
 
 GatedPrewarmService::GatedPrewarmService(Metrics& metrics, std::string standby_reason)
-    : metrics_(metrics), reason_(std::move(standby_reason)) {}
+    : metrics_(metrics), reason_(std::move(standby_reason)) {
+  SetMessageAllocatorFor_ReportTiming(&report_timing_allocator_);
+}
 
 void GatedPrewarmService::Open(PrewarmService* service) {
   absl::WriterMutexLock lock(&mu_);

@@ -5,6 +5,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "prewarm/v1/prewarm.grpc.pb.h"
+#include "server/arena_allocator.h"
 #include "server/metrics.h"
 #include "server/prewarm_service.h"
 
@@ -62,6 +63,8 @@ class GatedPrewarmService final : public v1::PrewarmService::CallbackService {
                                     Response* response) ABSL_LOCKS_EXCLUDED(mu_);
 
   Metrics& metrics_;
+  // ReportTiming, the hot call, parses and answers on a per-call arena.
+  ArenaMessageAllocator<v1::ReportTimingRequest, v1::ReportTimingResponse> report_timing_allocator_;
   // Held shared while a call enters the open service, so that Close() returns only once no call
   // can enter it any more.
   absl::Mutex mu_;

@@ -145,11 +145,8 @@ grpc::ServerUnaryReactor* PrewarmService::ReportTiming(grpc::CallbackServerConte
                                                        const v1::ReportTimingRequest* request,
                                                        v1::ReportTimingResponse* response) {
   return Start(context, "ReportTiming", [&, request, response](auto finish) {
-    registry_.ReportTiming(*request,
-                           [response, finish](absl::StatusOr<v1::ReportTimingResponse> result) {
-                             if (result.ok()) *response = *std::move(result);
-                             finish(result.status());
-                           });
+    // Built in place: the response may live on the call's arena (GatedPrewarmService).
+    registry_.ReportTiming(*request, response, std::move(finish));
   });
 }
 

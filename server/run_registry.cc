@@ -200,22 +200,34 @@ absl::StatusOr<v1::RunPlan> RunRegistry::StartRun(const v1::PrewarmRequest& requ
 
 void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
                                std::function<void(absl::StatusOr<v1::ReportTimingResponse>)> done) {
+  auto response = std::make_shared<v1::ReportTimingResponse>();
+  v1::ReportTimingResponse* out = response.get();
+  ReportTiming(request, out,
+               [response = std::move(response), done = std::move(done)](absl::Status st) {
+                 if (!st.ok()) return done(st);
+                 done(std::move(*response));
+               });
+}
+
+void RunRegistry::ReportTiming(const v1::ReportTimingRequest& request,
+                               v1::ReportTimingResponse* response,
+                               std::function<void(absl::Status)> done) {
   std::function<void()> persisted;
-  absl::StatusOr<v1::ReportTimingResponse> answer;
+  absl::Status answer;
   {
     absl::MutexLock lock(&mu_);
-    answer = ApplyReport(request, done, &persisted);
+    answer = ApplyReport(request, response, done, &persisted);
   }
   // Callbacks never run under mu_.
   if (persisted) return persisted();
+  if (!answer.ok()) response->Clear();
   done(std::move(answer));
 }
 
-absl::StatusOr<v1::ReportTimingResponse> RunRegistry::ApplyReport(
-    const v1::ReportTimingRequest& request,
-    std::function<void(absl::StatusOr<v1::ReportTimingResponse>)>& done,
-    std::function<void()>* persisted) {
-  v1::ReportTimingResponse response;
+absl::Status RunRegistry::ApplyReport(const v1::ReportTimingRequest& request,
+                                      v1::ReportTimingResponse* response,
+                                      std::function<void(absl::Status)>& done,
+                                      std::function<void()>* persisted) {
   const absl::Time now = deps_.clock->Now();
   auto it = runs_.find(request.run_id());
   if (it == runs_.end()) {
@@ -230,9 +242,9 @@ absl::StatusOr<v1::ReportTimingResponse> RunRegistry::ApplyReport(
       for (const v1::TaskPlan& t : r->second.tasks()) {
         if (t.task_id() != request.task_id()) continue;
         if (ended == v1::TASK_STATE_UNSPECIFIED || t.task_state() != ended) break;
-        response.set_replan_count(r->second.replan_count());
-        response.set_run_finished(true);
-        return response;
+        response->set_replan_count(r->second.replan_count());
+        response->set_run_finished(true);
+        return absl::OkStatus();
       }
     }
     return RunNotActiveError(request.run_id());
@@ -246,8 +258,8 @@ absl::StatusOr<v1::ReportTimingResponse> RunRegistry::ApplyReport(
   if (!event.ok()) return event.status();
   if (IsRepeat(run, v, *event)) {
     run.last_event = now;
-    response.set_replan_count(run.replans);
-    return response;
+    response->set_replan_count(run.replans);
+    return absl::OkStatus();
   }
   if (run.events >= options_.max_events_per_run) {
     return absl::ResourceExhaustedError(
@@ -266,13 +278,13 @@ absl::StatusOr<v1::ReportTimingResponse> RunRegistry::ApplyReport(
   if (run.tasks[v].found_warm.has_value()) record.set_found_warm(*run.tasks[v].found_warm);
   run.last_event = now;
   ++run.events;
-  for (int u : replanned) TaskPlanProto(run, u, response.add_replanned_tasks());
-  response.set_replan_count(run.replans);
+  for (int u : replanned) TaskPlanProto(run, u, response->add_replanned_tasks());
+  response->set_replan_count(run.replans);
   bool finished = true;
   for (int u = 0; u < run.dag->size() && finished; ++u) {
     finished = Terminal(run.planner->progress(u).state);
   }
-  response.set_run_finished(finished);
+  response->set_run_finished(finished);
   RunWrite write{RunWrite::Kind::kDelete, request.run_id(), ""};
   if (finished) {
     Retire(request.run_id(), kRunFinished);  // `run` is gone from here on.
@@ -281,13 +293,12 @@ absl::StatusOr<v1::ReportTimingResponse> RunRegistry::ApplyReport(
     write = {RunWrite::Kind::kEvent, request.run_id(), record.SerializeAsString()};
   }
   UpdateGauges();
-  *persisted =
-      Persist(std::move(learned), std::move(write),
-              [done = std::move(done), response = std::move(response)](absl::Status st) mutable {
-                if (!st.ok()) return done(st);
-                done(std::move(response));
-              });
-  return v1::ReportTimingResponse();  // Unused: `persisted` answers.
+  *persisted = Persist(std::move(learned), std::move(write),
+                       [done = std::move(done), response](absl::Status st) {
+                         if (!st.ok()) response->Clear();
+                         done(st);
+                       });
+  return absl::OkStatus();  // Unused: `persisted` answers.
 }
 
 absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& event, absl::Time now,

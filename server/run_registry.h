@@ -137,6 +137,12 @@ class RunRegistry {
   void ReportTiming(const v1::ReportTimingRequest& request,
                     std::function<void(absl::StatusOr<v1::ReportTimingResponse>)> done)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The same, answering into `*response` (for the gRPC adapter, whose response may live on the
+  // call's arena: building it there saves a copy and a heap allocation per field). `done` gets
+  // OK once `*response` is complete and durable; on an error `*response` is left empty.
+  // REQUIRES: `*response` stays alive, and untouched by the caller, until `done` has run.
+  void ReportTiming(const v1::ReportTimingRequest& request, v1::ReportTimingResponse* response,
+                    std::function<void(absl::Status)> done) ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::StatusOr<v1::RunPlan> GetPlan(absl::string_view run_id) const ABSL_LOCKS_EXCLUDED(mu_);
   // Cancels the run's pending warm-ups and retires it. Returns at once how many warm-ups were
@@ -165,11 +171,13 @@ class RunRegistry {
   absl::StatusOr<v1::RunPlan> StartRun(const v1::PrewarmRequest& request, PlanCallback& done,
                                        std::function<void()>* persisted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // ReportTiming's work under mu_, answering as StartRun does.
-  absl::StatusOr<v1::ReportTimingResponse> ApplyReport(
-      const v1::ReportTimingRequest& request,
-      std::function<void(absl::StatusOr<v1::ReportTimingResponse>)>& done,
-      std::function<void()>* persisted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ReportTiming's work under mu_, answering as StartRun does: fills `*response` and returns an
+  // error or OK to answer at once, or (`persisted` set) OK, and `persisted` gives `done` the
+  // outcome once durable (`done` is then moved from).
+  absl::Status ApplyReport(const v1::ReportTimingRequest& request,
+                           v1::ReportTimingResponse* response,
+                           std::function<void(absl::Status)>& done,
+                           std::function<void()>* persisted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Builds a run from a request (checked by ParseRunRequest), planned as of `now`.
   // `stored`: the model of a restored run (else one is taken from the history).
   absl::StatusOr<std::unique_ptr<Run>> BuildRun(const v1::PrewarmRequest& request, absl::Time now,

@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/arena_allocator.h"
 #include "server/delegated_warmups.h"
 #include "server/history_store.h"
 #include "server/http_warmer.h"
@@ -489,6 +490,67 @@ TEST_F(RunRegistryTest, ALateFinishPushesTheNextWarmupLater) {
   ASSERT_GE(Requests("/svc-c"), 1);
   ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "c", v1::WARMUP_STATE_READY));
   EXPECT_EQ(Requests("/svc-c"), 1);
+}
+
+// The gRPC adapter's overload: the answer is built into the caller's response, here on an arena
+// as the server's ArenaMessageAllocator gives it, and matches the run's plan once durable.
+TEST_F(RunRegistryTest, ReportTimingAnswersIntoTheCallersResponse) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  RunUntil(t0_ + absl::Seconds(60));
+  ArenaMessageAllocator<v1::ReportTimingRequest, v1::ReportTimingResponse> allocator;
+  grpc::MessageHolder<v1::ReportTimingRequest, v1::ReportTimingResponse>* call =
+      allocator.AllocateMessages();
+  ASSERT_NE(call->response()->GetArena(), nullptr);
+  call->request()->set_run_id("run-1");
+  call->request()->set_task_id("a");
+  call->request()->set_event(v1::TASK_EVENT_TYPE_STARTED);
+  std::promise<absl::Status> done;
+  registry_->ReportTiming(*call->request(), call->response(),
+                          [&](absl::Status st) { done.set_value(std::move(st)); });
+  std::future<absl::Status> answered = done.get_future();
+  ASSERT_EQ(answered.wait_for(absl::ToChronoSeconds(kPatience)), std::future_status::ready);
+  ASSERT_TRUE(answered.get().ok());
+  absl::StatusOr<v1::RunPlan> plan = registry_->GetPlan("run-1");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const v1::ReportTimingResponse& response = *call->response();
+  EXPECT_EQ(response.replan_count(), plan->replan_count());
+  EXPECT_FALSE(response.run_finished());
+  ASSERT_EQ(response.replanned_tasks_size(), 3);  // a and its descendants.
+  for (const v1::TaskPlan& t : response.replanned_tasks()) {
+    EXPECT_EQ(t.GetArena(), call->response()->GetArena());
+    EXPECT_EQ(t.SerializeAsString(), TaskOf(*plan, t.task_id()).SerializeAsString());
+  }
+  call->Release();
+}
+
+// On an error, at once or from the store, the caller's response is left empty (gRPC sends no
+// message with a failed status, but a caller reusing it must not see a half answer).
+TEST_F(RunRegistryTest, ReportTimingLeavesTheCallersResponseEmptyOnAnError) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  auto report = [&](const std::string& run, v1::ReportTimingResponse* response) {
+    v1::ReportTimingRequest request;
+    request.set_run_id(run);
+    request.set_task_id("a");
+    request.set_event(v1::TASK_EVENT_TYPE_STARTED);
+    response->set_replan_count(99);  // Left from an earlier use.
+    std::promise<absl::Status> done;
+    registry_->ReportTiming(request, response,
+                            [&](absl::Status st) { done.set_value(std::move(st)); });
+    return done.get_future().get();
+  };
+  v1::ReportTimingResponse response;
+  EXPECT_EQ(report("run-9", &response).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(response.ByteSizeLong(), 0u);
+
+  auto* store = dynamic_cast<InMemoryHistoryStore*>(store_.get());
+  ASSERT_NE(store, nullptr);
+  store->SetWriteError(absl::ResourceExhaustedError("disk full"));
+  const absl::Status failed = report("run-1", &response);
+  store->SetWriteError(absl::OkStatus());
+  EXPECT_FALSE(store_->Flush().ok());  // Takes the injected error, which Close() would report.
+  EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(failed.message(), ::testing::HasSubstr("disk full"));
+  EXPECT_EQ(response.ByteSizeLong(), 0u);
 }
 
 TEST_F(RunRegistryTest, AStartLaterThanPlannedPushesTheWarmupLater) {
