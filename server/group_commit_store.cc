@@ -167,4 +167,18 @@ absl::Status GroupCommitStore::StopWriter() {
   return std::exchange(first_error_, absl::OkStatus());
 }
 
+void NewestPerKey::Add(Observation obs) {
+  if (!group_.empty() && (group_.back().kind != obs.kind || group_.back().key != obs.key)) {
+    Finish();
+  }
+  group_.push_back(std::move(obs));
+}
+
+void NewestPerKey::Finish() {
+  for (size_t i = group_.size() > max_ ? group_.size() - max_ : 0; i < group_.size(); ++i) {
+    fn_(group_[i]);
+  }
+  group_.clear();
+}
+
 }  // namespace prewarm

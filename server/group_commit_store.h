@@ -127,4 +127,24 @@ class GroupCommitStore : public HistoryStore {
   int64_t write_errors_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Passes on, of observations read grouped by (kind, key) and oldest first, only each key's newest
+// `max_per_key`: rows older than that are left by an earlier run with a larger bound until the
+// key's next write prunes them, and are skipped at load rather than pruned at open (which would
+// scan the whole table). Buffers one key's rows at a time. Both stores' LoadObservations use it.
+class NewestPerKey {
+ public:
+  NewestPerKey(int max_per_key, const std::function<void(const Observation&)>& fn)
+      : max_(static_cast<size_t>(max_per_key)), fn_(fn) {}
+
+  // The next row; its key's group ends when a row of another key arrives.
+  void Add(Observation obs);
+  // Passes on the last key's rows; call after the last row.
+  void Finish();
+
+ private:
+  const size_t max_;
+  const std::function<void(const Observation&)>& fn_;
+  std::vector<Observation> group_;
+};
+
 }  // namespace prewarm

@@ -408,32 +408,17 @@ absl::Status PostgresHistoryStore::Query(const char* sql,
 absl::Status PostgresHistoryStore::LoadObservations(
     const std::function<void(const Observation&)>& fn) {
   absl::MutexLock lock(&read_mu_);
-  // Rows beyond the newest max_observations_per_key of a key (left by a larger bound earlier)
-  // are skipped, as in the SQLite store; rows come grouped by key.
-  std::vector<Observation> group;
-  auto emit_group = [&] {
-    const size_t max = static_cast<size_t>(options_.max_observations_per_key);
-    for (size_t i = group.size() > max ? group.size() - max : 0; i < group.size(); ++i) {
-      fn(group[i]);
-    }
-    group.clear();
-  };
+  NewestPerKey newest(options_.max_observations_per_key, fn);
   absl::Status status =
       Query("SELECT kind, key, value, time_unix_nanos FROM observations ORDER BY kind, key, seq",
             [&](const PGresult* r) {
-              const auto kind = static_cast<Observation::Kind>(pg::GetInt32(r, 0, 0));
-              const absl::string_view key = pg::GetBytes(r, 0, 1);
-              if (!group.empty() && (group.back().kind != kind || group.back().key != key)) {
-                emit_group();
-              }
-              Observation& obs = group.emplace_back();
-              obs.kind = kind;
-              obs.key = std::string(key);
-              obs.value = pg::GetDouble(r, 0, 2);
-              obs.time = absl::FromUnixNanos(pg::GetInt64(r, 0, 3));
+              newest.Add({.kind = static_cast<Observation::Kind>(pg::GetInt32(r, 0, 0)),
+                          .key = std::string(pg::GetBytes(r, 0, 1)),
+                          .value = pg::GetDouble(r, 0, 2),
+                          .time = absl::FromUnixNanos(pg::GetInt64(r, 0, 3))});
             });
   if (!status.ok()) return status;
-  emit_group();
+  newest.Finish();
   return absl::OkStatus();
 }
 

@@ -642,33 +642,18 @@ absl::Status SqliteHistoryStore::LoadObservations(
               /*persistent=*/false, options_.path);
   if (!stmt.ok()) return stmt.status();
 
-  // Rows older than the newest max_observations_per_key of their key exist when an earlier run
-  // used a larger bound, until the key's next write prunes them; they are skipped here rather
-  // than pruned at open, which would scan the whole table. Rows come grouped by key, so one key's
-  // rows are buffered at a time.
-  std::vector<Observation> group;
-  auto emit_group = [&] {
-    const size_t max = static_cast<size_t>(options_.max_observations_per_key);
-    for (size_t i = group.size() > max ? group.size() - max : 0; i < group.size(); ++i) {
-      fn(group[i]);
-    }
-    group.clear();
-  };
+  NewestPerKey newest(options_.max_observations_per_key, fn);
   int rc;
   while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
-    const auto kind = static_cast<Observation::Kind>(sqlite3_column_int(stmt->get(), 0));
-    const absl::string_view key = ColumnBytes(stmt->get(), 1);
-    if (!group.empty() && (group.back().kind != kind || group.back().key != key)) emit_group();
-    Observation& obs = group.emplace_back();
-    obs.kind = kind;
-    obs.key = std::string(key);
-    obs.value = sqlite3_column_type(stmt->get(), 2) == SQLITE_NULL
-                    ? std::numeric_limits<double>::quiet_NaN()
-                    : sqlite3_column_double(stmt->get(), 2);
-    obs.time = absl::FromUnixNanos(sqlite3_column_int64(stmt->get(), 3));
+    newest.Add({.kind = static_cast<Observation::Kind>(sqlite3_column_int(stmt->get(), 0)),
+                .key = std::string(ColumnBytes(stmt->get(), 1)),
+                .value = sqlite3_column_type(stmt->get(), 2) == SQLITE_NULL
+                             ? std::numeric_limits<double>::quiet_NaN()
+                             : sqlite3_column_double(stmt->get(), 2),
+                .time = absl::FromUnixNanos(sqlite3_column_int64(stmt->get(), 3))});
   }
   if (rc != SQLITE_DONE) return SqliteError(db, rc, options_.path, "loading observations");
-  emit_group();
+  newest.Finish();
   return absl::OkStatus();
 }
 
