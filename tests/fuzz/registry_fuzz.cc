@@ -197,6 +197,8 @@ v1::PrewarmRequest PrewarmRequest(FuzzedDataProvider& in, absl::Time now) {
     v1::Task* t = r.add_tasks();
     t->set_task_id(in.ConsumeIntegralInRange(0, 7) == 0 ? TaskId(in) : absl::StrCat("t", i));
     t->set_service(PickString(in, kServices, std::size(kServices), 12));
+    // A duration hint now and then: mostly plausible, sometimes zero, negative or out of range.
+    if (in.ConsumeIntegralInRange(0, 3) == 0) *t->mutable_expected_duration() = Span(in);
     const int parents = in.ConsumeIntegralInRange(0, 3);
     for (int p = 0; p < parents && i > 0; ++p) {
       // Mostly an earlier task (a DAG); sometimes anything (cycles, unknown ids, duplicates).
