@@ -8,6 +8,10 @@
 //   build/bench/load_generator --mode=report_timing --clients=4 --inflight=64 --calls=200000
 //   build/bench/load_generator --mode=prewarm --clients=4 --inflight=8 --calls=2000
 //   build/bench/load_generator --mode=ceiling --clients=4 --inflight=64 --calls=200000
+//   # Issue 13: the ceiling, then ReportTiming answering in full and in summary (--view), in the
+//   # same minutes; each line after the first prints its ratio to the ceiling:
+//   build/bench/load_generator --mode=ceiling,report_timing --view=full,summary \
+//       --clients=4 --inflight=64 --calls=100000
 //   # Issue 14: the ceiling, then ReportTiming on SQLite and on PostgreSQL, in one run (the
 //   # database is emptied before its measurement):
 //   build/bench/load_generator --mode=ceiling,report_timing \
@@ -21,6 +25,7 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +33,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -44,6 +50,9 @@ ABSL_FLAG(std::string, mode, "report_timing",
 ABSL_FLAG(std::string, stores, "sqlite",
           "comma-separated stores to measure report_timing and prewarm on: sqlite (a temp file) "
           "or a PostgreSQL URI (its tables are DROPPED first); ceiling runs once, on the first");
+ABSL_FLAG(std::string, view, "full,summary",
+          "report_timing: what the answers carry, full (the re-planned tasks' plans) or summary "
+          "(ReportTimingRequest.view); a comma-separated list measures each in turn");
 ABSL_FLAG(int, clients, 4, "client threads, each with its own channel");
 ABSL_FLAG(int, inflight, 64, "calls in flight per client");
 ABSL_FLAG(int, calls, 200000, "calls in total");
@@ -128,16 +137,22 @@ double Drive(int clients, int inflight, int calls, Stats& stats, Issue issue) {
   return absl::ToDoubleSeconds(absl::Now() - start);
 }
 
-void Report(const char* what, int calls, double seconds, Stats& stats) {
+// Prints the measurement and returns its rate (calls/s); with a `ceiling` rate measured before
+// (> 0), also the ratio to it.
+double Report(const std::string& what, int calls, double seconds, Stats& stats,
+              double ceiling = 0) {
   std::sort(stats.latencies_us.begin(), stats.latencies_us.end());
   auto q = [&](double p) {
     return stats.latencies_us[static_cast<size_t>(p * (stats.latencies_us.size() - 1))];
   };
+  const double rate = calls / seconds;
+  const std::string ratio = ceiling > 0 ? absl::StrFormat("  ratio=%.2f", rate / ceiling) : "";
   std::printf(
-      "%-14s calls=%d  %.0f calls/s  p50=%.0f us  p99=%.0f us  max=%.0f us  errors=%lld%s%s\n",
-      what, calls, calls / seconds, q(0.5), q(0.99), stats.latencies_us.back(),
+      "%-14s calls=%d  %.0f calls/s%s  p50=%.0f us  p99=%.0f us  max=%.0f us  errors=%lld%s%s\n",
+      what.c_str(), calls, rate, ratio.c_str(), q(0.5), q(0.99), stats.latencies_us.back(),
       static_cast<long long>(stats.errors), stats.errors ? "  first error: " : "",
       stats.first_error.c_str());
+  return rate;
 }
 
 // Empties the PostgreSQL database `uri` (the tables a previous measurement left).
@@ -154,23 +169,26 @@ bool EmptyDatabase(const std::string& uri) {
   return s.ok();
 }
 
-// One measurement of `mode` on a fresh server over `store`; false on a setup failure.
-bool Measure(const std::string& mode, const std::string& store, int clients, int inflight,
-             int calls, int tasks) {
+// One measurement of `mode` (report_timing: answering in `view`) on a fresh server over `store`;
+// its rate, or nullopt on a setup failure. `ceiling`: the ceiling's rate when measured before
+// (for the ratio), else 0.
+std::optional<double> Measure(const std::string& mode, prewarm::v1::ReportTimingView view,
+                              const std::string& store, int clients, int inflight, int calls,
+                              int tasks, double ceiling) {
   char dir_template[] = "/tmp/prewarm-load-XXXXXX";
   const std::string dir = mkdtemp(dir_template);
   prewarm::ServerOptions options;
   options.grpc_address = "127.0.0.1:0";
   options.metrics_address = "";
   const bool postgres = store != "sqlite";
-  if (postgres && !EmptyDatabase(store)) return false;
+  if (postgres && !EmptyDatabase(store)) return std::nullopt;
   options.store_path = postgres ? store : dir + "/prewarm.db";
   options.store_sync_full = absl::GetFlag(FLAGS_store_sync) == "full";
   options.registry.max_active_runs = 1'000'000;
   auto server = prewarm::Server::Start(options, prewarm::Clock::Real());
   if (!server.ok()) {
     std::fprintf(stderr, "cannot start the server: %s\n", server.status().ToString().c_str());
-    return false;
+    return std::nullopt;
   }
   // A PostgreSQL replica starts as a standby and leads after its first poll.
   for (const absl::Time end = absl::Now() + absl::Seconds(30);
@@ -192,6 +210,7 @@ bool Measure(const std::string& mode, const std::string& store, int clients, int
                                         : "SQLite synchronous=NORMAL",
               clients, inflight);
 
+  double rate = 0;
   if (mode == "ceiling") {
     // ListServices on an empty registry: a trivial RPC through the same server and adapter, the
     // ceiling that gRPC itself sets on this machine.
@@ -207,13 +226,13 @@ bool Measure(const std::string& mode, const std::string& store, int clients, int
         delete resp;
       });
     });
-    Report("ceiling", calls, seconds, stats);
+    rate = Report("ceiling", calls, seconds, stats);
   } else if (mode == "prewarm") {
     Stats stats;
     const double seconds = Drive(clients, inflight, calls, stats, [&](int c, int i, auto done) {
       IssuePrewarm(*stubs[c], absl::StrCat("run-", i), tasks, done);
     });
-    Report(absl::StrCat("Prewarm/", tasks).c_str(), calls, seconds, stats);
+    rate = Report(absl::StrCat("Prewarm/", tasks), calls, seconds, stats, ceiling);
   } else {
     // Each call is one event: STARTED then FINISHED for every task of enough runs.
     const int runs = (calls + 2 * tasks - 1) / (2 * tasks);
@@ -223,7 +242,7 @@ bool Measure(const std::string& mode, const std::string& store, int clients, int
     });
     if (setup.errors > 0) {
       std::fprintf(stderr, "setup failed: %s\n", setup.first_error.c_str());
-      return false;
+      return std::nullopt;
     }
     // Call i: run i / (2 * tasks); within it, tasks in order, each STARTED then FINISHED. Calls
     // of one run go in order through one client, so events never contradict the task's state.
@@ -259,6 +278,7 @@ bool Measure(const std::string& mode, const std::string& store, int clients, int
       req->set_task_id(absl::StrCat("t", task));
       req->set_event(finish ? prewarm::v1::TASK_EVENT_TYPE_FINISHED
                             : prewarm::v1::TASK_EVENT_TYPE_STARTED);
+      req->set_view(view);
       const absl::Time sent = absl::Now();
       stubs[slot % clients]->async()->ReportTiming(
           ctx, req, resp, [&, slot, sent, ctx, req, resp](grpc::Status s) {
@@ -283,12 +303,14 @@ bool Measure(const std::string& mode, const std::string& store, int clients, int
       std::unique_lock<std::mutex> lock(mu);
       all_done.wait(lock, [&] { return completed.load() >= calls; });
     }
-    Report(postgres ? "ReportTiming (PostgreSQL)" : "ReportTiming (SQLite)", calls,
-           absl::ToDoubleSeconds(absl::Now() - start), stats);
+    const bool summary = view == prewarm::v1::REPORT_TIMING_VIEW_SUMMARY;
+    rate = Report(absl::StrCat("ReportTiming ", summary ? "summary" : "full",
+                               postgres ? " (PostgreSQL)" : " (SQLite)"),
+                  calls, absl::ToDoubleSeconds(absl::Now() - start), stats, ceiling);
   }
   const auto store_status = (*server)->Shutdown();
   std::printf("store: %s\n", store_status.ok() ? "flushed" : store_status.ToString().c_str());
-  return true;
+  return rate;
 }
 
 }  // namespace
@@ -305,7 +327,17 @@ int main(int argc, char** argv) {
   const int tasks = absl::GetFlag(FLAGS_tasks);
   const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_mode), ',');
   const std::vector<std::string> stores = absl::StrSplit(absl::GetFlag(FLAGS_stores), ',');
+  std::vector<prewarm::v1::ReportTimingView> views;
   bool bad = clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || stores.empty();
+  for (absl::string_view view : absl::StrSplit(absl::GetFlag(FLAGS_view), ',')) {
+    if (view == "full") {
+      views.push_back(prewarm::v1::REPORT_TIMING_VIEW_FULL);
+    } else if (view == "summary") {
+      views.push_back(prewarm::v1::REPORT_TIMING_VIEW_SUMMARY);
+    } else {
+      bad = true;
+    }
+  }
   for (const std::string& mode : modes) {
     bad |= mode != "report_timing" && mode != "prewarm" && mode != "ceiling";
   }
@@ -316,10 +348,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bad flags: see --help\n");
     return 2;
   }
+  double ceiling = 0;
   for (const std::string& mode : modes) {
-    for (const std::string& store : stores) {
-      if (!Measure(mode, store, clients, inflight, calls, tasks)) return 1;
-      if (mode == "ceiling") break;  // The store is not on its path.
+    // Only ReportTiming's answer has views.
+    const std::vector<prewarm::v1::ReportTimingView> mode_views =
+        mode == "report_timing" ? views
+                                : std::vector<prewarm::v1::ReportTimingView>{
+                                      prewarm::v1::REPORT_TIMING_VIEW_UNSPECIFIED};
+    for (prewarm::v1::ReportTimingView view : mode_views) {
+      for (const std::string& store : stores) {
+        std::optional<double> rate =
+            Measure(mode, view, store, clients, inflight, calls, tasks, ceiling);
+        if (!rate.has_value()) return 1;
+        if (mode == "ceiling") {
+          ceiling = *rate;
+          break;  // The store is not on its path.
+        }
+      }
     }
   }
   return 0;

@@ -228,6 +228,7 @@ absl::Status RunRegistry::ApplyReport(const v1::ReportTimingRequest& request,
                                       v1::ReportTimingResponse* response,
                                       std::function<void(absl::Status)>& done,
                                       std::function<void()>* persisted) {
+  if (absl::Status s = CheckReportView(request); !s.ok()) return s;
   const absl::Time now = deps_.clock->Now();
   auto it = runs_.find(request.run_id());
   if (it == runs_.end()) {
@@ -278,7 +279,11 @@ absl::Status RunRegistry::ApplyReport(const v1::ReportTimingRequest& request,
   if (run.tasks[v].found_warm.has_value()) record.set_found_warm(*run.tasks[v].found_warm);
   run.last_event = now;
   ++run.events;
-  for (int u : replanned) TaskPlanProto(run, u, response->add_replanned_tasks());
+  // The summary view leaves out the plans (most of a full answer's size and cost).
+  if (request.view() != v1::REPORT_TIMING_VIEW_SUMMARY) {
+    for (int u : replanned) TaskPlanProto(run, u, response->add_replanned_tasks());
+  }
+  response->set_replanned_task_count(static_cast<int32_t>(replanned.size()));
   response->set_replan_count(run.replans);
   bool finished = true;
   for (int u = 0; u < run.dag->size() && finished; ++u) {

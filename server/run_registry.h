@@ -127,7 +127,8 @@ class RunRegistry {
   // ReportTiming: NOT_FOUND for an unknown run or task, INVALID_ARGUMENT for bad fields,
   // FAILED_PRECONDITION for an event that contradicts the task's state, RESOURCE_EXHAUSTED once
   // the run stored max_events_per_run events. `done` runs once the observation and the run's new
-  // state are durable.
+  // state are durable. The answer holds the re-planned tasks' plans unless the request asks for
+  // REPORT_TIMING_VIEW_SUMMARY; the event is applied and stored the same in every view.
   //
   // Delivery may be at least once: a repeat of what the task already did (STARTED while it runs,
   // SERVICE_INVOKED after SERVICE_INVOKED, FINISHED / FAILED / SKIPPED of a task that ended so,

@@ -96,6 +96,13 @@ absl::StatusOr<RunRequest> ParseRunRequest(const v1::PrewarmRequest& request, ab
   return out;
 }
 
+absl::Status CheckReportView(const v1::ReportTimingRequest& request) {
+  if (v1::ReportTimingView_IsValid(request.view())) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "view ", request.view(),
+      " is not a ReportTimingView (REPORT_TIMING_VIEW_FULL or REPORT_TIMING_VIEW_SUMMARY)"));
+}
+
 absl::StatusOr<v1::ReportTimingRequest> ParseTaskEvent(const v1::ReportTimingRequest& request,
                                                        absl::Time now,
                                                        absl::Duration max_clock_skew) {
@@ -117,6 +124,7 @@ absl::StatusOr<v1::ReportTimingRequest> ParseTaskEvent(const v1::ReportTimingReq
     at = *t;
   }
   *event.mutable_event_time() = ToProtoTimestamp(at);
+  event.clear_view();
   if (request.has_cold_start()) {
     if (absl::Status c = StartDuration(request.cold_start(), "cold_start").status(); !c.ok()) {
       return c;

@@ -55,9 +55,14 @@ struct RunRequest {
 absl::StatusOr<RunRequest> ParseRunRequest(const v1::PrewarmRequest& request, absl::Time now,
                                            const RunRequestLimits& limits);
 
+// Checks ReportTimingRequest.view: INVALID_ARGUMENT naming the field for a value that is not a
+// ReportTimingView. Checked first, whatever the run's state, so that a bad view never passes.
+absl::Status CheckReportView(const v1::ReportTimingRequest& request);
+
 // Checks the fields of a ReportTiming request whose run and task are known: the event type,
 // event_time (at most `max_clock_skew` ahead of `now`) and cold_start (in [0, kMaxColdStart]).
-// Returns the event to apply and store: event_time filled in (now when unset).
+// Returns the event to apply and store: event_time filled in (now when unset), view cleared (it
+// says what to answer, not what happened).
 absl::StatusOr<v1::ReportTimingRequest> ParseTaskEvent(const v1::ReportTimingRequest& request,
                                                        absl::Time now,
                                                        absl::Duration max_clock_skew);

@@ -523,6 +523,93 @@ TEST_F(RunRegistryTest, ReportTimingAnswersIntoTheCallersResponse) {
   call->Release();
 }
 
+// REPORT_TIMING_VIEW_SUMMARY leaves the plans out of the answer and nothing else: the same
+// counts, the same re-plan, the same stored event as a full answer.
+TEST_F(RunRegistryTest, ASummaryAnswerLeavesOutOnlyThePlans) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  // The same chain on services of its own, so that neither run keeps the other's warm.
+  v1::PrewarmRequest twin = Chain("run-2");
+  for (v1::Task& t : *twin.mutable_tasks()) {
+    t.set_service(absl::StrCat("twin-", t.task_id()));
+    RegisterManaged(t.service());
+  }
+  ASSERT_TRUE(Prewarm(twin).ok());
+  RunUntil(t0_ + absl::Seconds(60));
+  v1::ReportTimingRequest request;
+  request.set_task_id("a");
+  request.set_event(v1::TASK_EVENT_TYPE_STARTED);
+  request.set_run_id("run-1");
+  request.set_view(v1::REPORT_TIMING_VIEW_FULL);
+  absl::StatusOr<v1::ReportTimingResponse> full = Report(request);
+  request.set_run_id("run-2");
+  request.set_view(v1::REPORT_TIMING_VIEW_SUMMARY);
+  absl::StatusOr<v1::ReportTimingResponse> summary = Report(request);
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(full->replanned_tasks_size(), 3);  // a and its descendants.
+  EXPECT_EQ(full->replanned_task_count(), 3);
+  EXPECT_EQ(summary->replanned_tasks_size(), 0);
+  EXPECT_EQ(summary->replanned_task_count(), 3);
+  EXPECT_EQ(summary->replan_count(), full->replan_count());
+  EXPECT_FALSE(summary->run_finished());
+  // The same re-plan: both runs' plans agree task by task but for the service (priors: every
+  // estimate is a point).
+  for (const char* task : {"a", "b", "c"}) {
+    v1::TaskPlan twin_plan = Task("run-2", task);
+    twin_plan.clear_service();
+    v1::TaskPlan plan = Task("run-1", task);
+    plan.clear_service();
+    EXPECT_EQ(twin_plan.SerializeAsString(), plan.SerializeAsString()) << task;
+  }
+  // The same stored event: the view is not part of it.
+  ASSERT_TRUE(store_->Flush().ok());
+  std::map<std::string, std::vector<store::v1::RunEvent>> events;
+  ASSERT_TRUE(store_
+                  ->LoadRunEvents([&](absl::string_view run, absl::string_view bytes) {
+                    store::v1::RunEvent& e = events[std::string(run)].emplace_back();
+                    ASSERT_TRUE(e.ParseFromString(std::string(bytes)));
+                    if (e.has_timing()) e.mutable_timing()->clear_run_id();
+                  })
+                  .ok());
+  ASSERT_EQ(events["run-1"].size(), events["run-2"].size());
+  for (size_t i = 0; i < events["run-1"].size(); ++i) {
+    EXPECT_EQ(events["run-2"][i].SerializeAsString(), events["run-1"][i].SerializeAsString());
+  }
+  // A repeat, and the last events of the run, answer the summary too.
+  absl::StatusOr<v1::ReportTimingResponse> repeat = Report(request);
+  ASSERT_TRUE(repeat.ok()) << repeat.status();
+  EXPECT_EQ(repeat->replanned_task_count(), 0);
+  EXPECT_EQ(repeat->replan_count(), summary->replan_count());
+  for (auto [task, event] :
+       {std::pair{"a", v1::TASK_EVENT_TYPE_FINISHED}, std::pair{"b", v1::TASK_EVENT_TYPE_SKIPPED},
+        std::pair{"c", v1::TASK_EVENT_TYPE_SKIPPED}}) {
+    request.set_task_id(task);
+    request.set_event(event);
+    absl::StatusOr<v1::ReportTimingResponse> r = Report(request);
+    ASSERT_TRUE(r.ok()) << task << ": " << r.status();
+    EXPECT_EQ(r->replanned_tasks_size(), 0) << task;
+    EXPECT_EQ(r->run_finished(), std::string(task) == "c");
+  }
+}
+
+// An unknown view is refused before anything else is looked at, naming the field.
+TEST_F(RunRegistryTest, AnUnknownViewIsInvalid) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  v1::ReportTimingRequest request;
+  request.set_run_id("run-1");
+  request.set_task_id("a");
+  request.set_event(v1::TASK_EVENT_TYPE_STARTED);
+  request.set_view(static_cast<v1::ReportTimingView>(3));
+  for (const char* run : {"run-1", "run-9"}) {
+    request.set_run_id(run);
+    absl::StatusOr<v1::ReportTimingResponse> r = Report(request);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << run;
+    EXPECT_THAT(r.status().message(), ::testing::HasSubstr("view 3 is not a ReportTimingView"));
+  }
+  // Nothing was applied.
+  EXPECT_EQ(Task("run-1", "a").task_state(), v1::TASK_STATE_PENDING);
+}
+
 // On an error, at once or from the store, the caller's response is left empty (gRPC sends no
 // message with a failed status, but a caller reusing it must not see a half answer).
 TEST_F(RunRegistryTest, ReportTimingLeavesTheCallersResponseEmptyOnAnError) {
@@ -1540,6 +1627,43 @@ TEST_F(RunRegistryTest, DestroyingTheRegistryWaitsForItsStoreCallbacks) {
   EXPECT_TRUE(destroyed.HasBeenNotified());
   EXPECT_THAT(Metric("prewarm_store_writes_total", {{"result", "ok"}}),
               Optional(::testing::Ge(1.0)));
+}
+
+// A summary answer is as durable as a full one: it waits for the store's commit, and carries its
+// failure.
+TEST_F(RunRegistryTest, ASummaryAnswerWaitsForTheCommit) {
+  Halt();
+  std::unique_ptr<HistoryStore> inner = NewInMemoryHistoryStore();
+  auto* memory = dynamic_cast<InMemoryHistoryStore*>(inner.get());
+  ASSERT_NE(memory, nullptr);
+  auto deferring = std::make_unique<DeferringStore>(std::move(inner));
+  DeferringStore* store = deferring.get();
+  Boot(std::move(deferring));
+  RegisterManaged("svc-a");
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  v1::ReportTimingRequest request;
+  request.set_run_id("run-1");
+  request.set_task_id("a");
+  request.set_event(v1::TASK_EVENT_TYPE_STARTED);
+  request.set_view(v1::REPORT_TIMING_VIEW_SUMMARY);
+  store->Defer();
+  v1::ReportTimingResponse response;
+  std::optional<absl::Status> answered;
+  registry_->ReportTiming(request, &response, [&](absl::Status st) { answered = std::move(st); });
+  ASSERT_GE(store->held(), 1u);
+  EXPECT_FALSE(answered.has_value()) << "answered before the commit";
+  store->Release();
+  ASSERT_TRUE(answered.has_value());
+  EXPECT_TRUE(answered->ok()) << *answered;
+  EXPECT_EQ(response.replanned_task_count(), 3);
+
+  memory->SetWriteError(absl::ResourceExhaustedError("disk full"));
+  request.set_event(v1::TASK_EVENT_TYPE_FINISHED);
+  absl::StatusOr<v1::ReportTimingResponse> failed = Report(request);
+  memory->SetWriteError(absl::OkStatus());
+  EXPECT_FALSE(store_->Flush().ok());  // Takes the injected error, which Close() would report.
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(failed.status().message(), ::testing::HasSubstr("disk full"));
 }
 
 // Issue 11: an acknowledged cancel must survive a kill -9. The acknowledgement (`committed`)

@@ -159,6 +159,25 @@ TEST(ParseTaskEventTest, EachBadFieldIsNamed) {
   ExpectInvalid(ParseTaskEvent(malformed, kNow, absl::Minutes(5)).status(), "cold_start");
 }
 
+TEST(ParseTaskEventTest, TheViewIsNotPartOfTheEvent) {
+  v1::ReportTimingRequest summary = Event(v1::TASK_EVENT_TYPE_STARTED);
+  summary.set_view(v1::REPORT_TIMING_VIEW_SUMMARY);
+  absl::StatusOr<v1::ReportTimingRequest> e = ParseTaskEvent(summary, kNow, absl::Minutes(5));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->view(), v1::REPORT_TIMING_VIEW_UNSPECIFIED);  // Stored as before views.
+}
+
+TEST(CheckReportViewTest, OnlyKnownViewsPass) {
+  v1::ReportTimingRequest r = Event(v1::TASK_EVENT_TYPE_STARTED);
+  for (v1::ReportTimingView view : {v1::REPORT_TIMING_VIEW_UNSPECIFIED, v1::REPORT_TIMING_VIEW_FULL,
+                                    v1::REPORT_TIMING_VIEW_SUMMARY}) {
+    r.set_view(view);
+    EXPECT_TRUE(CheckReportView(r).ok()) << view;
+  }
+  r.set_view(static_cast<v1::ReportTimingView>(7));
+  ExpectInvalid(CheckReportView(r), "view 7 is not a ReportTimingView");
+}
+
 TEST(UnknownIdsTest, AMalformedIdIsInvalidAWellFormedOneNotFound) {
   ExpectInvalid(RunNotActiveError(""), "run_id is empty");
   absl::Status s = RunNotActiveError("run-9");

@@ -355,6 +355,9 @@ def test_listener_sends_the_run_and_task_events(fake_airflow: FakeAirflow) -> No
     assert p.listener.get_listener().flush(5, run_delayed=True)
     assert (recorder.of("report")[-1][2:4]) == ("task3", "skipped")
     assert recorder.of("cancel_run") == [("cancel_run", "seed/manual__1")]
+    # The listener reads no answer (the recorder answers None): every report, from the task
+    # process and from the end of the run, asks for the summary.
+    assert [c[4].get("view") for c in recorder.of("report")] == ["summary"] * 6
 
 
 @pytest.mark.parametrize("fake_airflow", ["3.2"], indirect=True)
@@ -840,6 +843,20 @@ def test_operator_calls_the_service_and_reports_cold(fake_airflow: FakeAirflow,
     assert stats.cold_start.sample_count == 1
     assert abs(convert.to_seconds(stats.cold_start.p50) - 0.25) < 1e-3
     prewarm_conn.cancel_run(prewarm_run)
+
+
+def test_report_invocation_asks_for_the_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = provider()
+    hook = p.hooks.PrewarmHook()
+    recorder = RecordingClient()
+    monkeypatch.setattr(hook, "get_conn", lambda: recorder)
+    result = p.hooks.ServiceCallResult(url="http://svc", status=200, body=b"", headers={},
+                                       started=1.0e9, elapsed=0.1, cold=True, cold_start=0.25,
+                                       cold_source="service header")
+    hook.report_invocation("d", "r", "t", result, mode="sync")
+    assert recorder.of("report") == [
+        ("report", "d/r", "t", "service_invoked",
+         {"event_time": 1.0e9, "cold": True, "cold_start": 0.25, "view": "summary"})]
 
 
 def test_call_service_reports_warm_and_raises_for_status(shared_prewarmd: harness.Prewarmd,

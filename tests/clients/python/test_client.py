@@ -245,6 +245,36 @@ def test_report_every_event_and_read_the_plan(client: PrewarmClient) -> None:
     assert client.get_plan(run_id).run_id == run_id
 
 
+def test_report_view_summary_answers_without_the_plans(client: PrewarmClient) -> None:
+    tasks = [{"task_id": "a", "service": uid("svc")}, {"task_id": "b", "upstream": ["a"]},
+             {"task_id": "c", "upstream": ["b"]}]
+    full_run, summary_run = uid("run"), uid("run")
+    client.prewarm(full_run, "wf-view", tasks)
+    client.prewarm(summary_run, "wf-view", tasks)
+    t0 = time.time()
+    full = client.report(full_run, "a", "started", event_time=t0)  # the default: full
+    summary = client.report(summary_run, "a", "started", event_time=t0, view="summary")
+    assert [t.task_id for t in full.replanned_tasks] == ["a", "b", "c"]
+    assert full.replanned_task_count == 3
+    assert list(summary.replanned_tasks) == [] and summary.replanned_task_count == 3
+    assert summary.replan_count == full.replan_count and not summary.run_finished
+    # The event was applied alike: the plans GetPlan shows agree on what happened.
+    assert [t.task_state for t in client.get_plan(summary_run).tasks] == \
+        [t.task_state for t in client.get_plan(full_run).tasks]
+    explicit = client.report(full_run, "a", "finished", event_time=t0 + 1,
+                             view=pb2.REPORT_TIMING_VIEW_FULL)
+    assert len(explicit.replanned_tasks) == explicit.replanned_task_count > 0
+    with pytest.raises(InvalidArgumentError) as info:
+        client.report(summary_run, "a", "finished", view=7)
+    assert "view" in info.value.message
+    with pytest.raises(ValueError, match="summary"):
+        client.report(summary_run, "a", "finished", view="brief")
+    assert prewarm_client.report_view("REPORT_TIMING_VIEW_SUMMARY") == \
+        pb2.REPORT_TIMING_VIEW_SUMMARY
+    client.cancel_run(full_run)
+    client.cancel_run(summary_run)
+
+
 def test_report_errors_keep_the_server_message(client: PrewarmClient) -> None:
     with pytest.raises(NotFoundError) as info:
         client.report("no-such-run", "a", "started")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from prewarm_client._stubs import pb2, pb2_grpc
 from prewarm_client.client import (DEFAULT_TARGET, DEFAULT_TIMEOUT_SECONDS, EVENT_TYPES,
-                                   PrewarmClient, TaskSpec, WarmupStream, event_type, task_proto)
+                                   REPORT_VIEWS, PrewarmClient, TaskSpec, WarmupStream,
+                                   event_type, report_view, task_proto)
 from prewarm_client.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from prewarm_client.errors import (AlreadyExistsError, DeadlineExceededError,
                                    FailedPreconditionError, InvalidArgumentError, NotFoundError,
@@ -20,8 +21,8 @@ from prewarm_client.errors import (AlreadyExistsError, DeadlineExceededError,
 __version__ = "0.1.0"
 
 __all__ = [
-    "PrewarmClient", "TaskSpec", "WarmupStream", "event_type", "task_proto", "pb2", "pb2_grpc",
-    "DEFAULT_TARGET", "DEFAULT_TIMEOUT_SECONDS", "EVENT_TYPES",
+    "PrewarmClient", "TaskSpec", "WarmupStream", "event_type", "report_view", "task_proto", "pb2",
+    "pb2_grpc", "DEFAULT_TARGET", "DEFAULT_TIMEOUT_SECONDS", "EVENT_TYPES", "REPORT_VIEWS",
     "RetryPolicy", "DEFAULT_RETRY", "NO_RETRY",
     "PrewarmError", "InvalidArgumentError", "NotFoundError", "AlreadyExistsError",
     "ResourceExhaustedError", "FailedPreconditionError", "UnavailableError",

@@ -48,6 +48,13 @@ EVENT_TYPES: dict[str, int] = {
     "failed": pb2.TASK_EVENT_TYPE_FAILED,
     "skipped": pb2.TASK_EVENT_TYPE_SKIPPED,
 }
+# What a report's answer carries (ReportTimingRequest.view): "full", the default, the re-planned
+# tasks' plans; "summary" only their count, replan_count and run_finished, for callers that do not
+# read the plans (cheaper for the server and the caller).
+REPORT_VIEWS: dict[str, int] = {
+    "full": pb2.REPORT_TIMING_VIEW_FULL,
+    "summary": pb2.REPORT_TIMING_VIEW_SUMMARY,
+}
 WARMUP_MODES: dict[str, int] = {
     "managed": pb2.WARMUP_MODE_MANAGED,
     "delegated": pb2.WARMUP_MODE_DELEGATED,
@@ -55,6 +62,7 @@ WARMUP_MODES: dict[str, int] = {
 
 Pem = Union[bytes, str, Path]
 EventType = Union[str, int]
+ReportView = Union[str, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +137,18 @@ def event_type(event: EventType) -> int:
         return EVENT_TYPES[key]
     except KeyError:
         raise ValueError(f"unknown task event {event!r}; one of {sorted(EVENT_TYPES)}") from None
+
+
+def report_view(view: ReportView) -> int:
+    """REPORT_TIMING_VIEW_* from a name ("full", "summary", "REPORT_TIMING_VIEW_SUMMARY") or the
+    enum value."""
+    if isinstance(view, int) and not isinstance(view, bool):
+        return view
+    key = str(view).lower().removeprefix("report_timing_view_")
+    try:
+        return REPORT_VIEWS[key]
+    except KeyError:
+        raise ValueError(f"unknown report view {view!r}; one of {sorted(REPORT_VIEWS)}") from None
 
 
 def _container_concurrency(value: Any) -> int:
@@ -371,13 +391,21 @@ class PrewarmClient:
     def report(self, run_id: str, task_id: str, event: EventType, *,
                event_time: Optional[convert.Instant] = None, cold: Optional[bool] = None,
                cold_start: Optional[convert.Span] = None,
+               view: Optional[ReportView] = None,
                timeout: Optional[float] = None) -> Any:
         """Reports a task event ("started", "service_invoked", "finished", "failed", "skipped");
         returns ReportTimingResponse (only the re-planned tasks; get_plan has the whole plan).
         `cold` / `cold_start` say whether the task's call to its service was cold and what the
-        cold start cost, when the caller knows."""
+        cold start cost, when the caller knows.
+
+        `view` says what the answer carries: "full" (the server's default when None: the
+        re-planned tasks' plans in replanned_tasks) or "summary" (no plans; replanned_task_count,
+        replan_count and run_finished only), which costs the server and this process less: use it
+        when the plans are not read. Either way the event is stored and re-planned the same."""
         request = pb2.ReportTimingRequest(run_id=run_id, task_id=task_id,
                                           event=event_type(event))
+        if view is not None:
+            request.view = report_view(view)
         if event_time is not None:
             request.event_time.CopyFrom(convert.timestamp(event_time))
         if cold is not None:

@@ -295,8 +295,9 @@ class PrewarmHook(_compat.BaseHook):
         prewarm_run = dags.server_run_id(dag_id, run_id)
 
         def job(client: PrewarmClient) -> None:
+            # The answer is not read: the summary is enough (see listener.REPORT_VIEW).
             client.report(prewarm_run, task_id, "service_invoked", event_time=result.started,
-                          cold=result.cold, cold_start=result.cold_start)
+                          cold=result.cold, cold_start=result.cold_start, view="summary")
 
         try:
             if mode == "sync":

@@ -58,6 +58,9 @@ MAX_FUTURE_START = dt.timedelta(days=7)  # prewarmd's default limit on a run's s
 # How long after a DAG run ends its task states are read: the scheduler commits the states of
 # the run's last pass (skipped, upstream_failed) with the run's own state, after the hook.
 END_OF_RUN_READ_DELAY = 5.0
+# The listener never reads a report's answer (the re-planned tasks' plans): it asks for the
+# summary, which the server builds and sends for less. A server without the field answers in full.
+REPORT_VIEW = "summary"
 # Task states at a DAG run's end that mean "did not run" (reported as SKIPPED).
 NOT_RUN_STATES = frozenset({"skipped", "upstream_failed", "removed", "none", ""})
 # Exceptions that fail a task without retries whatever its retries say (2.x handle_failure's
@@ -363,7 +366,8 @@ class PrewarmListener:
                     continue
                 try:
                     client.report(prewarm_run, row.task_id, "skipped",
-                                  event_time=row.end_date or _now(), timeout=budget.next_call())
+                                  event_time=row.end_date or _now(), view=REPORT_VIEW,
+                                  timeout=budget.next_call())
                 except NotFoundError:
                     return  # Every task reported: prewarmd retired the run already.
 
@@ -432,14 +436,16 @@ def _report_job(prewarm_run: str, task_id: str, event: str, at: dt.datetime,
                 ) -> Callable[[PrewarmClient, PrewarmSettings, Budget], None]:
     def job(client: PrewarmClient, settings: PrewarmSettings, budget: Budget) -> None:
         try:
-            client.report(prewarm_run, task_id, event, event_time=at, timeout=budget.next_call())
+            client.report(prewarm_run, task_id, event, event_time=at, view=REPORT_VIEW,
+                          timeout=budget.next_call())
         except NotFoundError:
             if announce is None:
                 raise
             # The scheduler's announcement did not arrive (no DAG there, or an event racing
             # it): announce from here and report again, within the same budget.
             announce(client, settings, budget)
-            client.report(prewarm_run, task_id, event, event_time=at, timeout=budget.next_call())
+            client.report(prewarm_run, task_id, event, event_time=at, view=REPORT_VIEW,
+                          timeout=budget.next_call())
 
     return job
 
