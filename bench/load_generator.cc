@@ -9,7 +9,8 @@
 //   build/bench/load_generator --mode=prewarm --clients=4 --inflight=8 --calls=2000
 //   build/bench/load_generator --mode=ceiling --clients=4 --inflight=64 --calls=200000
 //   # Issue 13: the ceiling, then ReportTiming answering in full and in summary (--view), in the
-//   # same minutes; each line after the first prints its ratio to the ceiling:
+//   # same minutes; each line after the ceiling prints its ratios to it (calls/s, and CPU per
+//   # call: the latter does not move with what else the machine runs):
 //   build/bench/load_generator --mode=ceiling,report_timing --view=full,summary \
 //       --clients=4 --inflight=64 --calls=100000
 //   # Issue 14: the ceiling, then ReportTiming on SQLite and on PostgreSQL, in one run (the
@@ -17,6 +18,7 @@
 //   build/bench/load_generator --mode=ceiling,report_timing \
 //       --stores=sqlite,postgresql://prewarm@/bench?host=/tmp/pg --calls=50000
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,6 +71,23 @@ struct Stats {
   int64_t errors = 0;
   std::string first_error;
 };
+
+// One measurement: calls per second, and CPU time (user + system, all threads: the server's and
+// the clients') per call. Both ratios to the ceiling are printed: the rate's moves with whatever
+// else the machine runs; the CPU's is what the rates' ratio would be on a machine the process
+// had to itself (it is CPU-bound).
+struct Result {
+  double rate = 0;
+  double cpu_us_per_call = 0;
+};
+
+// User + system CPU seconds of this process so far.
+double CpuSeconds() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const struct timeval& t) { return t.tv_sec + t.tv_usec * 1e-6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
 
 prewarm::v1::PrewarmRequest MakeRun(const std::string& run_id, int tasks) {
   prewarm::v1::PrewarmRequest r;
@@ -137,22 +156,26 @@ double Drive(int clients, int inflight, int calls, Stats& stats, Issue issue) {
   return absl::ToDoubleSeconds(absl::Now() - start);
 }
 
-// Prints the measurement and returns its rate (calls/s); with a `ceiling` rate measured before
-// (> 0), also the ratio to it.
-double Report(const std::string& what, int calls, double seconds, Stats& stats,
-              double ceiling = 0) {
+// Prints the measurement of `calls` that took `seconds` and `cpu_seconds`; with a `ceiling`
+// measured before (rate > 0), also the ratios to it.
+Result Report(const std::string& what, int calls, double seconds, double cpu_seconds, Stats& stats,
+              Result ceiling = {}) {
   std::sort(stats.latencies_us.begin(), stats.latencies_us.end());
   auto q = [&](double p) {
     return stats.latencies_us[static_cast<size_t>(p * (stats.latencies_us.size() - 1))];
   };
-  const double rate = calls / seconds;
-  const std::string ratio = ceiling > 0 ? absl::StrFormat("  ratio=%.2f", rate / ceiling) : "";
+  const Result result{.rate = calls / seconds, .cpu_us_per_call = cpu_seconds * 1e6 / calls};
+  const std::string ratio =
+      ceiling.rate > 0 ? absl::StrFormat("  ratio=%.2f cpu_ratio=%.2f", result.rate / ceiling.rate,
+                                         ceiling.cpu_us_per_call / result.cpu_us_per_call)
+                       : "";
   std::printf(
-      "%-14s calls=%d  %.0f calls/s%s  p50=%.0f us  p99=%.0f us  max=%.0f us  errors=%lld%s%s\n",
-      what.c_str(), calls, rate, ratio.c_str(), q(0.5), q(0.99), stats.latencies_us.back(),
-      static_cast<long long>(stats.errors), stats.errors ? "  first error: " : "",
-      stats.first_error.c_str());
-  return rate;
+      "%-14s calls=%d  %.0f calls/s  cpu=%.1f us/call%s  p50=%.0f us  p99=%.0f us  max=%.0f us  "
+      "errors=%lld%s%s\n",
+      what.c_str(), calls, result.rate, result.cpu_us_per_call, ratio.c_str(), q(0.5), q(0.99),
+      stats.latencies_us.back(), static_cast<long long>(stats.errors),
+      stats.errors ? "  first error: " : "", stats.first_error.c_str());
+  return result;
 }
 
 // Empties the PostgreSQL database `uri` (the tables a previous measurement left).
@@ -169,12 +192,11 @@ bool EmptyDatabase(const std::string& uri) {
   return s.ok();
 }
 
-// One measurement of `mode` (report_timing: answering in `view`) on a fresh server over `store`;
-// its rate, or nullopt on a setup failure. `ceiling`: the ceiling's rate when measured before
-// (for the ratio), else 0.
-std::optional<double> Measure(const std::string& mode, prewarm::v1::ReportTimingView view,
+// One measurement of `mode` (report_timing: answering in `view`) on a fresh server over `store`,
+// or nullopt on a setup failure. `ceiling`: the ceiling's when measured before (for the ratios).
+std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTimingView view,
                               const std::string& store, int clients, int inflight, int calls,
-                              int tasks, double ceiling) {
+                              int tasks, Result ceiling) {
   char dir_template[] = "/tmp/prewarm-load-XXXXXX";
   const std::string dir = mkdtemp(dir_template);
   prewarm::ServerOptions options;
@@ -210,11 +232,12 @@ std::optional<double> Measure(const std::string& mode, prewarm::v1::ReportTiming
                                         : "SQLite synchronous=NORMAL",
               clients, inflight);
 
-  double rate = 0;
+  Result result;
   if (mode == "ceiling") {
     // ListServices on an empty registry: a trivial RPC through the same server and adapter, the
     // ceiling that gRPC itself sets on this machine.
     Stats stats;
+    const double cpu = CpuSeconds();
     const double seconds = Drive(clients, inflight, calls, stats, [&](int c, int, auto done) {
       auto* ctx = new grpc::ClientContext();
       auto* req = new prewarm::v1::ListServicesRequest();
@@ -226,13 +249,15 @@ std::optional<double> Measure(const std::string& mode, prewarm::v1::ReportTiming
         delete resp;
       });
     });
-    rate = Report("ceiling", calls, seconds, stats);
+    result = Report("ceiling", calls, seconds, CpuSeconds() - cpu, stats);
   } else if (mode == "prewarm") {
     Stats stats;
+    const double cpu = CpuSeconds();
     const double seconds = Drive(clients, inflight, calls, stats, [&](int c, int i, auto done) {
       IssuePrewarm(*stubs[c], absl::StrCat("run-", i), tasks, done);
     });
-    rate = Report(absl::StrCat("Prewarm/", tasks), calls, seconds, stats, ceiling);
+    result =
+        Report(absl::StrCat("Prewarm/", tasks), calls, seconds, CpuSeconds() - cpu, stats, ceiling);
   } else {
     // Each call is one event: STARTED then FINISHED for every task of enough runs.
     const int runs = (calls + 2 * tasks - 1) / (2 * tasks);
@@ -259,6 +284,7 @@ std::optional<double> Measure(const std::string& mode, prewarm::v1::ReportTiming
     std::atomic<int> completed{0};
     std::mutex mu;
     std::condition_variable all_done;
+    const double cpu = CpuSeconds();
     const absl::Time start = absl::Now();
     std::function<void(int)> step = [&](int slot) {
       Lane& lane = lanes[slot];
@@ -304,13 +330,14 @@ std::optional<double> Measure(const std::string& mode, prewarm::v1::ReportTiming
       all_done.wait(lock, [&] { return completed.load() >= calls; });
     }
     const bool summary = view == prewarm::v1::REPORT_TIMING_VIEW_SUMMARY;
-    rate = Report(absl::StrCat("ReportTiming ", summary ? "summary" : "full",
-                               postgres ? " (PostgreSQL)" : " (SQLite)"),
-                  calls, absl::ToDoubleSeconds(absl::Now() - start), stats, ceiling);
+    result = Report(absl::StrCat("ReportTiming ", summary ? "summary" : "full",
+                                 postgres ? " (PostgreSQL)" : " (SQLite)"),
+                    calls, absl::ToDoubleSeconds(absl::Now() - start), CpuSeconds() - cpu, stats,
+                    ceiling);
   }
   const auto store_status = (*server)->Shutdown();
   std::printf("store: %s\n", store_status.ok() ? "flushed" : store_status.ToString().c_str());
-  return rate;
+  return result;
 }
 
 }  // namespace
@@ -348,7 +375,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bad flags: see --help\n");
     return 2;
   }
-  double ceiling = 0;
+  Result ceiling;
   for (const std::string& mode : modes) {
     // Only ReportTiming's answer has views.
     const std::vector<prewarm::v1::ReportTimingView> mode_views =
@@ -357,11 +384,11 @@ int main(int argc, char** argv) {
                                       prewarm::v1::REPORT_TIMING_VIEW_UNSPECIFIED};
     for (prewarm::v1::ReportTimingView view : mode_views) {
       for (const std::string& store : stores) {
-        std::optional<double> rate =
+        std::optional<Result> result =
             Measure(mode, view, store, clients, inflight, calls, tasks, ceiling);
-        if (!rate.has_value()) return 1;
+        if (!result.has_value()) return 1;
         if (mode == "ceiling") {
-          ceiling = *rate;
+          ceiling = *result;
           break;  // The store is not on its path.
         }
       }
