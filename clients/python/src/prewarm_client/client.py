@@ -128,27 +128,27 @@ def task_proto(task: TaskLike) -> Any:
     return message
 
 
+def _enum_value(value: Union[str, int], names: Mapping[str, int], prefix: str, what: str) -> int:
+    """An enum value given as itself or by name (any case, with or without `prefix`);
+    ValueError naming `what` and the known names otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    key = str(value).lower().removeprefix(prefix)
+    try:
+        return names[key]
+    except KeyError:
+        raise ValueError(f"unknown {what} {value!r}; one of {sorted(names)}") from None
+
+
 def event_type(event: EventType) -> int:
     """TASK_EVENT_TYPE_* from a name ("started", "SERVICE_INVOKED", ...) or the enum value."""
-    if isinstance(event, int) and not isinstance(event, bool):
-        return event
-    key = str(event).lower().removeprefix("task_event_type_")
-    try:
-        return EVENT_TYPES[key]
-    except KeyError:
-        raise ValueError(f"unknown task event {event!r}; one of {sorted(EVENT_TYPES)}") from None
+    return _enum_value(event, EVENT_TYPES, "task_event_type_", "task event")
 
 
 def report_view(view: ReportView) -> int:
     """REPORT_TIMING_VIEW_* from a name ("full", "summary", "REPORT_TIMING_VIEW_SUMMARY") or the
     enum value."""
-    if isinstance(view, int) and not isinstance(view, bool):
-        return view
-    key = str(view).lower().removeprefix("report_timing_view_")
-    try:
-        return REPORT_VIEWS[key]
-    except KeyError:
-        raise ValueError(f"unknown report view {view!r}; one of {sorted(REPORT_VIEWS)}") from None
+    return _enum_value(view, REPORT_VIEWS, "report_timing_view_", "report view")
 
 
 def _container_concurrency(value: Any) -> int:
