@@ -68,19 +68,27 @@ uint64_t ContainerPool::NewContainer() {
   return id;
 }
 
-bool ContainerPool::Acquire(absl::string_view task, absl::Time at, std::string* displaced) {
+bool ContainerPool::Take(absl::string_view task, uint64_t id, bool warm,
+                         std::vector<std::string>* displaced) {
+  Container& c = containers_[id];
+  ++c.active;
+  calls_[task] = Call{id, warm};
+  while (static_cast<int>(c.held.size()) > std::max(0, capacity_ - c.active)) {
+    if (displaced != nullptr) displaced->push_back(std::move(c.held.back()));
+    c.held.pop_back();
+  }
+  return warm;
+}
+
+bool ContainerPool::Acquire(absl::string_view task, absl::Time at,
+                            std::vector<std::string>* displaced) {
   if (auto call = calls_.find(task); call != calls_.end()) return call->second.warm;
   Purge(at);
-  auto take = [&](uint64_t id, bool warm) {
-    ++containers_[id].active;
-    calls_[task] = Call{id, warm};
-    return warm;
-  };
   // Its own container first.
   if (auto it = HolderOf(task); it != containers_.end()) {
     std::vector<std::string>& held = it->second.held;
     held.erase(std::find(held.begin(), held.end(), task));
-    if (WarmAt(it->second, at)) return take(it->first, true);
+    if (WarmAt(it->second, at)) return Take(task, it->first, true, displaced);
   }
   // Then a free slot of a warm container, busy ones first (the platform packs requests).
   auto best = containers_.end();
@@ -88,16 +96,14 @@ bool ContainerPool::Acquire(absl::string_view task, absl::Time at, std::string* 
     if (FreeSlots(it->second) <= 0 || !WarmAt(it->second, at)) continue;
     if (best == containers_.end() || it->second.active > best->second.active) best = it;
   }
-  if (best != containers_.end()) return take(best->first, true);
+  if (best != containers_.end()) return Take(task, best->first, true, displaced);
   // The platform knows nothing of holds: a call takes a held slot before starting a container.
   for (auto it = containers_.begin(); it != containers_.end(); ++it) {
-    Container& c = it->second;
+    const Container& c = it->second;
     if (c.held.empty() || capacity_ - c.active <= 0 || !WarmAt(c, at)) continue;
-    if (displaced != nullptr) *displaced = c.held.back();
-    c.held.pop_back();
-    return take(it->first, true);
+    return Take(task, it->first, true, displaced);
   }
-  return take(NewContainer(), false);
+  return Take(task, NewContainer(), false, displaced);
 }
 
 void ContainerPool::Release(absl::string_view task, absl::Time at) {
@@ -128,12 +134,17 @@ void ContainerPool::WarmupAnswered(absl::string_view task, absl::Time at, bool c
   if (holder == containers_.end()) {
     if (!cold) {
       // It reached a warm container with a free slot; which one the load balancer picked is
-      // unknowable, and any keeps the count right.
+      // unknowable, and any keeps the count right. With none free, it reached an idle one that
+      // others hold: it started nothing, and whoever calls first takes that container.
       for (auto it = containers_.begin(); it != containers_.end(); ++it) {
         if (FreeSlots(it->second) > 0 && WarmAt(it->second, at)) {
           holder = it;
           break;
         }
+      }
+      for (auto it = containers_.begin(); it != containers_.end() && holder == containers_.end();
+           ++it) {
+        if (capacity_ - it->second.active > 0 && WarmAt(it->second, at)) holder = it;
       }
     }
     // Cold, or warm on a container this pool did not know of.

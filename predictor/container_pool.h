@@ -27,7 +27,7 @@ namespace prewarm {
 //   ContainerPool pool(/*concurrency=*/1, absl::Seconds(60));
 //   pool.WarmupAnswered("run-1#2", now, /*cold=*/true);    // reserved for run-1's task 2
 //   pool.FreeWarmUntil(now);                                // InfinitePast: nothing free
-//   std::string displaced;
+//   std::vector<std::string> displaced;
 //   bool warm = pool.Acquire("run-1#2", now + absl::Seconds(5), &displaced);  // true
 class ContainerPool {
  public:
@@ -38,19 +38,23 @@ class ContainerPool {
   // A re-registration: new settings for the containers to come.
   void Configure(int concurrency, absl::Duration keep_alive);
 
-  // A task's call reached the service at `at`. True when a warm container took it. When it could
-  // only take a container another pending task held, `displaced` gets that task (its warm-up is
-  // lost and must be sent again). Calling it again for a task with a call in progress repeats the
-  // first answer (STARTED and SERVICE_INVOKED both report the call).
-  bool Acquire(absl::string_view task, absl::Time at, std::string* displaced);
+  // A task's call reached the service at `at`. True when a warm container took it. `displaced`
+  // gets the pending tasks whose hold the call ended (their warm-ups are lost and must be sent
+  // again): the holder of the container it could only take from another, and the holders of a
+  // container it took that now has fewer free slots than holders (see WarmupAnswered). Calling it
+  // again for a task with a call in progress repeats the first answer (STARTED and
+  // SERVICE_INVOKED both report the call).
+  bool Acquire(absl::string_view task, absl::Time at, std::vector<std::string>* displaced);
   // The task's call ended at `at`: its container idles, warm until at + keep_alive.
   void Release(absl::string_view task, absl::Time at);
   // The task will not call (skipped, cancelled, its run expired): drops its reservation, and a
   // call in progress ends without warming anything new.
   void Forget(absl::string_view task);
   // A warm-up for `task` was answered at `at`. `cold`: it started a new container; else it
-  // reached a free warm one. Either way that container is warm until at + keep_alive and held for
-  // `task` until its call.
+  // reached a free warm one, or, when none is free, an idle one other tasks hold (the platform
+  // knows nothing of holds), which it then holds too: the first of them to call takes it, and the
+  // others are displaced then (Acquire), when a warm-up can start a container. Either way that
+  // container is warm until at + keep_alive and held for `task` until its call.
   void WarmupAnswered(absl::string_view task, absl::Time at, bool cold);
   // Holds for `task` a free container that stays warm at least until `needed`. False when none.
   bool Claim(absl::string_view task, absl::Time now, absl::Time needed);
@@ -76,8 +80,10 @@ class ContainerPool {
     bool warm;
   };
 
-  // Slots neither serving nor held.
+  // Slots neither serving nor held (negative when more tasks hold it than it has idle slots).
   int FreeSlots(const Container& c) const;
+  // A call takes a slot of `id`; holders beyond its idle slots go to `displaced`.
+  bool Take(absl::string_view task, uint64_t id, bool warm, std::vector<std::string>* displaced);
   bool WarmAt(const Container& c, absl::Time at) const {
     return c.active > 0 || c.idle_until >= at;
   }

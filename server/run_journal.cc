@@ -415,7 +415,8 @@ void ApplyPoolOps(std::vector<PoolOp> ops, ServiceRegistry& services) {
     return std::tie(a.applied, a.run_id, a.seq) < std::tie(b.applied, b.run_id, b.seq);
   });
   for (const PoolOp& op : ops) {
-    std::string displaced;  // Its own record in the displaced run's log says what followed.
+    std::vector<std::string>
+        displaced;  // Its own record in the displaced run's log says what followed.
     switch (op.kind) {
       case PoolOp::Kind::kAcquire:
         services.AcquireContainer(op.service, op.task_key, op.at, &displaced);

@@ -485,11 +485,11 @@ void RunRegistry::Send(OutgoingWarmup warmup) {
 
 void RunRegistry::AcquireContainer(Run& run, int v, absl::Time at) {
   TaskRuntime& rt = run.tasks[v];
-  std::string displaced;
+  std::vector<std::string> displaced;
   const bool warm =
       deps_.services->AcquireContainer(run.dag->task(v).service, TaskKey(run, v), at, &displaced);
   if (!rt.found_warm.has_value()) rt.found_warm = warm;
-  if (!displaced.empty()) Rewarm(displaced);
+  for (const std::string& task_key : displaced) Rewarm(task_key);
 }
 
 void RunRegistry::Rewarm(absl::string_view task_key) {

@@ -164,7 +164,7 @@ ServiceInfo ServiceRegistry::Info(absl::string_view name, absl::Time now) const 
 }
 
 bool ServiceRegistry::AcquireContainer(absl::string_view name, absl::string_view task,
-                                       absl::Time at, std::string* displaced) {
+                                       absl::Time at, std::vector<std::string>* displaced) {
   absl::MutexLock lock(&mu_);
   auto it = pools_.find(name);
   return it != pools_.end() && it->second.Acquire(task, at, displaced);

@@ -54,9 +54,9 @@ class ServiceRegistry {
   // The containers of registered services (ContainerPool; unregistered services are not
   // tracked). `task` names a task of a run ("run_id#index").
   // A task's call reached the service: true when a warm container took it; `displaced` gets the
-  // task whose held container it took, if any.
+  // tasks whose holds it ended (ContainerPool::Acquire).
   bool AcquireContainer(absl::string_view name, absl::string_view task, absl::Time at,
-                        std::string* displaced) ABSL_LOCKS_EXCLUDED(mu_);
+                        std::vector<std::string>* displaced) ABSL_LOCKS_EXCLUDED(mu_);
   void ReleaseContainer(absl::string_view name, absl::string_view task, absl::Time at)
       ABSL_LOCKS_EXCLUDED(mu_);
   void ForgetTask(absl::string_view name, absl::string_view task) ABSL_LOCKS_EXCLUDED(mu_);

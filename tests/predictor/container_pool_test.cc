@@ -1,6 +1,7 @@
 #include "predictor/container_pool.h"
 
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -14,7 +15,7 @@ absl::Time At(double seconds) { return t0 + absl::Seconds(seconds); }
 
 TEST(ContainerPoolTest, ACallStartsAContainerThatIdlesWarmForTheKeepAlive) {
   ContainerPool pool(1, kKeepAlive);
-  std::string displaced;
+  std::vector<std::string> displaced;
   EXPECT_FALSE(pool.Acquire("r#0", At(0), &displaced));
   EXPECT_FALSE(pool.Acquire("r#0", At(1), &displaced));        // Repeats its first answer...
   EXPECT_EQ(pool.FreeWarmUntil(At(1)), absl::InfinitePast());  // ...and it is busy.
@@ -29,7 +30,7 @@ TEST(ContainerPoolTest, ACallStartsAContainerThatIdlesWarmForTheKeepAlive) {
 
 TEST(ContainerPoolTest, WithConcurrencyOneABusyServiceIsNotWarmForAnotherCall) {
   ContainerPool pool(1, kKeepAlive);
-  std::string displaced;
+  std::vector<std::string> displaced;
   pool.Acquire("a#0", At(0), &displaced);
   pool.Release("a#0", At(5));
   EXPECT_TRUE(pool.Acquire("b#0", At(6), &displaced));   // the idle container
@@ -39,7 +40,7 @@ TEST(ContainerPoolTest, WithConcurrencyOneABusyServiceIsNotWarmForAnotherCall) {
 
 TEST(ContainerPoolTest, UnlimitedConcurrencySharesOneContainer) {
   ContainerPool pool(0, kKeepAlive);
-  std::string displaced;
+  std::vector<std::string> displaced;
   EXPECT_FALSE(pool.Acquire("a#0", At(0), &displaced));
   EXPECT_TRUE(pool.Acquire("b#0", At(1), &displaced));
   EXPECT_EQ(pool.FreeWarmUntil(At(1)), At(61));  // busy, and still free for more
@@ -51,7 +52,7 @@ TEST(ContainerPoolTest, UnlimitedConcurrencySharesOneContainer) {
 
 TEST(ContainerPoolTest, AWarmupHoldsItsContainerForItsTask) {
   ContainerPool pool(1, kKeepAlive);
-  std::string displaced;
+  std::vector<std::string> displaced;
   pool.WarmupAnswered("a#1", At(0), /*cold=*/true);
   EXPECT_EQ(pool.HeldUntil("a#1", At(0)), At(60));
   EXPECT_EQ(pool.FreeWarmUntil(At(0)), absl::InfinitePast());
@@ -63,11 +64,11 @@ TEST(ContainerPoolTest, AWarmupHoldsItsContainerForItsTask) {
 
 TEST(ContainerPoolTest, ACallThatTakesAHeldContainerNamesTheTaskItDisplaced) {
   ContainerPool pool(1, kKeepAlive);
-  std::string displaced;
+  std::vector<std::string> displaced;
   pool.WarmupAnswered("a#1", At(0), /*cold=*/true);
   // The platform knows nothing of holds: an unwarmed call takes the warm container.
   EXPECT_TRUE(pool.Acquire("b#0", At(1), &displaced));
-  EXPECT_EQ(displaced, "a#1");
+  EXPECT_EQ(displaced, std::vector<std::string>{"a#1"});
   EXPECT_EQ(pool.HeldUntil("a#1", At(1)), absl::InfinitePast());
   displaced.clear();
   EXPECT_FALSE(pool.Acquire("a#1", At(2), &displaced));  // its task comes too late: cold
@@ -76,7 +77,7 @@ TEST(ContainerPoolTest, ACallThatTakesAHeldContainerNamesTheTaskItDisplaced) {
 
 TEST(ContainerPoolTest, AWarmWarmupHoldsAFreeContainerAndRefreshesIt) {
   ContainerPool pool(1, kKeepAlive);
-  std::string displaced;
+  std::vector<std::string> displaced;
   pool.Acquire("a#0", At(0), &displaced);
   pool.Release("a#0", At(10));  // idle until 70
   pool.WarmupAnswered("b#0", At(50), /*cold=*/false);
@@ -88,9 +89,30 @@ TEST(ContainerPoolTest, AWarmWarmupHoldsAFreeContainerAndRefreshesIt) {
   EXPECT_EQ(pool.HeldUntil("b#0", At(100)), At(160));
 }
 
+TEST(ContainerPoolTest, AWarmupThatFindsOnlyHeldContainersSharesOneAndIsDisplacedByTheFirstCall) {
+  ContainerPool pool(1, kKeepAlive);
+  std::vector<std::string> displaced;
+  pool.WarmupAnswered("a#0", At(0), /*cold=*/true);  // a's own container
+  // b's warm-up finds a's container idle: the platform sends it there and starts nothing.
+  pool.WarmupAnswered("b#0", At(5), /*cold=*/false);
+  EXPECT_EQ(pool.containers(), 1u);
+  EXPECT_EQ(pool.HeldUntil("b#0", At(5)), At(65));
+  // a calls and takes its container: b holds nothing now, and must be warmed again.
+  EXPECT_TRUE(pool.Acquire("a#0", At(10), &displaced));
+  EXPECT_EQ(displaced, std::vector<std::string>{"b#0"});
+  EXPECT_EQ(pool.HeldUntil("b#0", At(10)), absl::InfinitePast());
+  // Whoever of the two calls first takes it.
+  pool.Release("a#0", At(20));
+  pool.WarmupAnswered("c#0", At(21), /*cold=*/false);  // free: c holds it alone
+  pool.WarmupAnswered("d#0", At(22), /*cold=*/false);  // shares c's
+  displaced.clear();
+  EXPECT_TRUE(pool.Acquire("d#0", At(23), &displaced));
+  EXPECT_EQ(displaced, std::vector<std::string>{"c#0"});
+}
+
 TEST(ContainerPoolTest, ClaimNeedsAFreeContainerWarmUntilTheStart) {
   ContainerPool pool(1, kKeepAlive);
-  std::string displaced;
+  std::vector<std::string> displaced;
   pool.Acquire("a#0", At(0), &displaced);
   pool.Release("a#0", At(10));  // idle until 70
   EXPECT_FALSE(pool.Claim("b#0", At(20), At(71)));
@@ -103,7 +125,7 @@ TEST(ContainerPoolTest, ClaimNeedsAFreeContainerWarmUntilTheStart) {
 
 TEST(ContainerPoolTest, ForgettingACallInProgressWarmsNothing) {
   ContainerPool pool(1, kKeepAlive);
-  std::string displaced;
+  std::vector<std::string> displaced;
   pool.Acquire("a#0", At(0), &displaced);
   pool.Forget("a#0");  // e.g. its run expired without a FINISHED
   EXPECT_EQ(pool.FreeWarmUntil(At(1)), absl::InfinitePast());
@@ -113,7 +135,7 @@ TEST(ContainerPoolTest, ForgettingACallInProgressWarmsNothing) {
 
 TEST(ContainerPoolTest, IsBounded) {
   ContainerPool pool(1, absl::Hours(24));
-  std::string displaced;
+  std::vector<std::string> displaced;
   for (int i = 0; i < ContainerPool::kMaxContainers + 100; ++i) {
     const std::string task = "r#" + std::to_string(i);
     pool.Acquire(task, At(i), &displaced);

@@ -840,6 +840,36 @@ TEST_F(RunRegistryTest, ACallThatTakesTheContainerWarmedForATaskWarmsThatTaskAga
   ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "x", v1::WARMUP_STATE_READY));
 }
 
+TEST_F(RunRegistryTest, AWarmupThatReachedAnotherTasksIdleContainerIsSentAgainWhenThatTaskCalls) {
+  v1::Service svc_a;
+  ASSERT_TRUE(services_->Find("svc-a", &svc_a));
+  Register(WithConcurrency(svc_a, 1));
+  ASSERT_TRUE(Prewarm(OneTaskRun("svc-a")).ok());
+  SetRoute("/svc-a", {.delay = absl::Seconds(1)});  // cold: run-1's x gets its own container
+  RunUntil(t0_ + absl::Seconds(58));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "x", v1::WARMUP_STATE_READY));
+
+  // run-2's x is due later; its warm-up finds run-1's container idle (run-1's x is late), and the
+  // platform, which knows nothing of holds, answers it from there: no second container starts.
+  v1::PrewarmRequest second = OneTaskRun("svc-a");
+  second.set_run_id("run-2");
+  *second.mutable_start_time() = ToProtoTimestamp(t0_ + absl::Seconds(72));
+  ASSERT_TRUE(Prewarm(second).ok());
+  SetRoute("/svc-a", {});
+  RunUntil(t0_ + absl::Seconds(71));
+  ASSERT_EQ(Requests("/svc-a"), 2);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-2", "x", v1::WARMUP_STATE_READY));
+
+  // run-1's x takes that container: run-2's x has none, and is warmed again at once.
+  clock_.AdvanceTo(t0_ + absl::Seconds(71.5));
+  ASSERT_TRUE(Report("run-1", "x", v1::TASK_EVENT_TYPE_STARTED, {.cold = false}).ok());
+  EXPECT_THAT(Metric("prewarm_warmups_total", {{"service", "svc-a"}, {"result", "displaced"}}),
+              Optional(1.0));
+  EXPECT_EQ(Task("run-2", "x").warmup_state(), v1::WARMUP_STATE_PENDING);
+  RunUntil(clock_.Now());
+  EXPECT_EQ(Requests("/svc-a"), 3);
+}
+
 TEST_F(RunRegistryTest, CancelRunCancelsEverythingAndRetiresTheRun) {
   ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
   absl::StatusOr<int> cancelled = registry_->CancelRun("run-1");

@@ -241,7 +241,7 @@ TEST_F(ServiceRegistryTest, RestoreStoresWithoutTheLimit) {
 
 TEST_F(ServiceRegistryTest, ContainersAreTrackedForRegisteredServicesOnly) {
   const absl::Time t = absl::FromUnixSeconds(1'700'000'000);
-  std::string displaced;
+  std::vector<std::string> displaced;
   EXPECT_FALSE(registry_.AcquireContainer("unknown", "run#0", t, &displaced));
   registry_.ReleaseContainer("unknown", "run#0", t);
   EXPECT_EQ(registry_.WarmUntil("unknown", t), absl::InfinitePast());
