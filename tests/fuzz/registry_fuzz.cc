@@ -223,6 +223,9 @@ v1::ReportTimingRequest TimingRequest(FuzzedDataProvider& in, absl::Time now) {
   if (in.ConsumeBool()) *r.mutable_event_time() = Stamp(in, now, -7200, 600);
   if (in.ConsumeBool()) r.set_cold(in.ConsumeBool());
   if (in.ConsumeIntegralInRange(0, 3) == 0) *r.mutable_cold_start() = Span(in);
+  // 3..: unknown views, which must be refused.
+  if (in.ConsumeBool())
+    r.set_view(static_cast<v1::ReportTimingView>(in.ConsumeIntegralInRange(0, 4)));
   return r;
 }
 
@@ -366,6 +369,11 @@ void RunOne(FuzzedDataProvider& in) {
         TRACE("ReportTiming ", request.ShortDebugString(), " -> ",
               answer->ok() ? (*answer)->ShortDebugString() : answer->status().ToString());
         FUZZ_CHECK(answer->ok() || !answer->status().message().empty(), "an error without words");
+        FUZZ_CHECK(!answer->ok() || request.view() <= v1::REPORT_TIMING_VIEW_SUMMARY,
+                   "an unknown view was accepted");
+        FUZZ_CHECK(!answer->ok() || request.view() != v1::REPORT_TIMING_VIEW_SUMMARY ||
+                       (*answer)->replanned_tasks().empty(),
+                   "a summary answer carries plans");
         if (answer->ok()) {
           // A repeated last event of an ended run is acknowledged (delivery at least once), as
           // finished and changing nothing.
