@@ -574,5 +574,56 @@ TEST_F(PrewarmServiceTest, APostgresStandbyAnswersUnavailableThenTakesOverTheRun
   EXPECT_TRUE((*standby)->Shutdown().ok());
 }
 
+// A standby checks the bearer token before anything else: a caller without it learns neither
+// that the replica is a standby nor who leads. Health checks need no token and are unchanged.
+TEST_F(PrewarmServiceTest, APostgresStandbyChecksTheBearerTokenBeforeNamingTheLeader) {
+  PREWARM_SHARED_POSTGRES_OR_SKIP(postgres);
+  absl::StatusOr<std::string> uri = postgres->CreateDatabase("token_replicas");
+  ASSERT_TRUE(uri.ok()) << uri.status();
+  options_.store_path = *uri;
+  options_.leader_poll = absl::Milliseconds(50);
+  options_.replica_id = "replica-a";
+  options_.bearer_token = "s3cret";
+  StartServer();
+  for (absl::Time end = absl::Now() + kPatience; absl::Now() < end && !server_->leading();) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(server_->leading());
+
+  ServerOptions standby_options = options_;
+  standby_options.replica_id = "replica-b";
+  absl::StatusOr<std::unique_ptr<Server>> standby = Server::Start(standby_options, clock_);
+  ASSERT_TRUE(standby.ok()) << standby.status();
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*standby)->grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::PrewarmService::NewStub(channel);
+  v1::ListServicesResponse list;
+  grpc::Status status;
+  // Once it has seen who leads, it names the leader to a caller with the token...
+  for (absl::Time end = absl::Now() + kPatience; absl::Now() < end;) {
+    status = stub->ListServices(Context("Bearer s3cret").get(), {}, &list);
+    if (absl::StrContains(status.error_message(), "replica-a")) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("standby: replica \"replica-a\" leads"));
+  // ...and to no one else.
+  for (const std::optional<std::string>& refused :
+       {std::optional<std::string>(), std::optional<std::string>("Bearer wrong")}) {
+    status = stub->ListServices(Context(refused).get(), {}, &list);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+    EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr("replica")));
+    v1::PrewarmResponse prewarm;
+    status = stub->Prewarm(Context(refused).get(), Chain("run-1"), &prewarm);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  }
+  std::string health;
+  ASSERT_TRUE(CheckHealth(channel, "prewarm.v1.PrewarmService", &health).ok());
+  EXPECT_EQ(health, kNotServing);
+  ASSERT_TRUE(CheckHealth(channel, "", &health).ok());
+  EXPECT_EQ(health, kServing);
+  EXPECT_TRUE((*standby)->Shutdown().ok());
+}
+
 }  // namespace
 }  // namespace prewarm
