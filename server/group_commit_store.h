@@ -148,13 +148,10 @@ class NewestPerKey {
   void Add(Observation obs);
   // Passes on the last key's rows and logs the rows skipped; call after the last row.
   void Finish();
-  // Rows of unknown kinds skipped so far.
-  int64_t skipped_unknown() const { return skipped_unknown_; }
-
-  // Whether this binary knows `kind`, i.e. Observation::Kind names it.
-  static bool IsKnownKind(Observation::Kind kind);
 
  private:
+  // Whether this binary knows `kind`, i.e. Observation::Kind names it.
+  static bool IsKnownKind(Observation::Kind kind);
   // Passes on the buffered key's newest rows.
   void PassGroup();
 
