@@ -150,6 +150,16 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
     o.registry.max_warmup_refreshes = std::max(0, p.max_warmup_refreshes());
   }
   if (p.ignore_trends()) o.registry.history.follow_trends = false;
+  if (p.duration_hint_spread() != 0) {
+    // Beyond 3 the log-normal spans more than e^±3.8 at the 10th/90th percentile: no longer a hint.
+    if (!(p.duration_hint_spread() > 0) || p.duration_hint_spread() > 3) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("planning.duration_hint_spread must be in (0, 3] (0 for the default 0.25), "
+                       "got ",
+                       p.duration_hint_spread()));
+    }
+    o.registry.history.duration_hint_spread = p.duration_hint_spread();
+  }
   if (p.has_default_keep_alive()) {
     if (absl::Status s = PositiveDuration(p.default_keep_alive(), "planning.default_keep_alive",
                                           &o.service_defaults.keep_alive);

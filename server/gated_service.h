@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "prewarm/v1/prewarm.grpc.pb.h"
 #include "server/arena_allocator.h"
@@ -11,13 +12,17 @@
 
 namespace prewarm {
 
-// The PrewarmService registered with gRPC for the whole life of the process. It forwards every
-// call to the PrewarmService of the current leadership term, or, on a standby (no term), answers
-// UNAVAILABLE at once with the reason ("standby: replica X leads at epoch 7"), so that clients
-// retry, and Kubernetes routes to the leader through readiness. Thread-safe.
+// The PrewarmService registered with gRPC for the whole life of the process. It checks the
+// optional bearer token of every call first, on every replica: a call without the right token is
+// answered UNAUTHENTICATED and learns nothing else (not even whether this replica leads). It then
+// forwards the call to the PrewarmService of the current leadership term, or, on a standby (no
+// term), answers UNAVAILABLE at once with the reason ("standby: replica X leads at epoch 7"), so
+// that clients retry, and Kubernetes routes to the leader through readiness. Health checks are
+// another service and need no token. Thread-safe.
 class GatedPrewarmService final : public v1::PrewarmService::CallbackService {
  public:
-  GatedPrewarmService(Metrics& metrics, std::string standby_reason);
+  // `bearer_token`: when non-empty, every call must carry "authorization: Bearer <token>".
+  GatedPrewarmService(Metrics& metrics, std::string bearer_token, std::string standby_reason);
 
   // From now on calls go to `service` (owned by the caller, alive until Close() returns).
   void Open(PrewarmService* service) ABSL_LOCKS_EXCLUDED(mu_);
@@ -55,6 +60,9 @@ class GatedPrewarmService final : public v1::PrewarmService::CallbackService {
                                             v1::GetServiceStatsResponse* response) override;
 
  private:
+  // OK without a configured token, or when the call carries it; else UNAUTHENTICATED saying what
+  // is wrong with the call's metadata (and nothing about the server).
+  absl::Status Authorize(const grpc::CallbackServerContext& context) const;
   template <typename Request, typename Response>
   grpc::ServerUnaryReactor* Forward(const char* method,
                                     grpc::ServerUnaryReactor* (PrewarmService::*handler)(
@@ -63,6 +71,7 @@ class GatedPrewarmService final : public v1::PrewarmService::CallbackService {
                                     Response* response) ABSL_LOCKS_EXCLUDED(mu_);
 
   Metrics& metrics_;
+  const std::string bearer_token_;
   // ReportTiming, the hot call, parses and answers on a per-call arena.
   ArenaMessageAllocator<v1::ReportTimingRequest, v1::ReportTimingResponse> report_timing_allocator_;
   // Held shared while a call enters the open service, so that Close() returns only once no call

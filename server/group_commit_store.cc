@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "predictor/check.h"
+#include "server/log.h"
 
 namespace prewarm {
 namespace {
@@ -167,18 +168,51 @@ absl::Status GroupCommitStore::StopWriter() {
   return std::exchange(first_error_, absl::OkStatus());
 }
 
+bool NewestPerKey::IsKnownKind(Observation::Kind kind) {
+  // No default: -Wswitch names a kind added to the enum and not here.
+  switch (kind) {
+    case Observation::Kind::kTaskDuration:
+    case Observation::Kind::kServiceDuration:
+    case Observation::Kind::kColdStart:
+    case Observation::Kind::kWarmLatency:
+    case Observation::Kind::kDispatchGap:
+    case Observation::Kind::kTaskRun:
+    case Observation::Kind::kChildOutcomes:
+      return true;
+  }
+  return false;
+}
+
 void NewestPerKey::Add(Observation obs) {
+  if (!IsKnownKind(obs.kind)) {
+    ++skipped_unknown_;
+    ++unknown_kinds_[static_cast<int>(obs.kind)];
+    return;
+  }
   if (!group_.empty() && (group_.back().kind != obs.kind || group_.back().key != obs.key)) {
-    Finish();
+    PassGroup();
   }
   group_.push_back(std::move(obs));
 }
 
-void NewestPerKey::Finish() {
+void NewestPerKey::PassGroup() {
   for (size_t i = group_.size() > max_ ? group_.size() - max_ : 0; i < group_.size(); ++i) {
     fn_(group_[i]);
   }
   group_.clear();
+}
+
+void NewestPerKey::Finish() {
+  PassGroup();
+  if (unknown_kinds_.empty()) return;
+  std::string kinds;
+  for (const auto& [kind, rows] : unknown_kinds_) {
+    absl::StrAppend(&kinds, kinds.empty() ? "" : ", ", kind, " (", rows, " rows)");
+  }
+  PREWARM_LOG(WARNING) << "prewarm store " << store_name_ << ": skipped " << skipped_unknown_
+                       << " history rows of observation kinds this binary does not know: " << kinds
+                       << "; a newer prewarmd wrote them, they are kept in the store";
+  unknown_kinds_.clear();
 }
 
 }  // namespace prewarm

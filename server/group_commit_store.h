@@ -2,8 +2,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -131,20 +133,35 @@ class GroupCommitStore : public HistoryStore {
 // `max_per_key`: rows older than that are left by an earlier run with a larger bound until the
 // key's next write prunes them, and are skipped at load rather than pruned at open (which would
 // scan the whole table). Buffers one key's rows at a time. Both stores' LoadObservations use it.
+//
+// Rows of a kind this binary does not know (written by a newer prewarmd that shares or left the
+// store) are skipped, never passed on as another kind; Finish() logs how many, once per load.
+// They stay in the store untouched (docs/store.md, "Forward compatibility").
 class NewestPerKey {
  public:
-  NewestPerKey(int max_per_key, const std::function<void(const Observation&)>& fn)
-      : max_(static_cast<size_t>(max_per_key)), fn_(fn) {}
+  // `store_name` names the store in the log line (no password: pg::Describe for PostgreSQL).
+  NewestPerKey(int max_per_key, const std::function<void(const Observation&)>& fn,
+               std::string store_name)
+      : max_(static_cast<size_t>(max_per_key)), fn_(fn), store_name_(std::move(store_name)) {}
 
   // The next row; its key's group ends when a row of another key arrives.
   void Add(Observation obs);
-  // Passes on the last key's rows; call after the last row.
+  // Passes on the last key's rows and logs the rows skipped; call after the last row.
   void Finish();
 
  private:
+  // Whether this binary knows `kind`, i.e. Observation::Kind names it.
+  static bool IsKnownKind(Observation::Kind kind);
+  // Passes on the buffered key's newest rows.
+  void PassGroup();
+
   const size_t max_;
   const std::function<void(const Observation&)>& fn_;
+  const std::string store_name_;
   std::vector<Observation> group_;
+  int64_t skipped_unknown_ = 0;
+  // Skipped rows per unknown kind, for the log line.
+  std::map<int, int64_t> unknown_kinds_;
 };
 
 }  // namespace prewarm

@@ -408,7 +408,7 @@ absl::Status PostgresHistoryStore::Query(const char* sql,
 absl::Status PostgresHistoryStore::LoadObservations(
     const std::function<void(const Observation&)>& fn) {
   absl::MutexLock lock(&read_mu_);
-  NewestPerKey newest(options_.max_observations_per_key, fn);
+  NewestPerKey newest(options_.max_observations_per_key, fn, name());
   absl::Status status =
       Query("SELECT kind, key, value, time_unix_nanos FROM observations ORDER BY kind, key, seq",
             [&](const PGresult* r) {

@@ -3,7 +3,6 @@
 #include <memory>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "predictor/names.h"
@@ -16,37 +15,12 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 }
 
 PrewarmService::PrewarmService(RunRegistry& registry, ServiceRegistry& services,
-                               DelegatedWarmups& delegated, Metrics& metrics, Clock& clock,
-                               std::string bearer_token)
+                               DelegatedWarmups& delegated, Metrics& metrics, Clock& clock)
     : registry_(registry),
       services_(services),
       delegated_(delegated),
       metrics_(metrics),
-      clock_(clock),
-      bearer_token_(std::move(bearer_token)) {}
-
-absl::Status PrewarmService::Authorize(grpc::CallbackServerContext* context) const {
-  if (bearer_token_.empty()) return absl::OkStatus();
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find("authorization");
-  if (it == metadata.end()) {
-    return absl::UnauthenticatedError("missing 'authorization: Bearer <token>' metadata");
-  }
-  const absl::string_view value(it->second.data(), it->second.size());
-  // The scheme is case-insensitive (RFC 7235); the token is compared in constant time, so that
-  // answer times do not reveal how much of a guess was right.
-  constexpr absl::string_view kScheme = "bearer ";
-  const bool scheme_ok = value.size() >= kScheme.size() &&
-                         absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme);
-  const absl::string_view token = scheme_ok ? value.substr(kScheme.size()) : absl::string_view();
-  unsigned char diff = token.size() == bearer_token_.size() ? 0 : 1;
-  for (size_t i = 0; i < bearer_token_.size(); ++i) {
-    diff |= static_cast<unsigned char>(bearer_token_[i]) ^
-            static_cast<unsigned char>(i < token.size() ? token[i] : 0);
-  }
-  if (!scheme_ok || diff != 0) return absl::UnauthenticatedError("invalid bearer token");
-  return absl::OkStatus();
-}
+      clock_(clock) {}
 
 namespace {
 
@@ -98,10 +72,6 @@ grpc::ServerUnaryReactor* PrewarmService::Start(
   };
   if (draining) {
     finish(absl::UnavailableError("prewarmd is shutting down"));
-    return reactor;
-  }
-  if (absl::Status auth = Authorize(context); !auth.ok()) {
-    finish(auth);
     return reactor;
   }
   body(std::move(finish));
@@ -293,11 +263,6 @@ class RejectedStream final : public grpc::ServerWriteReactor<v1::WatchWarmupsRes
 
 grpc::ServerWriteReactor<v1::WatchWarmupsResponse>* PrewarmService::WatchWarmups(
     grpc::CallbackServerContext* context, const v1::WatchWarmupsRequest* request) {
-  if (absl::Status auth = Authorize(context); !auth.ok()) {
-    metrics_.RpcHandled("WatchWarmups", absl::StatusCodeToString(auth.code()),
-                        absl::ZeroDuration());
-    return new RejectedStream(auth);
-  }
   for (int i = 0; i < request->services_size(); ++i) {
     if (absl::Status s =
             ValidateServiceName(request->services(i), absl::StrCat("services[", i, "]"));

@@ -16,14 +16,14 @@
 namespace prewarm {
 
 // The gRPC face of prewarmd: converts requests to RunRegistry calls and absl::Status to
-// grpc::Status, checks the optional bearer token, and records every RPC's code and latency.
+// grpc::Status, and records every RPC's code and latency. Reached only through
+// GatedPrewarmService, which has checked the bearer token.
 // Handlers never block: RunRegistry answers through callbacks once the store has committed.
 // Thread-safe.
 class PrewarmService final : public v1::PrewarmService::CallbackService {
  public:
-  // `bearer_token`: when non-empty, every call must carry "authorization: Bearer <token>".
   PrewarmService(RunRegistry& registry, ServiceRegistry& services, DelegatedWarmups& delegated,
-                 Metrics& metrics, Clock& clock, std::string bearer_token);
+                 Metrics& metrics, Clock& clock);
 
   grpc::ServerUnaryReactor* RegisterService(grpc::CallbackServerContext* context,
                                             const v1::RegisterServiceRequest* request,
@@ -64,14 +64,12 @@ class PrewarmService final : public v1::PrewarmService::CallbackService {
   // A unary reactor that records the RPC's metrics when it finishes.
   grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* context, const char* method,
                                   std::function<void(std::function<void(absl::Status)>)> body);
-  absl::Status Authorize(grpc::CallbackServerContext* context) const;
 
   RunRegistry& registry_;
   ServiceRegistry& services_;
   DelegatedWarmups& delegated_;
   Metrics& metrics_;
   Clock& clock_;
-  const std::string bearer_token_;
 
   absl::Mutex calls_mu_;
   int64_t calls_in_flight_ ABSL_GUARDED_BY(calls_mu_) = 0;

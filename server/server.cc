@@ -104,7 +104,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     replica_id = absl::StrCat(host, "-", getpid());
   }
   s->gate_ = std::make_unique<GatedPrewarmService>(
-      *s->metrics_,
+      *s->metrics_, options.bearer_token,
       absl::StrCat("standby: replica ", replica_id, " has not become the leader yet (store ",
                    pg::Describe(options.store_path), ")"));
   s->metrics_->SetLeader(false);
@@ -216,8 +216,8 @@ absl::Status Server::StartTerm(int64_t epoch) {
   }
   // Deadlines that passed while no replica led fire at once.
   t->timers->Start();
-  t->service = std::make_unique<PrewarmService>(*t->registry, *t->services, *delegated_, *metrics,
-                                                clock_, options.bearer_token);
+  t->service =
+      std::make_unique<PrewarmService>(*t->registry, *t->services, *delegated_, *metrics, clock_);
   PrewarmService* service = t->service.get();
   {
     absl::MutexLock lock(&term_mu_);

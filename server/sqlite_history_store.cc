@@ -642,7 +642,7 @@ absl::Status SqliteHistoryStore::LoadObservations(
               /*persistent=*/false, options_.path);
   if (!stmt.ok()) return stmt.status();
 
-  NewestPerKey newest(options_.max_observations_per_key, fn);
+  NewestPerKey newest(options_.max_observations_per_key, fn, options_.path);
   int rc;
   while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
     newest.Add({.kind = static_cast<Observation::Kind>(sqlite3_column_int(stmt->get(), 0)),

@@ -360,6 +360,7 @@ class Counters:
     cold_requests: int = 0
     warmup_requests: int = 0
     scale_downs: int = 0
+    start_seconds: float = 0.0  # Process starts, from spawn to ready, summed.
     ready_seconds: float = 0.0
     idle_seconds: float = 0.0
     busy_seconds: float = 0.0
@@ -457,6 +458,7 @@ class Service:
                 error = inst.error or "cancelled"
             else:
                 inst.mark_ready(self._clock())
+                self._counters.start_seconds += inst.ready_at - inst.started_at
                 self._cond.notify_all()
         if error:
             self._children.stop(process)
@@ -574,6 +576,7 @@ class Service:
                 "cold_requests": c.cold_requests,
                 "warmup_requests": c.warmup_requests,
                 "scale_downs": c.scale_downs,
+                "start_seconds": round(c.start_seconds, 6),
                 "ready_seconds": round(c.ready_seconds + ready, 6),
                 "idle_seconds": round(c.idle_seconds + idle, 6),
                 "busy_seconds": round(c.busy_seconds + busy, 6),

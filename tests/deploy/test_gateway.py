@@ -201,6 +201,9 @@ def test_first_request_is_cold_and_next_is_warm(gateway_factory) -> None:
     assert stats["requests"] == 2
     assert stats["cold_requests"] == 1
     assert stats["warmup_requests"] == 0
+    # The one start, which the first request waited for from its spawn to ready.
+    assert stats["start_seconds"] >= INIT
+    assert stats["start_seconds"] == pytest.approx(first.wait_seconds, abs=1e-5)
 
 
 def test_concurrent_first_requests_spawn_exactly_one_process(gateway_factory) -> None:
@@ -369,7 +372,7 @@ def test_reset_stops_processes_and_zeroes_counters(gateway_factory) -> None:
     assert stats["state"] == "idle"
     assert all(stats[k] == 0 for k in ("cold_starts", "requests", "cold_requests",
                                        "warmup_requests", "scale_downs", "ready_seconds",
-                                       "idle_seconds", "busy_seconds"))
+                                       "idle_seconds", "busy_seconds", "start_seconds"))
     assert gw.request("/svc-a/x").cold
 
 
@@ -381,7 +384,7 @@ def test_admin_endpoints(gateway_factory) -> None:
     stats = gw.stats()
     assert set(stats["services"]["svc-a"]) >= {
         "state", "cold_starts", "requests", "cold_requests", "warmup_requests", "scale_downs",
-        "ready_seconds", "idle_seconds", "busy_seconds"}
+        "ready_seconds", "idle_seconds", "busy_seconds", "start_seconds"}
 
 
 # --- failing starts --------------------------------------------------------------------------

@@ -72,7 +72,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
                "max_unregistered_service_counters": 50, "max_events_per_run": 40},
     "planning": {"delay_cost_ratio": 4.5, "sample_count": 256, "window_size": 64,
                  "max_warmup_refreshes": 3, "ignore_trends": true, "default_keep_alive": "75s", "cold_start_prior": "3s",
-                 "duration_prior": "1.5s"},
+                 "duration_prior": "1.5s", "duration_hint_spread": 0.5},
     "bearer_token_file": ")" + token +
                                     R"("
   })");
@@ -104,6 +104,7 @@ TEST_F(ConfigTest, AFullFileIsApplied) {
   EXPECT_EQ(options_.service_defaults.keep_alive, absl::Seconds(75));
   EXPECT_EQ(options_.registry.history.cold_start_prior, absl::Seconds(3));
   EXPECT_EQ(options_.registry.history.duration_prior, absl::Milliseconds(1500));
+  EXPECT_DOUBLE_EQ(options_.registry.history.duration_hint_spread, 0.5);
   EXPECT_EQ(options_.bearer_token, "t0ken");
 }
 
@@ -117,6 +118,11 @@ TEST_F(ConfigTest, AnEmptyFileKeepsTheDefaults) {
   EXPECT_EQ(options_.service_defaults.keep_alive, defaults.service_defaults.keep_alive);
   EXPECT_EQ(options_.registry.max_warmup_refreshes, 60);
   EXPECT_TRUE(options_.registry.history.follow_trends);
+  EXPECT_DOUBLE_EQ(options_.registry.history.duration_hint_spread, 0.25);
+  ASSERT_TRUE(Apply(R"({"planning": {"duration_hint_spread": 0}})").ok());  // 0: the default
+  EXPECT_DOUBLE_EQ(options_.registry.history.duration_hint_spread, 0.25);
+  ASSERT_TRUE(Apply(R"({"planning": {"duration_hint_spread": 3}})").ok());  // The largest.
+  EXPECT_DOUBLE_EQ(options_.registry.history.duration_hint_spread, 3);
   ASSERT_TRUE(Apply(R"({"planning": {"max_warmup_refreshes": -1}})").ok());
   EXPECT_EQ(options_.registry.max_warmup_refreshes, 0);  // -1: never refresh
 }
@@ -186,6 +192,10 @@ TEST_F(ConfigTest, BadValuesAreRefusedNamingTheField) {
       {R"({"planning": {"default_keep_alive": "0s"}})", "planning.default_keep_alive"},
       {R"({"planning": {"cold_start_prior": "-1s"}})", "planning.cold_start_prior"},
       {R"({"planning": {"duration_prior": "0s"}})", "planning.duration_prior"},
+      {R"({"planning": {"duration_hint_spread": -0.25}})", "planning.duration_hint_spread"},
+      {R"({"planning": {"duration_hint_spread": 3.01}})", "planning.duration_hint_spread"},
+      {R"({"planning": {"duration_hint_spread": "NaN"}})", "planning.duration_hint_spread"},
+      {R"({"planning": {"duration_hint_spread": "Infinity"}})", "planning.duration_hint_spread"},
       {R"({"allowlist": ["loopback", "10.0.0.1/8"]})", "10.0.0.1/8"},
       {R"({"bearer_token_file": "/nonexistent/token"})", "/nonexistent/token"},
   };

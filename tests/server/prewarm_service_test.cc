@@ -112,6 +112,37 @@ class PrewarmServiceTest : public ::testing::Test {
     return r;
   }
 
+  // PostgreSQL store: whether `server` leads within kPatience.
+  static bool WaitLeading(Server& server) {
+    for (absl::Time end = absl::Now() + kPatience; absl::Now() < end && !server.leading();) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return server.leading();
+  }
+
+  // PostgreSQL store, while server_ ("replica-a") leads: starts a standby, "replica-b", on the
+  // same store (standby_channel_ and standby_stub_ reach it), and calls ListServices on it with
+  // `authorization` until the answer names the leader (before its first poll it has not seen who
+  // leads), returning that answer in `*named`.
+  std::unique_ptr<Server> StartStandby(std::optional<std::string> authorization,
+                                       grpc::Status* named) {
+    ServerOptions standby_options = options_;
+    standby_options.replica_id = "replica-b";
+    absl::StatusOr<std::unique_ptr<Server>> standby = Server::Start(standby_options, clock_);
+    EXPECT_TRUE(standby.ok()) << standby.status();
+    if (!standby.ok()) return nullptr;
+    standby_channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*standby)->grpc_port()),
+                                           grpc::InsecureChannelCredentials());
+    standby_stub_ = v1::PrewarmService::NewStub(standby_channel_);
+    v1::ListServicesResponse list;
+    for (absl::Time end = absl::Now() + kPatience; absl::Now() < end;) {
+      *named = standby_stub_->ListServices(Context(authorization).get(), {}, &list);
+      if (absl::StrContains(named->error_message(), "replica-a")) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return *std::move(standby);
+  }
+
   FakeClock clock_;
   std::string dir_;
   std::unique_ptr<FakeHttpTarget> target_;
@@ -119,6 +150,8 @@ class PrewarmServiceTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::PrewarmService::Stub> stub_;
+  std::shared_ptr<grpc::Channel> standby_channel_;
+  std::unique_ptr<v1::PrewarmService::Stub> standby_stub_;
 };
 
 TEST_F(PrewarmServiceTest, RegisterAndListServices) {
@@ -516,34 +549,18 @@ TEST_F(PrewarmServiceTest, APostgresStandbyAnswersUnavailableThenTakesOverTheRun
   options_.store_path = *uri;
   options_.leader_poll = absl::Milliseconds(50);
   options_.replica_id = "replica-a";
-  auto wait_leading = [](Server& server) {
-    for (absl::Time end = absl::Now() + kPatience; absl::Now() < end && !server.leading();) {
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return server.leading();
-  };
   StartServer();
-  ASSERT_TRUE(wait_leading(*server_));
+  ASSERT_TRUE(WaitLeading(*server_));
   v1::RegisterServiceResponse registered;
   ASSERT_TRUE(Register(Managed("svc-a"), &registered).ok());
   v1::PrewarmResponse prewarm;
   ASSERT_TRUE(stub_->Prewarm(Context().get(), Chain("run-1"), &prewarm).ok());
 
-  ServerOptions standby_options = options_;
-  standby_options.replica_id = "replica-b";
-  absl::StatusOr<std::unique_ptr<Server>> standby = Server::Start(standby_options, clock_);
-  ASSERT_TRUE(standby.ok()) << standby.status();
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*standby)->grpc_port()),
-                                     grpc::InsecureChannelCredentials());
-  auto stub = v1::PrewarmService::NewStub(channel);
-  v1::ListServicesResponse list;
   grpc::Status status;
-  // Until its first poll it has not seen who leads; then it names the leader.
-  for (absl::Time end = absl::Now() + kPatience; absl::Now() < end;) {
-    status = stub->ListServices(Context().get(), {}, &list);
-    if (absl::StrContains(status.error_message(), "replica-a")) break;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  std::unique_ptr<Server> standby = StartStandby(std::nullopt, &status);
+  ASSERT_NE(standby, nullptr);
+  const std::shared_ptr<grpc::Channel>& channel = standby_channel_;
+  v1::PrewarmService::Stub* stub = standby_stub_.get();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(status.error_message(), HasSubstr("standby: replica \"replica-a\" leads"));
   // Readiness (the service) says not here; liveness (the server) says alive.
@@ -552,13 +569,13 @@ TEST_F(PrewarmServiceTest, APostgresStandbyAnswersUnavailableThenTakesOverTheRun
   EXPECT_EQ(health, kNotServing);
   ASSERT_TRUE(CheckHealth(channel, "", &health).ok());
   EXPECT_EQ(health, kServing);
-  EXPECT_FALSE((*standby)->leading());
+  EXPECT_FALSE(standby->leading());
 
   // The leader goes (released at once on shutdown; kill -9 drops its connection likewise).
   stub_.reset();
   ASSERT_TRUE(server_->Shutdown().ok());
   server_.reset();
-  ASSERT_TRUE(wait_leading(**standby));
+  ASSERT_TRUE(WaitLeading(*standby));
   ASSERT_TRUE(CheckHealth(channel, "prewarm.v1.PrewarmService", &health).ok());
   EXPECT_EQ(health, kServing);
   v1::GetPlanRequest get;
@@ -567,11 +584,50 @@ TEST_F(PrewarmServiceTest, APostgresStandbyAnswersUnavailableThenTakesOverTheRun
   status = stub->GetPlan(Context().get(), get, &plan);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(plan.plan().tasks(0).warmup_state(), v1::WARMUP_STATE_PENDING);
+  v1::ListServicesResponse list;
   ASSERT_TRUE(stub->ListServices(Context().get(), {}, &list).ok());
   EXPECT_EQ(list.services_size(), 1);
-  EXPECT_THAT((*standby)->metrics().Scrape(), HasSubstr("\nprewarm_leader_takeovers_total 1\n"));
-  EXPECT_THAT((*standby)->metrics().Scrape(), HasSubstr("\nprewarm_leader 1\n"));
-  EXPECT_TRUE((*standby)->Shutdown().ok());
+  EXPECT_THAT(standby->metrics().Scrape(), HasSubstr("\nprewarm_leader_takeovers_total 1\n"));
+  EXPECT_THAT(standby->metrics().Scrape(), HasSubstr("\nprewarm_leader 1\n"));
+  EXPECT_TRUE(standby->Shutdown().ok());
+}
+
+// A standby checks the bearer token before anything else: a caller without it learns neither
+// that the replica is a standby nor who leads. Health checks need no token and are unchanged.
+TEST_F(PrewarmServiceTest, APostgresStandbyChecksTheBearerTokenBeforeNamingTheLeader) {
+  PREWARM_SHARED_POSTGRES_OR_SKIP(postgres);
+  absl::StatusOr<std::string> uri = postgres->CreateDatabase("token_replicas");
+  ASSERT_TRUE(uri.ok()) << uri.status();
+  options_.store_path = *uri;
+  options_.leader_poll = absl::Milliseconds(50);
+  options_.replica_id = "replica-a";
+  options_.bearer_token = "s3cret";
+  StartServer();
+  ASSERT_TRUE(WaitLeading(*server_));
+
+  // Once it has seen who leads, it names the leader to a caller with the token...
+  grpc::Status status;
+  std::unique_ptr<Server> standby = StartStandby("Bearer s3cret", &status);
+  ASSERT_NE(standby, nullptr);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("standby: replica \"replica-a\" leads"));
+  // ...and to no one else.
+  for (const std::optional<std::string>& refused :
+       {std::optional<std::string>(), std::optional<std::string>("Bearer wrong")}) {
+    v1::ListServicesResponse list;
+    status = standby_stub_->ListServices(Context(refused).get(), {}, &list);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+    EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr("replica")));
+    v1::PrewarmResponse prewarm;
+    status = standby_stub_->Prewarm(Context(refused).get(), Chain("run-1"), &prewarm);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  }
+  std::string health;
+  ASSERT_TRUE(CheckHealth(standby_channel_, "prewarm.v1.PrewarmService", &health).ok());
+  EXPECT_EQ(health, kNotServing);
+  ASSERT_TRUE(CheckHealth(standby_channel_, "", &health).ok());
+  EXPECT_EQ(health, kServing);
+  EXPECT_TRUE(standby->Shutdown().ok());
 }
 
 }  // namespace

@@ -123,6 +123,25 @@ TEST_F(RunJournalTest, HistoryComesBackWithItsEvictionOrder) {
   EXPECT_EQ(again.key_count(), 2u);
 }
 
+// A kind this binary does not know (written by a newer prewarmd) must not be learned as a task
+// duration, which is where an unknown kind used to land.
+TEST_F(RunJournalTest, HistoryLoadSkipsObservationsOfUnknownKinds) {
+  const std::string key = History::TaskKey("wf", "t");
+  ASSERT_TRUE(WriteAndWait({MakeObservation(Observation::Kind::kTaskDuration, key, 4, now_),
+                            MakeObservation(static_cast<Observation::Kind>(99), key, 1000, now_),
+                            MakeObservation(static_cast<Observation::Kind>(99), "other", 7, now_)},
+                           {})
+                  .ok());
+  History loaded(TestHistoryOptions());
+  absl::StatusOr<int64_t> count = journal_->LoadHistory(loaded, /*max_keys=*/100);
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(*count, 1);
+  EXPECT_EQ(loaded.key_count(), 1u);
+  const SampleWindow* durations = loaded.TaskDurations("wf", "t");
+  ASSERT_NE(durations, nullptr);
+  EXPECT_EQ(durations->size(), 1);
+}
+
 TEST_F(RunJournalTest, AStoreErrorReachesTheCallerAsUnavailable) {
   ASSERT_TRUE(store_->Close().ok());
   absl::Status s =

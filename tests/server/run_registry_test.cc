@@ -2198,6 +2198,33 @@ TEST_F(RunRegistryRestartTest, ADurationHintPlansTheFirstRunAndSurvivesARestart)
   EXPECT_EQ(T(TaskOf(*restored, "b").warmup_time()), T(TaskOf(*plan, "b").warmup_time()));
 }
 
+// planning.duration_hint_spread: how far a hinted task may stray from its hint. A wider spread
+// widens the start times of the tasks after it, and warms them earlier to cover a short run.
+TEST_F(RunRegistryTest, AWiderDurationHintSpreadWidensTheStartsAfterTheHintedTask) {
+  v1::PrewarmRequest request = Chain("run-1");
+  *request.mutable_tasks(0)->mutable_expected_duration() = ToProtoDuration(absl::Seconds(30));
+  auto plan_with = [&](double spread) -> v1::RunPlan {
+    Halt();
+    options_.history.duration_hint_spread = spread;
+    Boot(NewInMemoryHistoryStore());
+    for (const char* name : {"svc-a", "svc-b", "svc-c"}) RegisterManaged(name);
+    absl::StatusOr<v1::RunPlan> plan = Prewarm(request);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.value_or(v1::RunPlan());
+  };
+  auto spread_of_b = [&](const v1::RunPlan& plan) {
+    const v1::TaskPlan& b = TaskOf(plan, "b");
+    return absl::ToDoubleSeconds(T(b.start_time_p90()) - T(b.start_time_p10()));
+  };
+  const v1::RunPlan narrow = plan_with(0.25);  // The default.
+  const v1::RunPlan wide = plan_with(1.0);
+  // a's hint, 30 s, at the 10th and 90th percentiles: x0.73..x1.38 (about 19 s apart) at 0.25,
+  // x0.28..x3.6 (about 100 s apart) at 1.
+  EXPECT_GT(spread_of_b(narrow), 10);
+  EXPECT_GT(spread_of_b(wide), 3 * spread_of_b(narrow));
+  EXPECT_LT(T(TaskOf(wide, "b").warmup_time()), T(TaskOf(narrow, "b").warmup_time()));
+}
+
 // route -> b | c -> d, where exactly one of b and c runs: the registry learns their joint
 // outcome, so d's plan is certain, and a restored run keeps that model.
 TEST_F(RunRegistryRestartTest, ExclusiveBranchesAreLearnedTogetherAndKeptAcrossARestart) {

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -471,6 +472,28 @@ TYPED_TEST(HistoryStoreTest, OversizedWritesAreRefusedAlone) {
   EXPECT_THAT(LoadServices(store), ElementsAre(Pair("svc", "small")));
 }
 
+// Observation kinds are added without a schema bump (kChildOutcomes was): a newer prewarmd may
+// have written kinds this binary does not know. They are skipped at load, never read as another
+// kind, and the known rows of the same keys are intact.
+TYPED_TEST(HistoryStoreTest, RowsOfUnknownKindsAreSkippedAtLoad) {
+  HistoryStore& store = *this->store_;
+  const Kind unknown_before = static_cast<Kind>(0);  // Sorts before every known kind.
+  const Kind unknown_after = static_cast<Kind>(99);  // And after.
+  store.AppendObservation(Obs(unknown_before, "a", 1000), nullptr);
+  store.AppendObservation(Obs(Kind::kTaskDuration, "a", 1), nullptr);
+  store.AppendObservation(Obs(unknown_after, "a", 1001), nullptr);
+  store.AppendObservation(Obs(Kind::kTaskDuration, "a", 2), nullptr);
+  store.AppendObservation(Obs(unknown_after, "b", 1002), nullptr);
+  store.AppendObservation(Obs(Kind::kChildOutcomes, "a", 3), nullptr);
+  ASSERT_TRUE(IsOk(store.Flush()));
+  this->Reopen();
+  const absl::Duration ns7 = absl::Nanoseconds(7);
+  EXPECT_THAT(LoadRows(*this->store_),
+              ElementsAre(Row(Kind::kTaskDuration, "a", 1, kT0 + absl::Seconds(1) + ns7),
+                          Row(Kind::kTaskDuration, "a", 2, kT0 + absl::Seconds(2) + ns7),
+                          Row(Kind::kChildOutcomes, "a", 3, kT0 + absl::Seconds(3) + ns7)));
+}
+
 // SQLite only: durability, files and failures.
 class SqliteHistoryStoreTest : public ::testing::Test {
  protected:
@@ -506,6 +529,21 @@ class SqliteHistoryStoreTest : public ::testing::Test {
     sqlite3_finalize(stmt);
     sqlite3_close(db);
     return result;
+  }
+
+  // Runs `fn` with the server log going to a file; returns what was logged.
+  static std::string Logged(const std::function<void()>& fn) {
+    char name[] = "/tmp/store_log_XXXXXX";
+    const int fd = mkstemp(name);
+    EXPECT_GE(fd, 0);
+    SetLogFd(fd);
+    fn();
+    SetLogFd(2);
+    std::ifstream in(name);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    close(fd);
+    unlink(name);
+    return text;
   }
 
   std::string dir_;
@@ -795,6 +833,39 @@ TEST_F(SqliteHistoryStoreTest, ASmallerBoundAtReopenLoadsAndKeepsOnlyTheNewest) 
   EXPECT_EQ(RawQueryInt("SELECT count(*) FROM observations WHERE key = 'b'"), 8);  // Not written.
 }
 
+TEST_F(SqliteHistoryStoreTest, AFileWithRowsOfAnUnknownKindLoadsTheRestAndKeepsThem) {
+  {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+    ASSERT_TRUE(IsOk(store.status()));
+    (*store)->AppendObservation(Obs(Kind::kTaskDuration, "wf\x1ft", 4), nullptr);
+    (*store)->AppendObservation(Obs(Kind::kColdStart, "svc", 1.5), nullptr);
+    ASSERT_TRUE(IsOk((*store)->Close()));
+  }
+  // What a newer prewarmd with a kind 99 would have written, twice, next to the known rows.
+  RawExec(
+      "INSERT INTO observations (kind, key, value, time_unix_nanos) VALUES "
+      "(99, 'wf' || char(31) || 't', 1000, 1), (99, 'svc', 1001, 2)");
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_TRUE(IsOk(store.status()));
+  std::vector<Row> rows;
+  const std::string log = Logged([&] { rows = LoadRows(**store); });
+  const absl::Duration ns7 = absl::Nanoseconds(7);
+  EXPECT_THAT(rows,
+              ElementsAre(Row(Kind::kTaskDuration, "wf\x1ft", 4, kT0 + absl::Seconds(4) + ns7),
+                          Row(Kind::kColdStart, "svc", 1.5, kT0 + absl::Seconds(1.5) + ns7)));
+  // One line for the whole load, naming the store, the kind and how many rows.
+  EXPECT_THAT(log, HasSubstr("WARNING"));
+  EXPECT_THAT(log, HasSubstr(path_));
+  EXPECT_THAT(log, HasSubstr("skipped 2 history rows"));
+  EXPECT_THAT(log, HasSubstr("99 (2 rows)"));
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+
+  // The rows stay for the binary that knows them, also after writes to the same keys.
+  (*store)->AppendObservation(Obs(Kind::kTaskDuration, "wf\x1ft", 5), nullptr);
+  ASSERT_TRUE(IsOk((*store)->Close()));
+  EXPECT_EQ(RawQueryInt("SELECT count(*) FROM observations WHERE kind = 99"), 2);
+}
+
 // --- Issue 11, defect 2: a damaged or emptied store is refused, not served as empty. ---
 
 class DamagedStoreTest : public SqliteHistoryStoreTest {
@@ -815,21 +886,6 @@ class DamagedStoreTest : public SqliteHistoryStoreTest {
     f.seekp(offset);
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     ASSERT_TRUE(f.good()) << path;
-  }
-
-  // Runs `fn` with the server log going to a file; returns what was logged.
-  static std::string Logged(const std::function<void()>& fn) {
-    char name[] = "/tmp/store_log_XXXXXX";
-    const int fd = mkstemp(name);
-    EXPECT_GE(fd, 0);
-    SetLogFd(fd);
-    fn();
-    SetLogFd(2);
-    std::ifstream in(name);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    close(fd);
-    unlink(name);
-    return text;
   }
 };
 
