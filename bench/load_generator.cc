@@ -10,13 +10,14 @@
 //   build/bench/load_generator --mode=ceiling --clients=4 --inflight=64 --calls=200000
 //   # Issue 13: the ceiling, then ReportTiming answering in full and in summary (--view), in the
 //   # same minutes; each line after the ceiling prints its ratios to it (calls/s, and CPU per
-//   # call: the latter does not move with what else the machine runs):
-//   build/bench/load_generator --mode=ceiling,report_timing --view=full,summary \
+//   # call: the latter does not move with what else the machine runs); each command below is
+//   # one line, split here only to fit:
+//   build/bench/load_generator --mode=ceiling,report_timing --view=full,summary
 //       --clients=4 --inflight=64 --calls=100000
 //   # Issue 14: the ceiling, then ReportTiming on SQLite and on PostgreSQL, in one run (the
 //   # database is emptied before its measurement):
-//   build/bench/load_generator --mode=ceiling,report_timing \
-//       --stores=sqlite,postgresql://prewarm@/bench?host=/tmp/pg --calls=50000
+//   build/bench/load_generator --mode=ceiling,report_timing --calls=50000
+//       --stores=sqlite,postgresql://prewarm@/bench?host=/tmp/pg
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>

@@ -58,7 +58,9 @@ class PrewarmServiceTest : public ::testing::Test {
 
   void TearDown() override {
     stub_.reset();
-    if (server_ != nullptr) EXPECT_TRUE(server_->Shutdown().ok());
+    if (server_ != nullptr) {
+      EXPECT_TRUE(server_->Shutdown().ok());
+    }
     server_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -68,7 +70,9 @@ class PrewarmServiceTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     ASSERT_GT(server_->grpc_port(), 0);
-    if (!options_.metrics_address.empty()) ASSERT_GT(server_->metrics_port(), 0);
+    if (!options_.metrics_address.empty()) {
+      ASSERT_GT(server_->metrics_port(), 0);
+    }
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->grpc_port()),
                                    grpc::InsecureChannelCredentials());
     stub_ = v1::PrewarmService::NewStub(channel_);

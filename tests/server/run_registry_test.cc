@@ -146,7 +146,9 @@ class RunRegistryTest : public ::testing::Test {
     delegated_.reset();
     timers_.reset();
     services_.reset();
-    if (store_ != nullptr) EXPECT_TRUE(store_->Close().ok());
+    if (store_ != nullptr) {
+      EXPECT_TRUE(store_->Close().ok());
+    }
     store_.reset();
   }
 
