@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <utility>
 
@@ -132,7 +133,7 @@ size_t RunPlanner::MemoryBytes() const {
                  run_count_.capacity() * sizeof(int) + sampled_at_.capacity() * sizeof(float) +
                  finish_confidence_.capacity() * sizeof(Confidence) +
                  plans_.capacity() * sizeof(StoredPlan) +
-                 progress_.capacity() * sizeof(TaskProgress);
+                 progress_.capacity() * sizeof(TaskProgress) + waiting_.capacity() * sizeof(int);
   for (const auto& row : finish_) bytes += row == nullptr ? 0 : m_ * sizeof(float);
   return bytes;
 }
@@ -143,35 +144,52 @@ void RunPlanner::PlanAll(absl::Time now) {
 }
 
 void RunPlanner::PlanTask(int v, double now_rel, bool may_defer) {
+  const bool was_waiting = Waiting(v);
   if (Sample(v, now_rel, may_defer)) Evaluate(v, now_rel);
+  const bool waiting = Waiting(v);
+  if (waiting && !was_waiting) {
+    waiting_.push_back(v);
+  } else if (!waiting && was_waiting) {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), v));
+  }
 }
 
 absl::Time RunPlanner::NextDeferredPlan() const {
   int64_t next = std::numeric_limits<int64_t>::max();
-  for (const StoredPlan& p : plans_) {
-    if (p.reason == Reason::kDeferred) next = std::min(next, p.warm_until_ns);
-  }
+  for (int v : waiting_) next = std::min(next, plans_[v].warm_until_ns);
   return next == std::numeric_limits<int64_t>::max() ? absl::InfiniteFuture()
                                                      : start_ + absl::Nanoseconds(next);
 }
 
 std::vector<int> RunPlanner::PlanDeferred(absl::Time now) {
   const double now_rel = Rel(now);
+  const auto due = [&](int v) {
+    return Waiting(v) && start_ + absl::Nanoseconds(plans_[v].warm_until_ns) <= now;
+  };
+  // In topological (index) order: the due tasks, then the children of those decided (a child of
+  // a task still deferred stays deferred, its earliest start still a lower bound).
+  std::vector<int> heap;
+  for (int v : waiting_) {
+    if (due(v)) heap.push_back(v);
+  }
+  std::vector<bool> queued(dag_->size(), false);
+  for (int v : heap) queued[v] = true;
+  std::make_heap(heap.begin(), heap.end(), std::greater<>());
   std::vector<int> touched;
-  std::vector<bool> reached(dag_->size(), false);
-  // Every descendant of a deferred task is deferred: what is due and what follows it.
-  for (int v = 0; v < dag_->size(); ++v) {
-    if (!Deferred(v)) continue;
-    const StoredPlan& p = plans_[v];
-    const bool due =
-        p.reason == Reason::kDeferred && start_ + absl::Nanoseconds(p.warm_until_ns) <= now;
-    bool after_reached = false;
-    for (int u : dag_->parents(v)) after_reached = after_reached || reached[u];
-    if (!due && !after_reached) continue;
-    reached[v] = true;
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+    const int v = heap.back();
+    heap.pop_back();
     touched.push_back(v);
     // A due task is decided even if rounding left its earliest start a hair beyond the margin.
-    PlanTask(v, now_rel, !due);
+    PlanTask(v, now_rel, !due(v));
+    if (Deferred(v)) continue;
+    for (int c : dag_->children(v)) {
+      if (queued[c]) continue;
+      queued[c] = true;
+      heap.push_back(c);
+      std::push_heap(heap.begin(), heap.end(), std::greater<>());
+    }
   }
   return touched;
 }

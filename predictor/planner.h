@@ -153,8 +153,9 @@ class RunPlanner {
   // decided (InfiniteFuture when none is deferred). Events and Replan re-plan deferred tasks too,
   // and may decide them earlier or defer them further.
   absl::Time NextDeferredPlan() const;
-  // Plans, as of `now`, the deferred tasks due by `now` and their descendants (those of them that
-  // still start far enough ahead stay deferred). Returns them in topological order. A deferred
+  // Plans, as of `now`, the deferred tasks due by `now`, and the children of those it decides, and
+  // so on (those that still start far enough ahead stay deferred). Returns them in topological
+  // order. A deferred
   // task decided here gets the plan it would have got when it was deferred, as long as nothing
   // it starts after moved and `now` is before its warm-up time.
   std::vector<int> PlanDeferred(absl::Time now);
@@ -248,6 +249,10 @@ class RunPlanner {
   }
   const float* Finish(int task) const { return const_cast<RunPlanner*>(this)->Finish(task); }
   bool Deferred(int task) const { return plans_[task].decision == WarmupDecision::kDeferred; }
+  // Deferred with samples, so with a time to be decided (Reason::kDeferred).
+  bool Waiting(int task) const {
+    return Deferred(task) && plans_[task].reason == Reason::kDeferred;
+  }
 
   // Finish samples (m_ floats) of the tasks with children that were sampled and not deferred
   // (null: a leaf, or never planned). The start samples S are needed only while the task itself is
@@ -257,6 +262,8 @@ class RunPlanner {
   // Lazy planning: a task is deferred while its earliest start is beyond now + this (seconds);
   // infinity when lazy planning is off.
   double defer_margin_ = 0;
+  // The tasks for which Waiting() holds (few: the front of the deferred part of the DAG).
+  std::vector<int> waiting_;
   // Bit i of words [row * words_, (row + 1) * words_): whether the task of ran_row_[task] == row
   // runs in sample i. Only tasks that ever ran in some samples and not others have a row (-1:
   // none; it runs in all samples or in none, as run_count_ says).
