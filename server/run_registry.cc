@@ -124,6 +124,8 @@ absl::StatusOr<std::unique_ptr<Run>> RunRegistry::BuildRun(const v1::PrewarmRequ
   PlannerOptions planner_options = options_.planner;
   planner_options.refresh_warmups = options_.max_warmup_refreshes > 0;
   planner_options.delay_cost_ratio = checked->delay_cost_ratio;
+  // A dry run has no timer to decide deferred tasks later: every decision at once.
+  if (request.dry_run()) planner_options.lazy_planning = false;
   std::optional<RunModel> restored;
   if (stored != nullptr) {
     restored = ModelFromProto(*stored, checked->dag->size());

@@ -2031,6 +2031,15 @@ TEST_F(RunRegistryLazyTest, AnEventBringsADeferredTaskCloser) {
   EXPECT_EQ(Task("run-2", "c").decision(), v1::WARMUP_DECISION_WARM);
 }
 
+TEST_F(RunRegistryLazyTest, ADryRunShowsEveryDecision) {
+  v1::PrewarmRequest request = Chain("run-1");
+  request.set_dry_run(true);
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(TaskOf(*plan, "c").decision(), v1::WARMUP_DECISION_WARM);
+  EXPECT_EQ(T(TaskOf(*plan, "c").warmup_time()), t0_ + absl::Seconds(80));
+}
+
 TEST_F(RunRegistryLazyTest, ACancelledRunDecidesNothingMore) {
   ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
   EXPECT_EQ(timers_->NextDeadline(), t0_ + absl::Seconds(9));
