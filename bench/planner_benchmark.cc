@@ -2,6 +2,7 @@
 //
 // Reproduce: cmake --build build --target planner_benchmark &&
 //            build/bench/planner_benchmark --benchmark_counters_tabular=true
+// Arguments: tasks, delay_cost_ratio (20, 200) and lazy planning (1: the default, 0: eager).
 //
 // Targets (issue 13, one core): 1,000 tasks under 5 ms, 10,000 under 60 ms at the default 128
 // samples; 10,000 active runs of 100 tasks in 1 GiB (BM_ActiveRuns: heap bytes per run and the
@@ -100,23 +101,62 @@ Fixture Make(int n, bool chain) {
 
 const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
 
+// Planner options of the benchmark's arguments: range(1) the delay_cost_ratio, range(2) 1 for
+// lazy planning (the default), 0 for eager.
+PlannerOptions OptionsOf(const benchmark::State& state) {
+  PlannerOptions options;
+  options.delay_cost_ratio = static_cast<double>(state.range(1));
+  options.lazy_planning = state.range(2) != 0;
+  return options;
+}
+
 void BM_Plan(benchmark::State& state, bool chain) {
   Fixture f = Make(static_cast<int>(state.range(0)), chain);
+  const PlannerOptions options = OptionsOf(state);
   size_t bytes = 0;
+  int deferred = 0;
   for (auto _ : state) {
-    RunPlanner planner(f.dag, f.model, kStart, 1, PlannerOptions{});
+    RunPlanner planner(f.dag, f.model, kStart, 1, options);
     planner.PlanAll(kStart);
     bytes = planner.MemoryBytes();
     benchmark::DoNotOptimize(planner.plan(f.dag->size() - 1));
+    state.PauseTiming();
+    deferred = 0;
+    for (int v = 0; v < f.dag->size(); ++v) {
+      deferred += planner.plan(v).decision == WarmupDecision::kDeferred;
+    }
+    state.ResumeTiming();
   }
   state.counters["tasks"] = static_cast<double>(f.dag->size());
+  state.counters["deferred"] = deferred;
   state.counters["bytes_per_run"] = static_cast<double>(bytes);
+}
+
+// The whole run's planning work with lazy planning: the first plan, then every deferred decision
+// at the time it is due (what the server's timer does), until none is left. With eager planning
+// (lazy:0) only the first plan. Lazy planning moves work later; this is its total.
+void BM_PlanAndDecideAll(benchmark::State& state, bool chain) {
+  Fixture f = Make(static_cast<int>(state.range(0)), chain);
+  const PlannerOptions options = OptionsOf(state);
+  int calls = 0;
+  for (auto _ : state) {
+    RunPlanner planner(f.dag, f.model, kStart, 1, options);
+    planner.PlanAll(kStart);
+    calls = 0;
+    for (absl::Time t = planner.NextDeferredPlan(); t != absl::InfiniteFuture();
+         t = planner.NextDeferredPlan()) {
+      planner.PlanDeferred(t);
+      ++calls;
+    }
+    benchmark::DoNotOptimize(planner.plan(f.dag->size() - 1));
+  }
+  state.counters["deferred_plans"] = calls;
 }
 
 // One event in the middle of the DAG: re-plans that task and its descendants only.
 void BM_ReplanAfterEvent(benchmark::State& state, bool chain) {
   Fixture f = Make(static_cast<int>(state.range(0)), chain);
-  RunPlanner planner(f.dag, f.model, kStart, 1, PlannerOptions{});
+  RunPlanner planner(f.dag, f.model, kStart, 1, OptionsOf(state));
   planner.PlanAll(kStart);
   const int task = f.dag->size() / 2;
   size_t touched = 0;
@@ -144,6 +184,8 @@ double RssBytes() {
 // heap bytes per run and the process RSS with all of them alive (target: 10,000 runs in 1 GiB).
 void BM_ActiveRuns(benchmark::State& state) {
   const int runs = static_cast<int>(state.range(0));
+  PlannerOptions options;
+  options.lazy_planning = state.range(1) != 0;
   const std::vector<TaskSpec> specs = Layered(100, 7);
   const History history = LearnedHistory(specs);
   const auto services = [](absl::string_view) {
@@ -163,8 +205,7 @@ void BM_ActiveRuns(benchmark::State& state) {
     for (int r = 0; r < runs; ++r) {
       auto dag = std::make_shared<const Dag>(*Dag::Build(specs));
       RunModel model = BuildRunModel(*dag, "wf", history, services);
-      auto planner =
-          std::make_unique<RunPlanner>(dag, std::move(model), kStart, r, PlannerOptions{});
+      auto planner = std::make_unique<RunPlanner>(dag, std::move(model), kStart, r, options);
       planner->PlanAll(kStart);
       planner_bytes += planner->MemoryBytes();
       held.push_back({std::move(dag), std::move(planner)});
@@ -196,16 +237,25 @@ void BM_HistoryMemoryPerKey(benchmark::State& state) {
   state.counters["bytes_per_key"] = per_key;
 }
 
-// DAGs of 10 to 10,000 tasks.
+// DAGs of 10 to 10,000 tasks, at delay_cost_ratio 20 and 200 (the default), lazy and eager.
 void DagSizes(benchmark::internal::Benchmark* b) {
-  b->RangeMultiplier(10)->Range(10, 10'000)->Unit(benchmark::kMillisecond);
+  b->ArgNames({"tasks", "ratio", "lazy"})
+      ->ArgsProduct({{10, 100, 1'000, 10'000}, {20, 200}, {1, 0}})
+      ->Unit(benchmark::kMillisecond);
 }
 
 BENCHMARK_CAPTURE(BM_Plan, chain, true)->Apply(DagSizes);
 BENCHMARK_CAPTURE(BM_Plan, layered, false)->Apply(DagSizes);
+BENCHMARK_CAPTURE(BM_PlanAndDecideAll, chain, true)->Apply(DagSizes);
+BENCHMARK_CAPTURE(BM_PlanAndDecideAll, layered, false)->Apply(DagSizes);
 BENCHMARK_CAPTURE(BM_ReplanAfterEvent, chain, true)->Apply(DagSizes);
 BENCHMARK_CAPTURE(BM_ReplanAfterEvent, layered, false)->Apply(DagSizes);
-BENCHMARK(BM_ActiveRuns)->Arg(10'000)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ActiveRuns)
+    ->ArgNames({"runs", "lazy"})
+    ->Args({10'000, 1})
+    ->Args({10'000, 0})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HistoryMemoryPerKey)->Arg(10'000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <utility>
 
@@ -62,6 +63,8 @@ const char* WarmupDecisionName(WarmupDecision d) {
       return "skip_not_worth";
     case WarmupDecision::kSkipTooLate:
       return "skip_too_late";
+    case WarmupDecision::kDeferred:
+      return "deferred";
   }
   return "unknown";
 }
@@ -94,15 +97,25 @@ RunPlanner::RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Tim
   PREWARM_CHECK(static_cast<int>(model_.tasks.size()) == dag_->size(), "one model per task");
   PREWARM_CHECK(m_ > 0, "sample_count > 0");
   PREWARM_CHECK(options_.delay_cost_ratio > 0, "delay_cost_ratio > 0");
+  PREWARM_CHECK(!options_.lazy_planning || options_.planning_horizon > absl::ZeroDuration(),
+                "planning_horizon > 0");
   const int n = dag_->size();
-  // Only tasks with children keep their finish samples: nothing reads a leaf's.
-  finish_row_.assign(n, -1);
-  int rows = 0;
-  for (int v = 0; v < n; ++v) {
-    if (!dag_->children(v).empty()) finish_row_[v] = rows++;
-  }
-  finish_samples_.assign(static_cast<size_t>(rows) * m_, 0);
+  // Only planned tasks with children keep their finish samples: nothing reads a leaf's, nor a
+  // deferred task's (its children are deferred too).
+  finish_.resize(n);
   leaf_finish_.assign(m_, 0);
+  // No warm-up fires before the earliest start minus the cold start (earlier only idles longer),
+  // so a task starting later than horizon + the largest cold start can wait.
+  defer_margin_ = std::numeric_limits<double>::infinity();
+  if (options_.lazy_planning) {
+    double cold_max = 0;
+    for (const TaskModel& t : model_.tasks) {
+      if (t.cold_start.distribution != nullptr) {
+        cold_max = std::max(cold_max, t.cold_start.distribution->Quantile(1));
+      }
+    }
+    defer_margin_ = absl::ToDoubleSeconds(options_.planning_horizon) + cold_max;
+  }
   ran_row_.assign(n, -1);
   starts_.assign(m_, 0);
   ran_now_.assign(m_, 0);
@@ -114,22 +127,71 @@ RunPlanner::RunPlanner(std::shared_ptr<const Dag> dag, RunModel model, absl::Tim
 }
 
 size_t RunPlanner::MemoryBytes() const {
-  size_t bytes =
-      (starts_.capacity() + finish_samples_.capacity() + leaf_finish_.capacity()) * sizeof(float) +
-      finish_row_.capacity() * sizeof(int) + ran_now_.capacity() +
-      ran_bits_.capacity() * sizeof(uint64_t) + ran_row_.capacity() * sizeof(int) +
-      run_count_.capacity() * sizeof(int) + sampled_at_.capacity() * sizeof(float) +
-      finish_confidence_.capacity() * sizeof(Confidence) + plans_.capacity() * sizeof(StoredPlan) +
-      progress_.capacity() * sizeof(TaskProgress);
+  size_t bytes = (starts_.capacity() + leaf_finish_.capacity()) * sizeof(float) +
+                 finish_.capacity() * sizeof(finish_[0]) + ran_now_.capacity() +
+                 ran_bits_.capacity() * sizeof(uint64_t) + ran_row_.capacity() * sizeof(int) +
+                 run_count_.capacity() * sizeof(int) + sampled_at_.capacity() * sizeof(float) +
+                 finish_confidence_.capacity() * sizeof(Confidence) +
+                 plans_.capacity() * sizeof(StoredPlan) +
+                 progress_.capacity() * sizeof(TaskProgress) + waiting_.capacity() * sizeof(int);
+  for (const auto& row : finish_) bytes += row == nullptr ? 0 : m_ * sizeof(float);
   return bytes;
 }
 
 void RunPlanner::PlanAll(absl::Time now) {
   const double now_rel = Rel(now);
-  for (int v = 0; v < dag_->size(); ++v) {
-    Sample(v, now_rel);
-    Evaluate(v, now_rel);
+  for (int v = 0; v < dag_->size(); ++v) PlanTask(v, now_rel, true);
+}
+
+void RunPlanner::PlanTask(int v, double now_rel, bool may_defer) {
+  const bool was_waiting = Waiting(v);
+  if (Sample(v, now_rel, may_defer)) Evaluate(v, now_rel);
+  const bool waiting = Waiting(v);
+  if (waiting && !was_waiting) {
+    waiting_.push_back(v);
+  } else if (!waiting && was_waiting) {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), v));
   }
+}
+
+absl::Time RunPlanner::NextDeferredPlan() const {
+  int64_t next = std::numeric_limits<int64_t>::max();
+  for (int v : waiting_) next = std::min(next, plans_[v].warm_until_ns);
+  return next == std::numeric_limits<int64_t>::max() ? absl::InfiniteFuture()
+                                                     : start_ + absl::Nanoseconds(next);
+}
+
+std::vector<int> RunPlanner::PlanDeferred(absl::Time now) {
+  const double now_rel = Rel(now);
+  const auto due = [&](int v) {
+    return Waiting(v) && start_ + absl::Nanoseconds(plans_[v].warm_until_ns) <= now;
+  };
+  // In topological (index) order: the due tasks, then the children of those decided (a child of
+  // a task still deferred stays deferred, its earliest start still a lower bound).
+  std::vector<int> heap;
+  for (int v : waiting_) {
+    if (due(v)) heap.push_back(v);
+  }
+  std::vector<bool> queued(dag_->size(), false);
+  for (int v : heap) queued[v] = true;
+  std::make_heap(heap.begin(), heap.end(), std::greater<>());
+  std::vector<int> touched;
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+    const int v = heap.back();
+    heap.pop_back();
+    touched.push_back(v);
+    // A due task is decided even if rounding left its earliest start a hair beyond the margin.
+    PlanTask(v, now_rel, !due(v));
+    if (Deferred(v)) continue;
+    for (int c : dag_->children(v)) {
+      if (queued[c]) continue;
+      queued[c] = true;
+      heap.push_back(c);
+      std::push_heap(heap.begin(), heap.end(), std::greater<>());
+    }
+  }
+  return touched;
 }
 
 const std::vector<uint32_t>* RunPlanner::MasksOf(int parent) const {
@@ -229,10 +291,7 @@ std::vector<int> RunPlanner::Affected(int task) const {
 std::vector<int> RunPlanner::Replan(int task, absl::Time now) {
   const double now_rel = Rel(now);
   std::vector<int> touched = Affected(task);
-  for (int v : touched) {
-    Sample(v, now_rel);
-    Evaluate(v, now_rel);
-  }
+  for (int v : touched) PlanTask(v, now_rel, true);
   return touched;
 }
 
@@ -312,6 +371,7 @@ void RunPlanner::PendingStarts(int v, double now_rel, Rng& rng, float* s) const 
 std::vector<float> RunPlanner::start_samples(int task) const {
   std::vector<float> s(m_);
   const TaskProgress& progress = progress_[task];
+  if (Deferred(task) && plans_[task].reason == Reason::kDeferredUpstream) return {};
   if (progress.state == TaskState::kPending) {
     // Drawn again from the same stream: the parents have not been re-sampled since (a re-plan
     // of a task re-samples its descendants).
@@ -323,18 +383,73 @@ std::vector<float> RunPlanner::start_samples(int task) const {
   return s;
 }
 
-void RunPlanner::Sample(int v, double now_rel) {
+void RunPlanner::Defer(int v, double now_rel, bool sampled, double earliest) {
+  StoredPlan& plan = plans_[v];
+  plan = StoredPlan{};
+  plan.decision = WarmupDecision::kDeferred;
+  plan.confidence = Confidence::kLow;
+  plan.earliest_start = static_cast<float>(earliest);
+  if (!sampled) {
+    plan.reason = Reason::kDeferredUpstream;
+    plan.warm_until_ns = std::numeric_limits<int64_t>::max();
+    plan.expected_start = plan.start_p10 = plan.start_p90 = plan.earliest_start;
+    return;
+  }
+  plan.reason = Reason::kDeferred;
+  // Decided once its earliest start is within the margin; at least 1 ns ahead, so that a timer
+  // set for it finds it due.
+  plan.warm_until_ns = std::max(absl::ToInt64Nanoseconds(absl::Seconds(earliest - defer_margin_)),
+                                absl::ToInt64Nanoseconds(absl::Seconds(now_rel)) + 1);
+  double sum = 0;
+  for (int i = 0; i < m_; ++i) sum += starts_[i];
+  plan.expected_start = sum / m_;
+  scratch_a_.assign(starts_.begin(), starts_.end());
+  BucketSort(scratch_a_, scratch_b_, bucket_counts_);
+  plan.start_p10 = scratch_a_[static_cast<size_t>(0.1 * (m_ - 1))];
+  plan.start_p90 = scratch_a_[static_cast<size_t>(0.9 * (m_ - 1))];
+}
+
+bool RunPlanner::Sample(int v, double now_rel, bool may_defer) {
   sampled_at_[v] = static_cast<float>(now_rel);  // PendingStarts floors at the float anyway.
   float* s = starts_.data();
-  float* f = Finish(v);
   uint8_t* r = ran_now_.data();
   const TaskModel& model = model_.tasks[v];
   const TaskProgress& progress = progress_[v];
+  if (progress.state == TaskState::kPending && options_.lazy_planning) {
+    // A deferred parent's samples are not kept, and it starts no earlier than its earliest start
+    // (durations, gaps and cold starts are >= 0): the task waits for it.
+    bool upstream_deferred = false;
+    double earliest = -std::numeric_limits<double>::infinity();
+    for (int u : dag_->parents(v)) {
+      if (!Deferred(u)) continue;
+      upstream_deferred = true;
+      earliest = std::max(earliest, static_cast<double>(plans_[u].earliest_start));
+    }
+    if (upstream_deferred) {
+      Defer(v, now_rel, false, earliest);
+      return false;
+    }
+  }
+  // Planned tasks with children keep their finish samples (allocated once, when first needed).
+  const auto own_finish = [&] {
+    if (finish_[v] == nullptr && !dag_->children(v).empty()) {
+      finish_[v] = std::make_unique<float[]>(m_);
+    }
+    return Finish(v);
+  };
   switch (progress.state) {
     case TaskState::kPending: {
       const std::vector<int>& parents = dag_->parents(v);
       Rng rng(StreamSeed(seed_, v, kGapAndDuration));
       PendingStarts(v, now_rel, rng, s);
+      if (may_defer && options_.lazy_planning) {
+        const float earliest = *std::min_element(s, s + m_);
+        if (earliest > now_rel + defer_margin_) {
+          Defer(v, now_rel, true, earliest);
+          return false;
+        }
+      }
+      float* f = own_finish();
       Confidence confidence = Confidence::kHigh;
       for (int u : parents) confidence = Weakest(confidence, finish_confidence_[u]);
       // It may run where it has no parents or one of them ran (run_probability is conditional on
@@ -375,6 +490,7 @@ void RunPlanner::Sample(int v, double now_rel) {
       break;
     }
     case TaskState::kRunning: {
+      float* f = own_finish();
       // Condition on having run for at least the elapsed time, after waiting for its container
       // (a cold call's run time begins once the container is up).
       Rng rng(StreamSeed(seed_, v, kConditioned));
@@ -400,6 +516,7 @@ void RunPlanner::Sample(int v, double now_rel) {
     case TaskState::kSucceeded:
     case TaskState::kFailed:
     case TaskState::kSkipped: {
+      float* f = own_finish();
       std::fill(s, s + m_, static_cast<float>(Rel(progress.started)));
       std::fill(f, f + m_, static_cast<float>(Rel(progress.finished)));
       const bool ran = progress.state != TaskState::kSkipped;
@@ -412,13 +529,14 @@ void RunPlanner::Sample(int v, double now_rel) {
   // Kept as bits: the children's samples read them at every re-plan.
   const int runs = run_count_[v];
   if (ran_row_[v] < 0) {
-    if (runs == 0 || runs == m_) return;  // Ran() answers from run_count_.
+    if (runs == 0 || runs == m_) return true;  // Ran() answers from run_count_.
     ran_row_[v] = static_cast<int>(ran_bits_.size() / words_);
     ran_bits_.resize(ran_bits_.size() + words_);
   }
   uint64_t* bits = ran_bits_.data() + static_cast<size_t>(ran_row_[v]) * words_;
   std::fill(bits, bits + words_, 0);
   for (int i = 0; i < m_; ++i) bits[i / 64] |= static_cast<uint64_t>(r[i]) << (i % 64);
+  return true;
 }
 
 Confidence RunPlanner::StartConfidence(int v) const {
@@ -636,7 +754,8 @@ TaskPlan RunPlanner::plan(int task) const {
       stored.delay_is_cold_start ? plan.expected_cold_start : absl::Seconds(stored.expected_delay);
   plan.expected_idle = absl::Seconds(stored.expected_idle);
   plan.confidence = stored.confidence;
-  plan.run_probability = static_cast<double>(run_count_[task]) / m_;
+  plan.run_probability =
+      stored.decision == WarmupDecision::kDeferred ? 1 : static_cast<double>(run_count_[task]) / m_;
   const double cold = absl::ToDoubleSeconds(plan.expected_cold_start);
   switch (stored.reason) {
     case Reason::kStarted:
@@ -680,6 +799,28 @@ TaskPlan RunPlanner::plan(int task) const {
           "a warm-up would cost more idle time than the delay it hides at delay_cost_ratio %g",
           options_.delay_cost_ratio);
       break;
+    case Reason::kDeferred:
+      plan.reason = absl::StrFormat(
+          "decided at %s, when its earliest start (%s) is within %.1fs (planning horizon + cold "
+          "start)",
+          absl::FormatTime("%H:%M:%E3S", start_ + absl::Nanoseconds(stored.warm_until_ns),
+                           absl::UTCTimeZone()),
+          absl::FormatTime("%H:%M:%E3S", Abs(stored.earliest_start), absl::UTCTimeZone()),
+          defer_margin_);
+      break;
+    case Reason::kDeferredUpstream: {
+      std::string upstream;
+      for (int u : dag_->parents(task)) {
+        if (Deferred(u)) {
+          upstream = dag_->task(u).task_id;
+          break;
+        }
+      }
+      plan.reason = absl::StrCat(
+          "decided after upstream task '", upstream, "' (deferred): starts after ",
+          absl::FormatTime("%H:%M:%E3S", Abs(stored.earliest_start), absl::UTCTimeZone()));
+      break;
+    }
     case Reason::kDeadlinePassed:
     case Reason::kFires: {
       const double lead = absl::ToDoubleSeconds(plan.expected_start - plan.warmup_time);

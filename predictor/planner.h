@@ -31,6 +31,15 @@ struct PlannerOptions {
   // never lost to the keep-alive, so its idle cost grows with the wait and has no cliff; without,
   // firing more than keep_alive before the start wastes the warm-up (DESIGN §2).
   bool refresh_warmups = true;
+  // Lazy planning: a pending task whose every sampled start lies beyond now + planning_horizon +
+  // the largest cold start of the run's services gets no warm-up decision yet (kDeferred), nor do
+  // its descendants (they start later still): no warm-up could fire before now + planning_horizon
+  // (one fires no earlier than the earliest start minus the cold start). NextDeferredPlan() says
+  // when to plan them (PlanDeferred). Off: every task is decided at every plan.
+  bool lazy_planning = true;
+  // How long before a deferred task's earliest possible firing time it is decided: slack for a
+  // late timer and for showing the decision ahead. REQUIRES: > 0.
+  absl::Duration planning_horizon = absl::Seconds(60);
 };
 
 enum class WarmupDecision {
@@ -41,6 +50,7 @@ enum class WarmupDecision {
   kSkipStarted,      // the task already started, finished or was skipped
   kSkipNotWorth,     // the idle cost outweighs the delay hidden at this delay_cost_ratio
   kSkipTooLate,      // the task starts before a warm-up fired now could help
+  kDeferred,         // not decided yet: it starts too far ahead (lazy planning)
 };
 
 enum class Confidence { kHigh, kMedium, kLow };
@@ -61,6 +71,8 @@ struct TaskPlan {
   Confidence confidence = Confidence::kHigh;
   // Share of the samples in which the task runs, given what is known so far: 1 once it started,
   // 0 once it (or every path to it) was skipped. The start times above describe those samples.
+  // kDeferred: not estimated yet (1); the start times describe all samples, or are only the
+  // earliest start when an upstream task is deferred too (no samples drawn).
   double run_probability = 1;
   std::string reason;
 };
@@ -82,9 +94,11 @@ struct TaskProgress {
 // only when it has no parents or one of them ran there, and then with its
 // TaskModel::run_probability; except that a parent with learned joint outcomes of its children
 // (RunModel::child_outcomes) draws one outcome per sample for all of them, so that exclusive
-// branches stay exclusive (a task runs where such a parent ran and chose it). Memory: 1 float
-// (finish time) per task with children and sample, 1 bit (ran or not) per sample of a task that
-// runs in some samples only.
+// branches stay exclusive (a task runs where such a parent ran and chose it). Lazy planning
+// (PlannerOptions::lazy_planning) leaves tasks that start far ahead undecided (kDeferred) until
+// NextDeferredPlan(), when PlanDeferred() decides them. Memory: 1 float (finish time) per planned
+// (not deferred) task with children and sample, 1 bit (ran or not) per sample of a task that runs
+// in some samples only.
 // Not thread-safe: the server guards each run with its own lock.
 //
 // Example:
@@ -135,10 +149,27 @@ class RunPlanner {
   // Bytes held by the samples and plans (not the model).
   size_t MemoryBytes() const;
 
+  // Lazy planning (PlannerOptions::lazy_planning): when the earliest deferred task is due to be
+  // decided (InfiniteFuture when none is deferred). Events and Replan re-plan deferred tasks too,
+  // and may decide them earlier or defer them further.
+  absl::Time NextDeferredPlan() const;
+  // Plans, as of `now`, the deferred tasks due by `now`, and the children of those it decides, and
+  // so on (those that still start far enough ahead stay deferred). Returns them in topological
+  // order. A deferred
+  // task decided here gets the plan it would have got when it was deferred, as long as nothing
+  // it starts after moved and `now` is before its warm-up time.
+  std::vector<int> PlanDeferred(absl::Time now);
+
  private:
   double Rel(absl::Time t) const { return absl::ToDoubleSeconds(t - start_); }
   absl::Time Abs(double rel) const { return start_ + absl::Seconds(rel); }
-  void Sample(int task, double now_rel);
+  // Plans one task as of `now_rel`: samples it and evaluates its warm-up, or defers it (lazy
+  // planning; `may_defer` false: only when an upstream task is deferred).
+  void PlanTask(int task, double now_rel, bool may_defer);
+  // Returns false when it deferred the task instead (see PlanTask).
+  bool Sample(int task, double now_rel, bool may_defer);
+  // Sample(): records the task as deferred, with its start samples (or none) in starts_.
+  void Defer(int task, double now_rel, bool sampled, double earliest);
   // The learned joint outcomes of the parent's children (null: none), and those of them that
   // agree with the children's known outcomes (valid until the next call).
   const std::vector<uint32_t>* MasksOf(int parent) const;
@@ -166,6 +197,8 @@ class RunPlanner {
     kNotWorth,
     kDeadlinePassed,
     kFires,
+    kDeferred,          // kDeferred with start samples: decided at warm_until_ns
+    kDeferredUpstream,  // kDeferred as an upstream task is: decided after it
   };
   // What a plan keeps of a TaskPlan (about a quarter of its size, no string): times in seconds
   // after start_; what can be derived (run probability, cold start, the reason's text) is derived
@@ -175,7 +208,10 @@ class RunPlanner {
     double warmup_time = 0;     // when decision == kWarm
     double expected_delay = 0;  // seconds
     double expected_idle = 0;   // seconds
-    int64_t warm_until_ns = 0;  // kWarmUntil: until when the service is warm, after start_
+    // kWarmUntil: until when the service is warm; kDeferred: when to decide it (after start_).
+    int64_t warm_until_ns = 0;
+    // kDeferred: the earliest start (all samples, or a lower bound when upstream is deferred).
+    float earliest_start = 0;
     float start_p10 = 0;
     float start_p90 = 0;
     int late_samples = 0;  // kFires: WarmupChoice::late_samples (of run_count_ samples)
@@ -205,18 +241,29 @@ class RunPlanner {
   int m_;      // samples per task
   int words_;  // 64-bit words of run flags per task
   // The finish samples S + D of a task (seconds after start_): what a re-plan of its children
-  // reads. A leaf's are scratch, valid only while it is sampled and evaluated.
+  // reads. A leaf's, and a deferred task's, are scratch, valid only while it is sampled and
+  // evaluated.
   float* Finish(int task) {
-    const int row = finish_row_[task];
-    return row < 0 ? leaf_finish_.data() : finish_samples_.data() + static_cast<size_t>(row) * m_;
+    float* row = finish_[task].get();
+    return row == nullptr ? leaf_finish_.data() : row;
   }
   const float* Finish(int task) const { return const_cast<RunPlanner*>(this)->Finish(task); }
+  bool Deferred(int task) const { return plans_[task].decision == WarmupDecision::kDeferred; }
+  // Deferred with samples, so with a time to be decided (Reason::kDeferred).
+  bool Waiting(int task) const {
+    return Deferred(task) && plans_[task].reason == Reason::kDeferred;
+  }
 
-  // [finish_row_[task] * m_ + i]: finish samples of the tasks that have children (row -1: a
-  // leaf). The start samples S are needed only while the task itself is evaluated (starts_).
-  std::vector<float> finish_samples_;
-  std::vector<int> finish_row_;
+  // Finish samples (m_ floats) of the tasks with children that were sampled and not deferred
+  // (null: a leaf, or never planned). The start samples S are needed only while the task itself is
+  // evaluated (starts_).
+  std::vector<std::unique_ptr<float[]>> finish_;
   std::vector<float> leaf_finish_;
+  // Lazy planning: a task is deferred while its earliest start is beyond now + this (seconds);
+  // infinity when lazy planning is off.
+  double defer_margin_ = 0;
+  // The tasks for which Waiting() holds (few: the front of the deferred part of the DAG).
+  std::vector<int> waiting_;
   // Bit i of words [row * words_, (row + 1) * words_): whether the task of ran_row_[task] == row
   // runs in sample i. Only tasks that ever ran in some samples and not others have a row (-1:
   // none; it runs in all samples or in none, as run_count_ says).

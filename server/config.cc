@@ -134,6 +134,16 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
     }
     o.registry.planner.delay_cost_ratio = p.delay_cost_ratio();
   }
+  if (p.has_planning_horizon()) {
+    absl::StatusOr<absl::Duration> horizon =
+        FromProto(p.planning_horizon(), "planning.planning_horizon");
+    if (!horizon.ok()) return horizon.status();
+    if (*horizon < absl::Seconds(1) || *horizon > absl::Hours(24)) {
+      return absl::InvalidArgumentError("planning.planning_horizon must be in [1s, 24h]");
+    }
+    o.registry.planner.planning_horizon = *horizon;
+  }
+  o.registry.planner.lazy_planning = !p.eager_planning();
   if (p.sample_count() < 0 || p.sample_count() > 100'000) {
     return absl::InvalidArgumentError("planning.sample_count must be in [1, 100000]");
   }

@@ -40,6 +40,10 @@ ABSL_FLAG(std::string, allowlist, "",
           "comma-separated outbound allowlist for warm-up URLs [loopback,*.svc.cluster.local]");
 ABSL_FLAG(double, delay_cost_ratio, 0,
           "default alpha/beta: idle container-seconds one second of delay is worth [200]");
+ABSL_FLAG(absl::Duration, planning_horizon, absl::ZeroDuration(),
+          "decide a task's warm-up this long before it could first fire; tasks further ahead are "
+          "deferred (lazy planning) [60s]");
+ABSL_FLAG(bool, eager_planning, false, "decide every task at every plan (no lazy planning)");
 ABSL_FLAG(int, max_active_runs, 0, "active runs at most [10000]");
 ABSL_FLAG(int, max_tasks_per_dag, 0, "tasks per DAG at most [10000]");
 ABSL_FLAG(int, max_services, 0, "registered services at most [1000]");
@@ -76,6 +80,11 @@ absl::Status ApplyFlags(prewarm::ServerOptions& o) {
     c.add_allowlist(std::string(rule));
   }
   c.mutable_planning()->set_delay_cost_ratio(absl::GetFlag(FLAGS_delay_cost_ratio));
+  if (absl::GetFlag(FLAGS_planning_horizon) != absl::ZeroDuration()) {
+    *c.mutable_planning()->mutable_planning_horizon() =
+        prewarm::ToProtoDuration(absl::GetFlag(FLAGS_planning_horizon));
+  }
+  c.mutable_planning()->set_eager_planning(absl::GetFlag(FLAGS_eager_planning));
   c.mutable_limits()->set_max_active_runs(absl::GetFlag(FLAGS_max_active_runs));
   c.mutable_limits()->set_max_tasks_per_dag(absl::GetFlag(FLAGS_max_tasks_per_dag));
   c.mutable_limits()->set_max_services(absl::GetFlag(FLAGS_max_services));

@@ -36,6 +36,8 @@ v1::WarmupDecision ToProto(WarmupDecision d) {
       return v1::WARMUP_DECISION_SKIP_NOT_WORTH;
     case WarmupDecision::kSkipTooLate:
       return v1::WARMUP_DECISION_SKIP_TOO_LATE;
+    case WarmupDecision::kDeferred:
+      return v1::WARMUP_DECISION_DEFERRED;
   }
   return v1::WARMUP_DECISION_UNSPECIFIED;
 }

@@ -34,7 +34,9 @@ RunRegistry::RunRegistry(RunRegistryOptions options, RunRegistryDeps deps)
                {.due = [this](const std::string& run_id, int v, uint64_t generation,
                               absl::Duration lateness) { Fire(run_id, v, generation, lateness); },
                 .refresh_due = [this](const std::string& run_id, int v,
-                                      uint64_t warmup_id) { Refresh(run_id, v, warmup_id); }}),
+                                      uint64_t warmup_id) { Refresh(run_id, v, warmup_id); },
+                .deferred_due = [this](const std::string& run_id,
+                                       uint64_t generation) { PlanDeferred(run_id, generation); }}),
       history_(options_.history) {
   expiry_timer_ = timers_.Schedule(deps_.clock->Now() + kExpiryInterval,
                                    [this](absl::Duration) { ExpireIdleRuns(); });
@@ -122,6 +124,8 @@ absl::StatusOr<std::unique_ptr<Run>> RunRegistry::BuildRun(const v1::PrewarmRequ
   PlannerOptions planner_options = options_.planner;
   planner_options.refresh_warmups = options_.max_warmup_refreshes > 0;
   planner_options.delay_cost_ratio = checked->delay_cost_ratio;
+  // A dry run has no timer to decide deferred tasks later: every decision at once.
+  if (request.dry_run()) planner_options.lazy_planning = false;
   std::optional<RunModel> restored;
   if (stored != nullptr) {
     restored = ModelFromProto(*stored, checked->dag->size());
@@ -176,14 +180,7 @@ absl::StatusOr<v1::RunPlan> RunRegistry::StartRun(const v1::PrewarmRequest& requ
   std::vector<int> all(run.dag->size());
   for (int v = 0; v < run.dag->size(); ++v) all[v] = v;
   warmups_.Sync(run, all);
-  for (int v = 0; v < run.dag->size(); ++v) {
-    const WarmupDecision d = run.planner->plan(v).decision;
-    if (d == WarmupDecision::kSkipAlreadyWarm) {
-      deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupSkippedWarm);
-    } else if (d == WarmupDecision::kSkipUnlikely) {
-      deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupSkippedUnlikely);
-    }
-  }
+  CountSkips(run, all);
   v1::RunPlan plan = PlanProto(run);
   RunWrite write{RunWrite::Kind::kSnapshot, request.run_id(), RunJournal::Snapshot(run)};
   run.model.Clear();  // Stored; not needed in memory.
@@ -465,6 +462,29 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
   Send(std::move(warmup));
 }
 
+void RunRegistry::CountSkips(const Run& run, const std::vector<int>& tasks) {
+  for (int v : tasks) {
+    const WarmupDecision d = run.planner->plan(v).decision;
+    if (d == WarmupDecision::kSkipAlreadyWarm) {
+      deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupSkippedWarm);
+    } else if (d == WarmupDecision::kSkipUnlikely) {
+      deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupSkippedUnlikely);
+    }
+  }
+}
+
+void RunRegistry::PlanDeferred(const std::string& run_id, uint64_t generation) {
+  absl::MutexLock lock(&mu_);
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Run& run = *it->second;
+  const std::vector<int> touched = warmups_.PlanDeferred(run, generation);
+  if (touched.empty()) return;
+  // Decided now, as they would have been at the run's start: counted as StartRun counts.
+  CountSkips(run, touched);
+  UpdateGauges();
+}
+
 void RunRegistry::Refresh(const std::string& run_id, int v, uint64_t warmup_id) {
   OutgoingWarmup warmup;
   {
@@ -593,6 +613,7 @@ void RunRegistry::Retire(const std::string& run_id, absl::string_view outcome) {
   if (retired_.contains(run_id)) {  // A reused id: its older retirement is superseded.
     retired_order_.erase(std::find(retired_order_.begin(), retired_order_.end(), run_id));
   }
+  warmups_.CancelDeferred(run);
   retired_[run_id] = PlanProto(run);
   retired_order_.push_back(run_id);
   while (static_cast<int>(retired_order_.size()) > options_.max_retired_runs) {

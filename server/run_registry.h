@@ -194,6 +194,10 @@ class RunRegistry {
   void Fire(const std::string& run_id, int task, uint64_t generation, absl::Duration lateness)
       ABSL_LOCKS_EXCLUDED(mu_);
   void Refresh(const std::string& run_id, int task, uint64_t warmup_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // The run's deferred tasks are due to be decided (lazy planning; see WarmupDispatcher).
+  void PlanDeferred(const std::string& run_id, uint64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
+  // Counts the warm-ups that `tasks`' new plans skip (already warm, unlikely).
+  void CountSkips(const Run& run, const std::vector<int>& tasks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends a warm-up built under mu_. REQUIRES: mu_ not held.
   void Send(OutgoingWarmup warmup) ABSL_LOCKS_EXCLUDED(mu_);
   // The task's call reached its service: takes a container, and warms again for the task whose

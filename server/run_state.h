@@ -62,7 +62,12 @@ struct Run {
   absl::Time plan_time;
   absl::Time last_event;
   int64_t replans = 0;
-  int64_t events = 0;    // Task events in the run's stored log (max_events_per_run).
+  int64_t events = 0;  // Task events in the run's stored log (max_events_per_run).
+  // The timer that decides the planner's deferred tasks (lazy planning), set for
+  // planner->NextDeferredPlan() (InfiniteFuture: none); `deferred_generation` tells a stale one.
+  TimerQueue::TimerId deferred_timer = 0;
+  absl::Time deferred_at = absl::InfiniteFuture();
+  uint64_t deferred_generation = 0;
   absl::Time submitted;  // When Prewarm accepted it: its first plan is as of this time.
   // The model the run was planned with, kept only until its snapshot is written.
   store::v1::RunModel model;

@@ -68,6 +68,22 @@ void WarmupDispatcher::CancelTimers(Run& run) {
     if (t.warmup == v1::WARMUP_STATE_PENDING) deps_.timers->Cancel(t.timer);
     if (t.refresh_timer != 0) deps_.timers->Cancel(t.refresh_timer);
   }
+  CancelDeferred(run);
+}
+
+void WarmupDispatcher::CancelDeferred(Run& run) {
+  if (run.deferred_timer != 0) deps_.timers->Cancel(run.deferred_timer);
+  run.deferred_timer = 0;
+  run.deferred_at = absl::InfiniteFuture();
+}
+
+std::vector<int> WarmupDispatcher::PlanDeferred(Run& run, uint64_t generation) {
+  if (run.deferred_generation != generation || run.deferred_timer == 0) return {};
+  run.deferred_timer = 0;
+  run.deferred_at = absl::InfiniteFuture();
+  std::vector<int> touched = run.planner->PlanDeferred(deps_.clock->Now());
+  Sync(run, touched);
+  return touched;
 }
 
 void WarmupDispatcher::Sync(Run& run, const std::vector<int>& tasks) {
@@ -106,6 +122,16 @@ void WarmupDispatcher::Sync(Run& run, const std::vector<int>& tasks) {
           due(run_id, v, generation, lateness);
         });
   }
+  // One timer per run for its deferred tasks, at the earliest of them.
+  const absl::Time next = run.planner->NextDeferredPlan();
+  if (next == run.deferred_at) return;
+  CancelDeferred(run);
+  if (next == absl::InfiniteFuture()) return;
+  run.deferred_at = next;
+  const uint64_t generation = run.deferred_generation = ++deferred_generations_;
+  run.deferred_timer = deps_.timers->Schedule(
+      next,
+      [due = hooks_.deferred_due, run_id, generation](absl::Duration) { due(run_id, generation); });
 }
 
 WarmupDispatcher::FireResult WarmupDispatcher::Fire(Run& run, int v, uint64_t generation,

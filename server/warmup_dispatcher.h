@@ -108,6 +108,8 @@ class WarmupDispatcher {
                        absl::Duration lateness)>
         due;
     std::function<void(const std::string& run_id, int task, uint64_t warmup_id)> refresh_due;
+    // The run's deferred tasks are due to be decided (PlanDeferred).
+    std::function<void(const std::string& run_id, uint64_t generation)> deferred_due;
   };
 
   WarmupDispatcher(Options options, Deps deps, Hooks hooks);
@@ -116,13 +118,20 @@ class WarmupDispatcher {
   WarmupDispatcher& operator=(const WarmupDispatcher&) = delete;
 
   // Makes the timers of `tasks` follow their plans: schedules, moves or cancels their pending
-  // warm-ups (a passed deadline fires at once). Those already fired stay as they are.
+  // warm-ups (a passed deadline fires at once). Those already fired stay as they are. Also sets
+  // the run's timer for its deferred tasks (RunPlanner::NextDeferredPlan): call after every plan.
   void Sync(Run& run, const std::vector<int>& tasks);
+  // The run's deferred-task timer with `generation` is due: decides the deferred tasks due by now
+  // (RunPlanner::PlanDeferred) and syncs their timers. Returns the tasks re-planned (none for a
+  // stale timer).
+  std::vector<int> PlanDeferred(Run& run, uint64_t generation);
   // Cancels the task's pending warm-up, if it has one.
   void Cancel(TaskRuntime& task);
-  // Cancels every timer of the run (pending warm-ups and refreshes), counting none: for a run
-  // whose registry goes away.
+  // Cancels every timer of the run (pending warm-ups, refreshes and its deferred-task timer),
+  // counting none: for a run whose registry goes away.
   void CancelTimers(Run& run);
+  // Cancels the run's deferred-task timer (a retired run decides nothing more).
+  void CancelDeferred(Run& run);
 
   // What Fire did with a due warm-up.
   enum class FireResult {
@@ -179,6 +188,8 @@ class WarmupDispatcher {
   // First firings in flight per service (refreshes go to warm containers and start nothing).
   absl::flat_hash_map<std::string, int> starting_;
   uint64_t next_warmup_id_ = 1;
+  // Generations of deferred-task timers, unique over all runs (a run id may be reused).
+  uint64_t deferred_generations_ = 0;
   int pending_warmups_ = 0;
 };
 

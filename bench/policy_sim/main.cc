@@ -31,6 +31,7 @@ ABSL_FLAG(std::string, ratios, "1,5,20,100,200,500",
 ABSL_FLAG(int, training_runs, 20, "runs per workflow before measuring");
 ABSL_FLAG(int, measured_runs, 100, "measured runs per workflow");
 ABSL_FLAG(uint64_t, seed, 1, "workload seed");
+ABSL_FLAG(bool, lazy_planning, true, "the server's lazy planning (false: eager, as before)");
 ABSL_FLAG(std::string, out_dir, "", "where to write the .csv and .md (none: print only)");
 ABSL_FLAG(std::string, output_name, "policy_sim", "base name of the .csv and .md in --out_dir");
 ABSL_FLAG(bool, warmup_holds_slot, true,
@@ -107,6 +108,7 @@ int Main() {
     for (const PolicySpec& policy : policies) {
       SimOptions sim_options;
       sim_options.platform.warmup_holds_slot = absl::GetFlag(FLAGS_warmup_holds_slot);
+      sim_options.lazy_planning = absl::GetFlag(FLAGS_lazy_planning);
       if (name == trace_workload && policy.Name() == trace_policy) sim_options.trace = &std::cout;
       results.push_back(Simulate(workloads.back(), policy, sim_options));
       const SimResult& r = results.back();

@@ -500,6 +500,10 @@ Simulation::Simulation(const Workload& workload, const PolicySpec& spec, const S
   warmer_ = std::make_unique<SimWarmer>(platform_, std::move(urls));
   RunRegistryOptions registry_options;
   registry_options.max_active_runs = 100'000;
+  // The look-ahead baseline reads every task's expected start from the plan at submission: it
+  // gets eager plans (a deferred task shows only its earliest start).
+  registry_options.planner.lazy_planning =
+      options_.lazy_planning && spec_.kind != PolicyKind::kLookahead;
   registry_ =
       std::make_unique<RunRegistry>(registry_options, RunRegistryDeps{.clock = &clock_,
                                                                       .services = &services_,

@@ -48,6 +48,8 @@ struct SimOptions {
   PlatformOptions platform;
   // When set, every measured task is printed (decision, warm-up and start times, delay).
   std::ostream* trace = nullptr;
+  // The server's lazy planning (PlannerOptions::lazy_planning; on by default, as in prewarmd).
+  bool lazy_planning = true;
 };
 
 struct SimResult {

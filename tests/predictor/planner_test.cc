@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "predictor/branch_outcomes.h"
 #include "predictor/random.h"
 #include "tests/fakes/fake_clock.h"
 
@@ -70,6 +72,14 @@ class PlannerTest : public ::testing::Test {
                                      SeedFromString(run_id), options_);
     planner->PlanAll(clock_.Now());
     return planner;
+  }
+
+  // Decides the deferred tasks at the times they ask for (as the server's timer does).
+  static void DecideDeferred(RunPlanner& p) {
+    for (absl::Time t = p.NextDeferredPlan(); t != absl::InfiniteFuture();
+         t = p.NextDeferredPlan()) {
+      p.PlanDeferred(t);
+    }
   }
 
   static TaskPlan PlanOf(const RunPlanner& p, absl::string_view task) {
@@ -151,6 +161,8 @@ TEST_F(PlannerTest, ScheduledRunWarmsItsRootsBeforeTheStart) {
   LearnColdStart("svc-a", 1.5);
   Learn("a", "svc-a", 4);
   auto p = Plan({T("a"), T("b", {"a"})}, t0_ + absl::Minutes(5));
+  EXPECT_EQ(PlanOf(*p, "a").decision, WarmupDecision::kDeferred);  // 5 minutes ahead
+  DecideDeferred(*p);
   EXPECT_EQ(PlanOf(*p, "a").decision, WarmupDecision::kWarm);
   EXPECT_TIME_NEAR(PlanOf(*p, "a").warmup_time, t0_ + absl::Minutes(5) - absl::Seconds(1.5),
                    kTolerance);
@@ -162,6 +174,7 @@ TEST_F(PlannerTest, LongUpstreamIsNotWarmedBeforeStartMinusColdStartMinusKeepAli
   Learn("a", "", 600);
   LearnColdStart("svc-b", 1);
   auto p = Plan({TaskSpec{"a", "", {}}, T("b", {"a"})}, t0_);
+  DecideDeferred(*p);
   const TaskPlan& b = PlanOf(*p, "b");
   ASSERT_EQ(b.decision, WarmupDecision::kWarm);
   EXPECT_GE(b.warmup_time, b.expected_start - absl::Seconds(1) - absl::Seconds(60));
@@ -179,6 +192,7 @@ TEST_F(PlannerTest, UncertainLongUpstreamStillRespectsTheKeepAlive) {
   // at higher ratios firing earlier is the cheaper choice (refreshes keep the container).
   options_.delay_cost_ratio = 20;
   auto p = Plan({T("a"), T("b", {"a"})}, t0_);
+  DecideDeferred(*p);
   const TaskPlan& b = PlanOf(*p, "b");
   ASSERT_EQ(b.decision, WarmupDecision::kWarm);
   EXPECT_GE(b.warmup_time, b.expected_start - absl::Seconds(1) - absl::Seconds(60));
@@ -317,6 +331,7 @@ TEST_F(PlannerTest, SameServiceAfterTheKeepAliveNeedsAWarmup) {
   Learn("b", "other", 120);
   LearnColdStart("shared", 1);
   auto p = Plan({T("a", {}, "shared"), T("b", {"a"}, "other"), T("c", {"b"}, "shared")}, t0_);
+  DecideDeferred(*p);
   // c's direct parent is on another service, and a's container is long gone by t0 + 124
   // (a starts cold: 1 + 3 s; b is warmed in time: 120 s).
   EXPECT_EQ(PlanOf(*p, "c").decision, WarmupDecision::kWarm);
@@ -549,6 +564,243 @@ TEST_F(PlannerTest, WithOneRequestPerContainerALateWarmupsSpareIsPriced) {
   // A late sample would also idle a spare container for the 60 s keep-alive: fire earlier.
   EXPECT_LT(one.warmup_time, unlimited);
   EXPECT_EQ(one.decision, WarmupDecision::kWarm);
+}
+
+// Lazy planning: the same run planned eagerly (every task decided at once) and lazily (far tasks
+// decided at NextDeferredPlan()). A deferred task, once decided, must get the very plan the eager
+// planner gave it, and be decided at least planning_horizon before its warm-up fires.
+class LazyPlanningTest : public PlannerTest {
+ protected:
+  void Both(const std::vector<TaskSpec>& tasks, absl::Time start) {
+    options_.lazy_planning = false;
+    eager_ = Plan(tasks, start);
+    options_.lazy_planning = true;
+    lazy_ = Plan(tasks, start);
+  }
+
+  static void ExpectSamePlan(const RunPlanner& lazy, const RunPlanner& eager, int v) {
+    const TaskPlan a = lazy.plan(v), b = eager.plan(v);
+    const std::string& id = lazy.dag().task(v).task_id;
+    EXPECT_EQ(a.decision, b.decision) << id;
+    EXPECT_EQ(a.warmup_time, b.warmup_time) << id;
+    EXPECT_EQ(a.expected_start, b.expected_start) << id;
+    EXPECT_EQ(a.start_p10, b.start_p10) << id;
+    EXPECT_EQ(a.start_p90, b.start_p90) << id;
+    EXPECT_EQ(a.expected_delay, b.expected_delay) << id;
+    EXPECT_EQ(a.expected_idle, b.expected_idle) << id;
+    EXPECT_EQ(a.confidence, b.confidence) << id;
+    EXPECT_EQ(a.run_probability, b.run_probability) << id;
+    EXPECT_EQ(a.reason, b.reason) << id;
+  }
+
+  // Every task the lazy planner decided has the eager planner's plan.
+  void ExpectDecidedAsEager() {
+    for (int v = 0; v < lazy_->dag().size(); ++v) {
+      if (lazy_->plan(v).decision != WarmupDecision::kDeferred) ExpectSamePlan(*lazy_, *eager_, v);
+    }
+  }
+
+  // Runs the lazy planner's deferred decisions due by `until`, as the server's timer would.
+  // Returns how many PlanDeferred calls that took.
+  int DecideUntil(absl::Time until) {
+    int calls = 0;
+    for (absl::Time t = lazy_->NextDeferredPlan(); t != absl::InfiniteFuture() && t <= until;
+         t = lazy_->NextDeferredPlan()) {
+      EXPECT_GT(t, clock_.Now()) << "a decision is due in the past";
+      clock_.AdvanceTo(t);
+      const std::vector<int> touched = lazy_->PlanDeferred(t);
+      EXPECT_FALSE(touched.empty());
+      EXPECT_TRUE(std::is_sorted(touched.begin(), touched.end()));
+      ++calls;
+      for (int v : touched) {
+        const TaskPlan plan = lazy_->plan(v);
+        if (plan.decision == WarmupDecision::kDeferred) continue;
+        ExpectSamePlan(*lazy_, *eager_, v);
+        // Decided in time: a horizon before it fires.
+        if (plan.decision == WarmupDecision::kWarm) {
+          EXPECT_GE(plan.warmup_time, t + options_.planning_horizon) << v;
+        }
+      }
+    }
+    return calls;
+  }
+
+  int CountDeferred() const {
+    int n = 0;
+    for (int v = 0; v < lazy_->dag().size(); ++v) {
+      n += lazy_->plan(v).decision == WarmupDecision::kDeferred;
+    }
+    return n;
+  }
+
+  std::unique_ptr<RunPlanner> eager_;
+  std::unique_ptr<RunPlanner> lazy_;
+};
+
+TEST_F(LazyPlanningTest, LongChainDecidesOnlyItsNearTasks) {
+  // 30 tasks of 25 s, 1 s cold starts: t(k) starts at 1 + 25k s (t0 is cold and too late).
+  std::vector<TaskSpec> tasks;
+  for (int k = 0; k < 30; ++k) {
+    const std::string id = absl::StrCat("t", k);
+    Learn(id, "svc-" + id, 25);
+    LearnColdStart("svc-" + id, 1);
+    tasks.push_back(k == 0 ? T(id) : T(id, {absl::StrCat("t", k - 1)}));
+  }
+  Both(tasks, t0_);
+  // The margin is the 60 s horizon + the 1 s cold start: t0..t2 (start <= 51 s) are decided.
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_NE(PlanOf(*lazy_, absl::StrCat("t", k)).decision, WarmupDecision::kDeferred) << k;
+  }
+  ExpectDecidedAsEager();
+  const TaskPlan t3 = PlanOf(*lazy_, "t3");
+  EXPECT_EQ(t3.decision, WarmupDecision::kDeferred);
+  EXPECT_THAT(t3.reason, HasSubstr("decided at"));
+  EXPECT_EQ(t3.warmup_time, absl::InfiniteFuture());
+  EXPECT_TIME_NEAR(t3.expected_start, t0_ + absl::Seconds(76), kTolerance);
+  // Its earliest start (76 s) minus the margin.
+  EXPECT_TIME_NEAR(lazy_->NextDeferredPlan(), t0_ + absl::Seconds(15), kTolerance);
+  // The rest wait for t3 without samples.
+  const TaskPlan t4 = PlanOf(*lazy_, "t4");
+  EXPECT_EQ(t4.decision, WarmupDecision::kDeferred);
+  EXPECT_THAT(t4.reason, HasSubstr("upstream task 't3'"));
+  EXPECT_TRUE(lazy_->start_samples(Index(*lazy_, "t4")).empty());
+  EXPECT_EQ(CountDeferred(), 27);
+  // Memory: only the decided tasks keep finish samples.
+  EXPECT_LT(lazy_->MemoryBytes() * 2, eager_->MemoryBytes());
+
+  // Each deferred task is decided 61 s before its start, one per timer, as eagerly.
+  EXPECT_EQ(DecideUntil(absl::InfiniteFuture()), 27);
+  EXPECT_EQ(CountDeferred(), 0);
+  EXPECT_EQ(lazy_->NextDeferredPlan(), absl::InfiniteFuture());
+  ExpectDecidedAsEager();
+  EXPECT_EQ(PlanOf(*lazy_, "t29").decision, WarmupDecision::kWarm);
+}
+
+TEST_F(LazyPlanningTest, WithLazyPlanningOffEveryTaskIsDecided) {
+  Learn("a", "", 600);
+  LearnColdStart("svc-b", 1);
+  options_.lazy_planning = false;
+  auto p = Plan({TaskSpec{"a", "", {}}, T("b", {"a"})}, t0_);
+  EXPECT_EQ(PlanOf(*p, "b").decision, WarmupDecision::kWarm);
+  EXPECT_EQ(p->NextDeferredPlan(), absl::InfiniteFuture());
+  EXPECT_TRUE(p->PlanDeferred(t0_ + absl::Hours(1)).empty());
+}
+
+TEST_F(LazyPlanningTest, JoinWaitsForItsFarParentAndEventsDecideItEarlier) {
+  // a (5 s) and b (300 s) join into c; d follows a alone.
+  Learn("a", "svc-a", 5);
+  Learn("b", "svc-b", 300);
+  Learn("c", "svc-c", 5);
+  Learn("d", "svc-d", 5);
+  for (const char* s : {"svc-a", "svc-b", "svc-c", "svc-d"}) LearnColdStart(s, 1);
+  const std::vector<TaskSpec> tasks = {T("a"), T("b"), T("c", {"a", "b"}), T("d", {"a"})};
+  Both(tasks, t0_);
+  EXPECT_EQ(PlanOf(*lazy_, "d").decision, WarmupDecision::kWarm);
+  EXPECT_EQ(PlanOf(*lazy_, "c").decision, WarmupDecision::kDeferred);
+  ExpectDecidedAsEager();
+  // b reports its start at 10 s: c still starts after 310 s and stays deferred.
+  clock_.AdvanceTo(t0_ + absl::Seconds(10));
+  for (RunPlanner* p : {lazy_.get(), eager_.get()}) {
+    ASSERT_TRUE(p->Started(Index(*p, "b"), clock_.Now(), clock_.Now()).ok());
+  }
+  EXPECT_EQ(PlanOf(*lazy_, "c").decision, WarmupDecision::kDeferred);
+  ExpectDecidedAsEager();
+  // b finishes early, at 20 s: c starts now, decided by the event itself.
+  clock_.AdvanceTo(t0_ + absl::Seconds(20));
+  absl::StatusOr<std::vector<int>> touched;
+  for (RunPlanner* p : {lazy_.get(), eager_.get()}) {
+    touched = p->Finished(Index(*p, "b"), clock_.Now(), clock_.Now());
+    ASSERT_TRUE(touched.ok());
+  }
+  EXPECT_THAT(*touched, ::testing::Contains(Index(*lazy_, "c")));
+  EXPECT_EQ(PlanOf(*lazy_, "c").decision, WarmupDecision::kSkipTooLate);
+  ExpectDecidedAsEager();
+  EXPECT_EQ(lazy_->NextDeferredPlan(), absl::InfiniteFuture());
+}
+
+TEST_F(LazyPlanningTest, FarJoinIsDecidedOnItsTimer) {
+  Learn("a", "svc-a", 5);
+  Learn("b", "svc-b", 300);
+  Learn("c", "svc-c", 5);
+  for (const char* s : {"svc-a", "svc-b", "svc-c"}) LearnColdStart(s, 1);
+  Both({T("a"), T("b"), T("c", {"a", "b"})}, t0_);
+  // b is cold (1 s) then 300 s: c's earliest start is 301 s, decided 61 s before.
+  EXPECT_TIME_NEAR(lazy_->NextDeferredPlan(), t0_ + absl::Seconds(240), kTolerance);
+  EXPECT_EQ(DecideUntil(absl::InfiniteFuture()), 1);
+  ExpectDecidedAsEager();
+}
+
+TEST_F(LazyPlanningTest, ExclusiveBranchesAfterAFarTaskAreDecidedAsEagerly) {
+  // pre (200 s) -> route (5 s) -> x (30%) | y (70%), exactly one of them -> z.
+  Rng rng(3);
+  for (int i = 0; i < 40; ++i) {
+    history_.AddTaskDuration("wf", "pre", "svc-pre", absl::Seconds(190 + 20 * rng.Uniform()));
+    history_.AddTaskDuration("wf", "x", "svc-x", absl::Seconds(10 + 40 * rng.Uniform()));
+  }
+  Learn("route", "svc-route", 5);
+  Learn("y", "svc-y", 20);
+  Learn("z", "svc-z", 5);
+  for (const char* s : {"svc-pre", "svc-route", "svc-x", "svc-y", "svc-z"}) {
+    LearnColdStart(s, 1 + rng.Uniform());
+  }
+  const std::vector<TaskSpec> tasks = {T("pre"), T("route", {"pre"}), T("x", {"route"}),
+                                       T("y", {"route"}), T("z", {"x", "y"})};
+  const Dag dag = *Dag::Build(tasks);
+  for (int i = 0; i < 50; ++i) {
+    const bool x = i % 10 < 3;
+    history_.AddTaskRun("wf", "x", x);
+    history_.AddTaskRun("wf", "y", !x);
+    // Bits in task-id order: x, y.
+    history_.Add(HistoryWindow::kChildOutcomes, ChildOutcomeKey("wf", dag, *dag.Find("route")),
+                 x ? 1 : 2);
+  }
+  Both(tasks, t0_);
+  EXPECT_EQ(CountDeferred(), 4);
+  EXPECT_EQ(PlanOf(*lazy_, "route").decision, WarmupDecision::kDeferred);
+  EXPECT_THAT(PlanOf(*lazy_, "route").reason, HasSubstr("decided at"));
+  ExpectDecidedAsEager();
+  // route is decided on its timer (about 130 s), then x and y on theirs.
+  EXPECT_GE(DecideUntil(t0_ + absl::Seconds(150)), 2);
+  EXPECT_NE(PlanOf(*lazy_, "route").decision, WarmupDecision::kDeferred);
+  EXPECT_NE(PlanOf(*lazy_, "y").decision, WarmupDecision::kDeferred);
+  // pre finishes at 195 s and route starts: the branches are decided by the events.
+  clock_.AdvanceTo(t0_ + absl::Seconds(195));
+  for (RunPlanner* p : {lazy_.get(), eager_.get()}) {
+    ASSERT_TRUE(p->Finished(Index(*p, "pre"), clock_.Now(), clock_.Now()).ok());
+    ASSERT_TRUE(p->Started(Index(*p, "route"), clock_.Now(), clock_.Now()).ok());
+  }
+  ExpectDecidedAsEager();
+  DecideUntil(absl::InfiniteFuture());
+  EXPECT_EQ(CountDeferred(), 0);
+  ExpectDecidedAsEager();
+  // Exclusive: z runs in every sample where route ran.
+  EXPECT_EQ(PlanOf(*lazy_, "z").run_probability, 1.0);
+  // x is skipped: y is certain, and z re-planned, as eagerly.
+  clock_.AdvanceTo(t0_ + absl::Seconds(201));
+  for (RunPlanner* p : {lazy_.get(), eager_.get()}) {
+    ASSERT_TRUE(p->Finished(Index(*p, "route"), clock_.Now(), clock_.Now()).ok());
+    ASSERT_TRUE(p->Skipped(Index(*p, "x"), clock_.Now(), clock_.Now()).ok());
+  }
+  ExpectDecidedAsEager();
+  EXPECT_EQ(PlanOf(*lazy_, "y").run_probability, 1.0);
+}
+
+TEST_F(LazyPlanningTest, ARunScheduledAheadIsDecidedAHorizonBeforeItsStart) {
+  options_.planning_horizon = absl::Seconds(30);
+  LearnColdStart("svc-a", 2);
+  Learn("a", "svc-a", 4);
+  Learn("b", "svc-b", 4);
+  LearnColdStart("svc-b", 2);
+  Both({T("a"), T("b", {"a"})}, t0_ + absl::Hours(2));
+  EXPECT_EQ(CountDeferred(), 2);
+  // The earliest start minus horizon and the largest cold start.
+  EXPECT_TIME_NEAR(lazy_->NextDeferredPlan(), t0_ + absl::Hours(2) - absl::Seconds(32), kTolerance);
+  // b starts 4 s after a: decided on its own timer, 4 s later.
+  EXPECT_EQ(DecideUntil(t0_ + absl::Hours(2) - absl::Seconds(32)), 1);
+  EXPECT_EQ(PlanOf(*lazy_, "b").decision, WarmupDecision::kDeferred);
+  EXPECT_THAT(PlanOf(*lazy_, "b").reason, HasSubstr("decided at"));
+  EXPECT_EQ(DecideUntil(absl::InfiniteFuture()), 1);
+  ExpectDecidedAsEager();
 }
 
 }  // namespace

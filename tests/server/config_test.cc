@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -205,6 +206,22 @@ TEST_F(ConfigTest, BadValuesAreRefusedNamingTheField) {
     const absl::Status status = Apply(c.json);
     EXPECT_FALSE(status.ok());
     EXPECT_THAT(status.message(), HasSubstr(c.names));
+  }
+}
+
+TEST_F(ConfigTest, LazyPlanningIsConfigured) {
+  EXPECT_TRUE(options_.registry.planner.lazy_planning);
+  EXPECT_EQ(options_.registry.planner.planning_horizon, absl::Seconds(60));
+  ASSERT_TRUE(Apply(R"({"planning": {"planning_horizon": "90s"}})").ok());
+  EXPECT_EQ(options_.registry.planner.planning_horizon, absl::Seconds(90));
+  EXPECT_TRUE(options_.registry.planner.lazy_planning);
+  ASSERT_TRUE(Apply(R"({"planning": {"eager_planning": true}})").ok());
+  EXPECT_FALSE(options_.registry.planner.lazy_planning);
+  for (const char* bad : {"0.5s", "-1s", "100000s"}) {
+    const absl::Status status =
+        Apply(absl::StrCat(R"({"planning": {"planning_horizon": ")", bad, R"("}})"));
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(status.message(), HasSubstr("planning.planning_horizon")) << bad;
   }
 }
 

@@ -72,6 +72,7 @@ TEST(PlanProtoTest, ShowsWhatHappenedToATask) {
 TEST(PlanProtoTest, EnumsMapOneToOne) {
   EXPECT_EQ(ToProto(WarmupDecision::kSkipAlreadyWarm), v1::WARMUP_DECISION_SKIP_ALREADY_WARM);
   EXPECT_EQ(ToProto(WarmupDecision::kSkipTooLate), v1::WARMUP_DECISION_SKIP_TOO_LATE);
+  EXPECT_EQ(ToProto(WarmupDecision::kDeferred), v1::WARMUP_DECISION_DEFERRED);
   EXPECT_EQ(ToProto(Confidence::kMedium), v1::CONFIDENCE_MEDIUM);
   EXPECT_EQ(ToProto(TaskState::kSkipped), v1::TASK_STATE_SKIPPED);
   EXPECT_EQ(ToProto(TaskState::kFailed), v1::TASK_STATE_FAILED);

@@ -52,6 +52,7 @@ class PrewarmServiceTest : public ::testing::Test {
     // No /metrics listener by default (fewer threads and ports); the lifecycle test serves one on
     // port 0. Scrape() works either way.
     options_.metrics_address = "";
+    options_.registry.planner.lazy_planning = false;  // The tests read every decision at once.
     options_.store_path = dir_ + "/prewarm.db";
     options_.log_level = LogLevel::kWarning;
   }

@@ -107,6 +107,9 @@ class RunRegistryTest : public ::testing::Test {
     options_.max_active_runs = 4;
     options_.dag.max_tasks = 8;
     options_.run_idle_timeout = absl::Minutes(30);
+    // Most tests read every decision from the Prewarm reply: eager planning, unless a test turns
+    // lazy planning on (RunRegistryLazyTest).
+    options_.planner.lazy_planning = lazy_planning_;
     Boot(NewInMemoryHistoryStore());
     t0_ = clock_.Now();
     for (const char* name : {"svc-a", "svc-b", "svc-c"}) RegisterManaged(name);
@@ -346,6 +349,7 @@ class RunRegistryTest : public ::testing::Test {
   FakeClock clock_;
   absl::Time t0_;
   RunRegistryOptions options_;
+  bool lazy_planning_ = false;
   // The warm-ups the fake warmers of earlier processes were given.
   std::vector<WarmupRequest> sent_before_;
   std::map<std::string, Route> routes_;
@@ -2117,6 +2121,91 @@ class RunRegistryRestartTest : public RunRegistryTest {
   std::string dir_;
 };
 
+// Lazy planning on (the server's default): with the priors (10 s tasks, 2 s cold starts, 1 s
+// gaps) and a 60 s horizon, a task is decided once it starts within 62 s.
+class RunRegistryLazyTest : public RunRegistryTest {
+ protected:
+  RunRegistryLazyTest() { lazy_planning_ = true; }
+};
+
+TEST_F(RunRegistryLazyTest, DeferredWarmupsAreDecidedOnTheirTimerAndFireAsEagerly) {
+  // a starts at 60 s (warmed at 58), b at 71 (69), c at 82 (80): b and c wait.
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(Chain("run-1"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(TaskOf(*plan, "a").decision(), v1::WARMUP_DECISION_WARM);
+  EXPECT_EQ(TaskOf(*plan, "b").decision(), v1::WARMUP_DECISION_DEFERRED);
+  EXPECT_THAT(TaskOf(*plan, "b").reason(), HasSubstr("decided at"));
+  EXPECT_FALSE(TaskOf(*plan, "b").has_warmup_time());
+  EXPECT_EQ(TaskOf(*plan, "c").decision(), v1::WARMUP_DECISION_DEFERRED);
+  EXPECT_THAT(TaskOf(*plan, "c").reason(), HasSubstr("upstream task 'b'"));
+  EXPECT_EQ(registry_->pending_warmups(), 1);
+  // b's decision is due at 71 - 62 = 9 s.
+  EXPECT_EQ(timers_->NextDeadline(), t0_ + absl::Seconds(9));
+
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(9) - absl::Milliseconds(1)), 0);
+  EXPECT_EQ(Task("run-1", "b").decision(), v1::WARMUP_DECISION_DEFERRED);
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(9)), 1);
+  EXPECT_EQ(Task("run-1", "b").decision(), v1::WARMUP_DECISION_WARM);
+  EXPECT_EQ(Task("run-1", "b").warmup_state(), v1::WARMUP_STATE_PENDING);
+  EXPECT_EQ(T(Task("run-1", "b").warmup_time()), t0_ + absl::Seconds(69));
+  EXPECT_EQ(Task("run-1", "c").decision(), v1::WARMUP_DECISION_DEFERRED);
+  EXPECT_EQ(registry_->pending_warmups(), 2);
+  EXPECT_EQ(timers_->NextDeadline(), t0_ + absl::Seconds(20));  // c's decision
+  RunUntil(t0_ + absl::Seconds(20));
+  EXPECT_EQ(T(Task("run-1", "c").warmup_time()), t0_ + absl::Seconds(80));
+  EXPECT_EQ(registry_->pending_warmups(), 3);
+  EXPECT_THAT(Metric("prewarm_pending_warmups"), Optional(3.0));
+
+  // From here on as with eager planning (WarmupsFireWhenTheClockReachesTheirDeadlines).
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(58)), 1);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  RunUntil(t0_ + absl::Seconds(69) - absl::Milliseconds(1));
+  EXPECT_EQ(Requests("/svc-b"), 0);
+  RunUntil(t0_ + absl::Seconds(69));
+  ASSERT_GE(Requests("/svc-b"), 1);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "b", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(80)), 1);
+  ASSERT_GE(Requests("/svc-c"), 1);
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "c", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(registry_->pending_warmups(), 0);
+  EXPECT_EQ(TotalRequests(), 3);
+}
+
+TEST_F(RunRegistryLazyTest, AnEventBringsADeferredTaskCloser) {
+  ASSERT_TRUE(Prewarm(Chain("run-1", absl::ZeroDuration())).ok());
+  // a starts at once (cold, 2 s): b at 13 s, c at 24 s, both within 62 s.
+  EXPECT_EQ(Task("run-1", "c").decision(), v1::WARMUP_DECISION_WARM);
+  ASSERT_TRUE(Prewarm(Chain("run-2", absl::Seconds(100))).ok());
+  EXPECT_EQ(Task("run-2", "a").decision(), v1::WARMUP_DECISION_DEFERRED);
+  // run-2's a reports an early start (at 30 s): the re-plan decides a (started) and b, c.
+  RunUntil(t0_ + absl::Seconds(30));
+  absl::StatusOr<v1::ReportTimingResponse> r =
+      Report("run-2", "a", v1::TASK_EVENT_TYPE_STARTED, {.cold = false});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Task("run-2", "b").decision(), v1::WARMUP_DECISION_WARM);
+  EXPECT_EQ(T(Task("run-2", "b").warmup_time()), t0_ + absl::Seconds(39));
+  EXPECT_EQ(Task("run-2", "c").decision(), v1::WARMUP_DECISION_WARM);
+}
+
+TEST_F(RunRegistryLazyTest, ADryRunShowsEveryDecision) {
+  v1::PrewarmRequest request = Chain("run-1");
+  request.set_dry_run(true);
+  absl::StatusOr<v1::RunPlan> plan = Prewarm(request);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(TaskOf(*plan, "c").decision(), v1::WARMUP_DECISION_WARM);
+  EXPECT_EQ(T(TaskOf(*plan, "c").warmup_time()), t0_ + absl::Seconds(80));
+}
+
+TEST_F(RunRegistryLazyTest, ACancelledRunDecidesNothingMore) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  EXPECT_EQ(timers_->NextDeadline(), t0_ + absl::Seconds(9));
+  ASSERT_TRUE(registry_->CancelRun("run-1").ok());
+  // Its deferred timer is gone: next is a's cancelled warm-up's slot or the expiry timer only.
+  EXPECT_GT(timers_->NextDeadline(), t0_ + absl::Seconds(58));
+  RunUntil(t0_ + absl::Seconds(100));
+  EXPECT_EQ(TotalRequests(), 0);
+}
+
 TEST_F(RunRegistryRestartTest, ARestartedRegistryResumesPendingWarmups) {
   ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
   Restart();
@@ -2345,6 +2434,34 @@ TEST_F(RunRegistryRestartTest, RetiredRunsAreNotRestored) {
 // script (two runs sharing svc-a: warm-ups, a claimed container, a refresh, every task event) runs
 // once without and then with a restart after each step; the plans after every step (times
 // relative to the script's start), the warm-ups sent and the outcomes counted are the same.
+class RunRegistryLazyRestartTest : public RunRegistryRestartTest {
+ protected:
+  RunRegistryLazyRestartTest() { lazy_planning_ = true; }
+};
+
+TEST_F(RunRegistryLazyRestartTest, ARestoredRunDecidesItsDeferredTasksOnTime) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  RunUntil(t0_ + absl::Seconds(5));
+  Restart();
+  // Down while b's decision (9 s) was due.
+  clock_.AdvanceTo(t0_ + absl::Seconds(15));
+  ASSERT_TRUE(registry_->Restore().ok());
+  EXPECT_LE(timers_->NextDeadline(), clock_.Now());  // decided at once
+  timers_->RunDue();
+  EXPECT_EQ(Task("run-1", "b").decision(), v1::WARMUP_DECISION_WARM);
+  EXPECT_EQ(T(Task("run-1", "b").warmup_time()), t0_ + absl::Seconds(69));
+  EXPECT_EQ(Task("run-1", "c").decision(), v1::WARMUP_DECISION_DEFERRED);
+  RunUntil(t0_ + absl::Seconds(20));
+  EXPECT_EQ(T(Task("run-1", "c").warmup_time()), t0_ + absl::Seconds(80));
+  RunUntil(t0_ + absl::Seconds(58));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "a", v1::WARMUP_STATE_READY));
+  RunUntil(t0_ + absl::Seconds(69));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "b", v1::WARMUP_STATE_READY));
+  RunUntil(t0_ + absl::Seconds(80));
+  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "c", v1::WARMUP_STATE_READY));
+  EXPECT_EQ(TotalRequests(), 3);
+}
+
 class RunRegistryEquivalenceTest : public RunRegistryRestartTest {
  protected:
   struct Trace {

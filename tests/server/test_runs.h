@@ -55,6 +55,7 @@ inline std::unique_ptr<Run> BuildTestRun(const v1::PrewarmRequest& request, absl
   if (!checked.ok()) return nullptr;
   PlannerOptions options;
   options.delay_cost_ratio = checked->delay_cost_ratio;
+  options.lazy_planning = false;  // Every decision at once, as the tests read them.
   RunModel model = BuildRunModel(*checked->dag, request.workflow_id(), history,
                                  [](absl::string_view) { return ServiceInfo{.warmable = true}; });
   return NewPlannedRun(std::move(checked->request), std::move(checked->dag), std::move(model),
