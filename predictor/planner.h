@@ -142,6 +142,13 @@ class RunPlanner {
   absl::Time start() const { return start_; }
   // The task's plan, its reason formatted on each call (a plan keeps it as a code and numbers).
   TaskPlan plan(int task) const;
+  // plan(task).decision and .warmup_time, without building the rest: what warm-up timers need
+  // after every re-plan.
+  WarmupDecision decision(int task) const { return plans_[task].decision; }
+  absl::Time warmup_time(int task) const {
+    return plans_[task].decision == WarmupDecision::kWarm ? Abs(plans_[task].warmup_time)
+                                                          : absl::InfiniteFuture();
+  }
   const TaskProgress& progress(int task) const { return progress_[task]; }
   // Start-time samples of a task as of its last plan, in seconds after start() (for tests and
   // diagnostics; drawn again on each call, since a plan keeps only the finish samples).

@@ -95,8 +95,7 @@ void WarmupDispatcher::Sync(Run& run, const std::vector<int>& tasks) {
         rt.warmup == v1::WARMUP_STATE_FAILED) {
       continue;  // Already fired: nothing left to move.
     }
-    const TaskPlan& plan = run.planner->plan(v);
-    if (plan.decision != WarmupDecision::kWarm) {
+    if (run.planner->decision(v) != WarmupDecision::kWarm) {
       if (rt.warmup == v1::WARMUP_STATE_PENDING) {
         Cancel(rt);
         deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupCancelled);
@@ -108,17 +107,18 @@ void WarmupDispatcher::Sync(Run& run, const std::vector<int>& tasks) {
       if (run.planner->progress(v).state == TaskState::kPending) rt.warmup = v1::WARMUP_STATE_NONE;
       continue;
     }
+    const absl::Time warmup_time = run.planner->warmup_time(v);
     if (rt.warmup == v1::WARMUP_STATE_PENDING) {
-      if (rt.scheduled_for == plan.warmup_time) continue;
+      if (rt.scheduled_for == warmup_time) continue;
       deps_.timers->Cancel(rt.timer);
     } else {
       ++pending_warmups_;
     }
     rt.warmup = v1::WARMUP_STATE_PENDING;
-    rt.scheduled_for = plan.warmup_time;
+    rt.scheduled_for = warmup_time;
     const uint64_t generation = ++rt.generation;
     rt.timer = deps_.timers->Schedule(
-        plan.warmup_time, [due = hooks_.due, run_id, v, generation](absl::Duration lateness) {
+        warmup_time, [due = hooks_.due, run_id, v, generation](absl::Duration lateness) {
           due(run_id, v, generation, lateness);
         });
   }

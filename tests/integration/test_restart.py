@@ -141,11 +141,12 @@ def test_sigterm_exits_zero_and_flushes_the_store(
                                          tasks=[pb.Task(task_id="b", service="slow")],
                                          start_time=harness.timestamp(now + 1)))
         harness.wait_for(lambda: slow.requests >= 1, timeout=5, what="the slow warm-up")
-        # Run 2 starts in an hour: its warm-up is pending.
+        # Run 2 starts in 55 s: its first warm-up is pending (decided now: within the default
+        # planning horizon of 60 s, where lazy planning would leave a later start undecided).
         tasks = [pb.Task(task_id="x", service="later"),
                  pb.Task(task_id="y", service="later", upstream_task_ids=["x"])]
         client.Prewarm(pb.PrewarmRequest(run_id="scheduled", workflow_id="wf2", tasks=tasks,
-                                         start_time=harness.timestamp(now + 3600)))
+                                         start_time=harness.timestamp(now + 55)))
 
         started = time.monotonic()
         code = prewarmd.stop(timeout=15)
