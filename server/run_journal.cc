@@ -123,6 +123,13 @@ std::function<void()> RunJournal::Write(std::vector<std::pair<HistoryWindow, std
   return finish_one;
 }
 
+void RunJournal::LogDeferredPlan(const Run& run, absl::Time at) {
+  store::v1::RunEvent record;
+  *record.mutable_deferred_planned() = ToProtoTimestamp(at);
+  *record.mutable_applied_time() = ToProtoTimestamp(at);
+  store_->AppendRunEvent(run.request.run_id(), record.SerializeAsString(), Tracked(nullptr));
+}
+
 void RunJournal::LogWarmup(const Run& run, int v, store::v1::WarmupRecord::Kind kind, absl::Time at,
                            absl::Time warm_until, bool cold, absl::Time needed) {
   store::v1::RunEvent record;
@@ -348,6 +355,10 @@ void ReplayRecord(
       default:
         break;
     }
+    return;
+  }
+  if (e.has_deferred_planned()) {
+    run.planner->PlanDeferred(FromProto(e.deferred_planned(), "").value_or(applied));
     return;
   }
   if (!e.has_warmup()) {  // Written before WarmupRecord: the warm-up fired.

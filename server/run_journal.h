@@ -89,6 +89,9 @@ class RunJournal {
       std::vector<Observation> observations, RunWrite run_write,
       std::function<void(absl::Status)> done);
 
+  // Appends to the run's log that its due deferred tasks were decided as of `at` (no one waits
+  // for it): a restart replays that decision at the same time.
+  void LogDeferredPlan(const Run& run, absl::Time at);
   // Appends a record of what happened to task `v`'s warm-up to the run's log (no one waits for
   // it). `warm_until`: what the run's planner was told (SetTaskWarmUntil), InfinitePast for
   // nothing; `needed`: when a claimed container is needed (KIND_CLAIMED).

@@ -81,7 +81,10 @@ std::vector<int> WarmupDispatcher::PlanDeferred(Run& run, uint64_t generation) {
   if (run.deferred_generation != generation || run.deferred_timer == 0) return {};
   run.deferred_timer = 0;
   run.deferred_at = absl::InfiniteFuture();
-  std::vector<int> touched = run.planner->PlanDeferred(deps_.clock->Now());
+  const absl::Time now = deps_.clock->Now();
+  std::vector<int> touched = run.planner->PlanDeferred(now);
+  // Logged before what Sync logs (warm-ups fired at once), in the order a restart replays them.
+  deps_.journal->LogDeferredPlan(run, now);
   Sync(run, touched);
   return touched;
 }

@@ -2462,6 +2462,24 @@ TEST_F(RunRegistryLazyRestartTest, ARestoredRunDecidesItsDeferredTasksOnTime) {
   EXPECT_EQ(TotalRequests(), 3);
 }
 
+TEST_F(RunRegistryLazyRestartTest, ADeferredDecisionIsReplayedAsOfWhenItWasMade) {
+  ASSERT_TRUE(Prewarm(Chain("run-1")).ok());
+  // b's decision was due at 9 s; the timer runs late, at 75 s (a stalled process), when b's
+  // warm-up time (69 s) has passed: what it decides depends on when it ran.
+  RunUntil(t0_ + absl::Seconds(75));
+  const v1::TaskPlan before = Task("run-1", "b");
+  ASSERT_NE(before.decision(), v1::WARMUP_DECISION_DEFERRED);
+  ASSERT_TRUE(store_->Flush().ok());
+  Restart();
+  clock_.AdvanceTo(t0_ + absl::Seconds(80));
+  ASSERT_TRUE(registry_->Restore().ok());
+  const v1::TaskPlan after = Task("run-1", "b");
+  EXPECT_EQ(after.decision(), before.decision());
+  EXPECT_EQ(T(after.warmup_time()), T(before.warmup_time()));
+  EXPECT_EQ(T(after.expected_start_time()), T(before.expected_start_time()));
+  EXPECT_EQ(after.reason(), before.reason());
+}
+
 class RunRegistryEquivalenceTest : public RunRegistryRestartTest {
  protected:
   struct Trace {
