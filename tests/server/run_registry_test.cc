@@ -329,6 +329,18 @@ class RunRegistryTest : public ::testing::Test {
     return false;
   }
 
+  // Chain("run-1") once the clock is at 69 s: b's warm-up was sent, c's goes at 80 s, and that is
+  // all (3 warm-ups with a's).
+  void ExpectChainsLastWarmupsAt69And80() {
+    ASSERT_GE(Requests("/svc-b"), 1);
+    ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "b", v1::WARMUP_STATE_READY));
+    EXPECT_EQ(RunUntil(t0_ + absl::Seconds(80)), 1);
+    ASSERT_GE(Requests("/svc-c"), 1);
+    ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "c", v1::WARMUP_STATE_READY));
+    EXPECT_EQ(registry_->pending_warmups(), 0);
+    EXPECT_EQ(TotalRequests(), 3);
+  }
+
   // Moves the fake clock to `t` and runs what is due.
   int RunUntil(absl::Time t) {
     clock_.AdvanceTo(t);
@@ -454,13 +466,7 @@ TEST_F(RunRegistryTest, WarmupsFireWhenTheClockReachesTheirDeadlines) {
   EXPECT_THAT(Metric("prewarm_warmup_lateness_seconds_count"), Optional(1.0));
 
   RunUntil(t0_ + absl::Seconds(69));  // (The registry's expiry timer is due too.)
-  ASSERT_GE(Requests("/svc-b"), 1);
-  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "b", v1::WARMUP_STATE_READY));
-  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(80)), 1);
-  ASSERT_GE(Requests("/svc-c"), 1);
-  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "c", v1::WARMUP_STATE_READY));
-  EXPECT_EQ(registry_->pending_warmups(), 0);
-  EXPECT_EQ(TotalRequests(), 3);
+  ExpectChainsLastWarmupsAt69And80();
 }
 
 TEST_F(RunRegistryTest, ALateFinishPushesTheNextWarmupLater) {
@@ -2162,13 +2168,7 @@ TEST_F(RunRegistryLazyTest, DeferredWarmupsAreDecidedOnTheirTimerAndFireAsEagerl
   RunUntil(t0_ + absl::Seconds(69) - absl::Milliseconds(1));
   EXPECT_EQ(Requests("/svc-b"), 0);
   RunUntil(t0_ + absl::Seconds(69));
-  ASSERT_GE(Requests("/svc-b"), 1);
-  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "b", v1::WARMUP_STATE_READY));
-  EXPECT_EQ(RunUntil(t0_ + absl::Seconds(80)), 1);
-  ASSERT_GE(Requests("/svc-c"), 1);
-  ASSERT_TRUE(AnswerAndExpectWarmup("run-1", "c", v1::WARMUP_STATE_READY));
-  EXPECT_EQ(registry_->pending_warmups(), 0);
-  EXPECT_EQ(TotalRequests(), 3);
+  ExpectChainsLastWarmupsAt69And80();
 }
 
 TEST_F(RunRegistryLazyTest, AnEventBringsADeferredTaskCloser) {
