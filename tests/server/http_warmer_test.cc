@@ -290,8 +290,11 @@ TEST(HttpWarmerTest, ColdStartShowsInLatency) {
   WarmupResult warm = FireAndWait(*warmer, Request(2, target->Url("/warmup")));
   EXPECT_TRUE(cold.success);
   EXPECT_TRUE(warm.success);
-  EXPECT_GE(cold.latency, kColdStart);
-  EXPECT_LT(warm.latency, kColdStart);
+  // curl times the transfer on the monotonic clock; the target schedules its answer with
+  // absl::Now(), which may run a few milliseconds apart under load (997 ms was seen in a CI
+  // sanitizer run), so a cold answer counts from 90% of the cold start.
+  EXPECT_GE(cold.latency, kColdStart * 0.9);
+  EXPECT_LT(warm.latency, kColdStart / 2);
 }
 
 TEST(HttpWarmerTest, ShutdownRunsEveryPendingCallbackOnce) {
