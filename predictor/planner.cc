@@ -389,6 +389,7 @@ void RunPlanner::Defer(int v, double now_rel, bool sampled, double earliest) {
   plan.decision = WarmupDecision::kDeferred;
   plan.confidence = Confidence::kLow;
   plan.earliest_start = static_cast<float>(earliest);
+  plan.run_probability = DeferredRunProbability(v, sampled);
   if (!sampled) {
     plan.reason = Reason::kDeferredUpstream;
     plan.warm_until_ns = std::numeric_limits<int64_t>::max();
@@ -407,6 +408,33 @@ void RunPlanner::Defer(int v, double now_rel, bool sampled, double earliest) {
   BucketSort(scratch_a_, scratch_b_, bucket_counts_);
   plan.start_p10 = scratch_a_[static_cast<size_t>(0.1 * (m_ - 1))];
   plan.start_p90 = scratch_a_[static_cast<size_t>(0.9 * (m_ - 1))];
+}
+
+float RunPlanner::DeferredRunProbability(int v, bool sampled) const {
+  // It runs where one of its parents ran (or it has none), and then as often as it ran before.
+  // Sampled: its parents' run flags say where one ran. Deferred behind a parent: that parent has
+  // no flags, only its own estimate, and parents count as independent. Joint outcomes of
+  // siblings are left out: an estimate until the task is sampled.
+  const std::vector<int>& parents = dag_->parents(v);
+  double any_ran = 1;
+  if (sampled && !parents.empty()) {
+    int samples = 0;
+    for (int i = 0; i < m_; ++i) {
+      bool ran = false;
+      for (int u : parents) ran = ran || Ran(u, i);
+      samples += ran;
+    }
+    any_ran = static_cast<double>(samples) / m_;
+  } else if (!parents.empty()) {
+    double none_ran = 1;
+    for (int u : parents) {
+      const double p =
+          Deferred(u) ? plans_[u].run_probability : static_cast<double>(run_count_[u]) / m_;
+      none_ran *= 1 - p;
+    }
+    any_ran = 1 - none_ran;
+  }
+  return static_cast<float>(any_ran * std::min(1.0, model_.tasks[v].run_probability));
 }
 
 bool RunPlanner::Sample(int v, double now_rel, bool may_defer) {
@@ -754,8 +782,9 @@ TaskPlan RunPlanner::plan(int task) const {
       stored.delay_is_cold_start ? plan.expected_cold_start : absl::Seconds(stored.expected_delay);
   plan.expected_idle = absl::Seconds(stored.expected_idle);
   plan.confidence = stored.confidence;
-  plan.run_probability =
-      stored.decision == WarmupDecision::kDeferred ? 1 : static_cast<double>(run_count_[task]) / m_;
+  plan.run_probability = stored.decision == WarmupDecision::kDeferred
+                             ? static_cast<double>(stored.run_probability)
+                             : static_cast<double>(run_count_[task]) / m_;
   const double cold = absl::ToDoubleSeconds(plan.expected_cold_start);
   switch (stored.reason) {
     case Reason::kStarted:

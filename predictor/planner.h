@@ -177,6 +177,8 @@ class RunPlanner {
   bool Sample(int task, double now_rel, bool may_defer);
   // Sample(): records the task as deferred, with its start samples (or none) in starts_.
   void Defer(int task, double now_rel, bool sampled, double earliest);
+  // A deferred task's chance to run, before its own samples exist (see Defer).
+  float DeferredRunProbability(int task, bool sampled) const;
   // The learned joint outcomes of the parent's children (null: none), and those of them that
   // agree with the children's known outcomes (valid until the next call).
   const std::vector<uint32_t>* MasksOf(int parent) const;
@@ -221,6 +223,8 @@ class RunPlanner {
     float earliest_start = 0;
     float start_p10 = 0;
     float start_p90 = 0;
+    // kDeferred: the chance that it runs, estimated from its parents' (DeferredRunProbability).
+    float run_probability = 1;
     int late_samples = 0;  // kFires: WarmupChoice::late_samples (of run_count_ samples)
     WarmupDecision decision = WarmupDecision::kSkipNoService;
     Confidence confidence = Confidence::kHigh;

@@ -676,6 +676,34 @@ TEST_F(LazyPlanningTest, LongChainDecidesOnlyItsNearTasks) {
   EXPECT_EQ(PlanOf(*lazy_, "t29").decision, WarmupDecision::kWarm);
 }
 
+TEST_F(LazyPlanningTest, ADeferredTaskEstimatesItsRunProbabilityFromItsParents) {
+  // a (100 s) -> b, which ran in 3 of 10 runs -> c -> d, each 100 s: b is sampled and deferred,
+  // c and d wait behind it. Eager planning gives all three about 0.3.
+  for (const char* t : {"a", "b", "c", "d"}) {
+    Learn(t, absl::StrCat("svc-", t), 100);
+    LearnColdStart(absl::StrCat("svc-", t), 1);
+  }
+  LearnRuns("b", 2, 7);  // (2 + 1) / (9 + 1)
+  // e joins a and c: it runs where either did, as a always does.
+  const std::vector<TaskSpec> tasks = {T("a"), T("b", {"a"}), T("c", {"b"}), T("d", {"c"}),
+                                       T("e", {"a", "c"})};
+  Both(tasks, t0_);
+  for (const char* t : {"b", "c", "d"}) {
+    const TaskPlan lazy = PlanOf(*lazy_, t);
+    ASSERT_EQ(lazy.decision, WarmupDecision::kDeferred) << t;
+    EXPECT_NEAR(lazy.run_probability, 0.3, 0.06) << t;
+    EXPECT_NEAR(lazy.run_probability, PlanOf(*eager_, t).run_probability, 0.06) << t;
+  }
+  // b's estimate comes from a's samples (it runs in all of them) and its own share, exactly.
+  EXPECT_FLOAT_EQ(PlanOf(*lazy_, "b").run_probability, 0.3f);
+  EXPECT_FLOAT_EQ(PlanOf(*lazy_, "c").run_probability, PlanOf(*lazy_, "b").run_probability);
+  EXPECT_DOUBLE_EQ(PlanOf(*lazy_, "e").run_probability, 1);
+  // Once decided, each has the eager planner's sampled share again.
+  EXPECT_GT(DecideUntil(absl::InfiniteFuture()), 0);
+  EXPECT_EQ(CountDeferred(), 0);
+  ExpectDecidedAsEager();
+}
+
 TEST_F(LazyPlanningTest, WithLazyPlanningOffEveryTaskIsDecided) {
   Learn("a", "", 600);
   LearnColdStart("svc-b", 1);
