@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -2502,23 +2503,24 @@ class RunRegistryEquivalenceTest : public RunRegistryRestartTest {
         Shift(ts, base);
       }
     }
-    // Reasons name times of day ("warm until 10:18:36.000"): as offsets too.
+    // Reasons name times of day ("warm until 10:18:36.000", "decided at ..."): as offsets too.
     const double base_tod = absl::ToDoubleSeconds(
         base - absl::FromUnixSeconds(absl::ToUnixSeconds(base) / 86400 * 86400));
+    static const std::regex kTimeOfDay(R"((\d\d):(\d\d):(\d\d(\.\d+)?))");
     for (v1::TaskPlan& t : *plan.mutable_tasks()) {
-      const size_t at = t.reason().find("warm until ");
-      if (at == std::string::npos) continue;
-      const size_t from = at + strlen("warm until ");
-      const size_t to = t.reason().find(' ', from);
-      std::vector<std::string> hms = absl::StrSplit(t.reason().substr(from, to - from), ':');
-      double h = 0, m = 0, sec = 0;
-      if (hms.size() != 3 || !absl::SimpleAtod(hms[0], &h) || !absl::SimpleAtod(hms[1], &m) ||
-          !absl::SimpleAtod(hms[2], &sec)) {
-        continue;
+      std::string reason;
+      std::string::const_iterator from = t.reason().begin();
+      for (std::sregex_iterator it(t.reason().begin(), t.reason().end(), kTimeOfDay), end;
+           it != end; ++it) {
+        const std::smatch& m = *it;
+        const double tod =
+            std::stod(m[1].str()) * 3600 + std::stod(m[2].str()) * 60 + std::stod(m[3].str());
+        reason.append(from, m[0].first);
+        absl::StrAppend(&reason, "+", std::fmod(tod - base_tod + 86400, 86400), "s");
+        from = m[0].second;
       }
-      const double offset = std::fmod(h * 3600 + m * 60 + sec - base_tod + 86400, 86400);
-      t.set_reason(
-          absl::StrCat(t.reason().substr(0, from), "+", offset, "s", t.reason().substr(to)));
+      reason.append(from, t.reason().cend());
+      t.set_reason(reason);
     }
     return plan.DebugString();
   }
@@ -2647,6 +2649,33 @@ class RunRegistryEquivalenceTest : public RunRegistryRestartTest {
     return trace;
   }
 
+  // The script with restarts after each step (and after several) gives `straight`'s trace.
+  void ExpectRestartsChangeNothing(const Trace& straight) {
+    for (const std::set<int>& restarts : std::vector<std::set<int>>{{0},
+                                                                    {1},
+                                                                    {2},
+                                                                    {3},
+                                                                    {4},
+                                                                    {5},
+                                                                    {6},
+                                                                    {7},
+                                                                    {8},
+                                                                    {9},
+                                                                    {10},
+                                                                    {11},
+                                                                    {12},
+                                                                    {1, 3, 5, 8, 10}}) {
+      SCOPED_TRACE(absl::StrCat("restarts after steps ", absl::StrJoin(restarts, ",")));
+      const Trace restarted = Script(restarts);
+      ASSERT_EQ(restarted.plans.size(), straight.plans.size());
+      for (size_t i = 0; i < straight.plans.size(); ++i) {
+        EXPECT_EQ(restarted.plans[i], straight.plans[i]) << "after step " << i;
+      }
+      EXPECT_EQ(restarted.warmups, straight.warmups);
+      EXPECT_EQ(restarted.starts, straight.starts);
+    }
+  }
+
   FakeHttpWarmer* warmer_fake_ = nullptr;
 };
 
@@ -2657,17 +2686,21 @@ TEST_F(RunRegistryEquivalenceTest, ARunAcrossRestartsBehavesAsIfNothingHappened)
   EXPECT_EQ(straight.warmups.size(), 5u) << absl::StrJoin(straight.warmups, "\n");
   EXPECT_EQ(straight.starts.at("hit"), 4) << "a, x (claimed), b (refreshed) and c found warm";
   EXPECT_EQ(straight.starts.at("miss") + straight.starts.at("late"), 0);
-  for (const std::set<int>& restarts : std::vector<std::set<int>>{
-           {0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10}, {11}, {12}, {1, 3, 5, 8, 10}}) {
-    SCOPED_TRACE(absl::StrCat("restarts after steps ", absl::StrJoin(restarts, ",")));
-    const Trace restarted = Script(restarts);
-    ASSERT_EQ(restarted.plans.size(), straight.plans.size());
-    for (size_t i = 0; i < straight.plans.size(); ++i) {
-      EXPECT_EQ(restarted.plans[i], straight.plans[i]) << "after step " << i;
-    }
-    EXPECT_EQ(restarted.warmups, straight.warmups);
-    EXPECT_EQ(restarted.starts, straight.starts);
-  }
+  ExpectRestartsChangeNothing(straight);
+}
+
+// The same with lazy planning (the server's default): b and c are deferred at first and decided
+// by the run's timer or by a's events, which a restart must replay as they happened.
+TEST_F(RunRegistryEquivalenceTest, ALazilyPlannedRunAcrossRestartsBehavesAsIfNothingHappened) {
+  const Trace eager = Script({});
+  options_.planner.lazy_planning = true;
+  const Trace straight = Script({});
+  ASSERT_EQ(straight.plans.size(), 14u);
+  EXPECT_THAT(straight.plans[0], HasSubstr("WARMUP_DECISION_DEFERRED"));
+  // Once decided, lazy plans are eager plans: the same warm-ups at the same times.
+  EXPECT_EQ(straight.warmups, eager.warmups);
+  EXPECT_EQ(straight.starts, eager.starts);
+  ExpectRestartsChangeNothing(straight);
 }
 
 }  // namespace
