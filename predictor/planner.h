@@ -188,7 +188,8 @@ class RunPlanner {
   std::vector<int> Affected(int task) const;
   // The start samples of a pending task as of `now_rel`, from its parents' finish samples and
   // gap draws from `rng` (its kGapAndDuration stream, which then goes on to its durations).
-  void PendingStarts(int task, double now_rel, Rng& rng, float* starts) const;
+  // Returns the earliest of them.
+  float PendingStarts(int task, double now_rel, Rng& rng, float* starts) const;
   void Evaluate(int task, double now_rel);
   // Why a task got its decision; plan() turns it into TaskPlan::reason.
   enum class Reason : uint8_t {

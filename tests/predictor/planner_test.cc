@@ -255,6 +255,27 @@ TEST_F(PlannerTest, FinishedUpstreamMovesItsDescendantsOnly) {
   EXPECT_EQ(PlanOf(*p, "task1").decision, WarmupDecision::kSkipStarted);
 }
 
+TEST_F(PlannerTest, AnEventReplansEachDescendantOnceInTopologicalOrder) {
+  // r -> x -> z, r -> y -> z (a diamond), y -> t; w and v independent, listed in between.
+  auto p = Plan(
+      {T("w"), T("r"), T("x", {"r"}), T("v"), T("y", {"r"}), T("z", {"x", "y"}), T("t", {"y"})},
+      t0_);
+  absl::StatusOr<std::vector<int>> touched =
+      p->Started(Index(*p, "r"), t0_, clock_.Now(), absl::ZeroDuration());
+  ASSERT_TRUE(touched.ok()) << touched.status();
+  std::vector<int> expected = {Index(*p, "r"), Index(*p, "x"), Index(*p, "y"), Index(*p, "z"),
+                               Index(*p, "t")};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(*touched, expected);
+
+  // From the middle: y's descendants only.
+  touched = p->Started(Index(*p, "y"), t0_, clock_.Now(), absl::ZeroDuration());
+  ASSERT_TRUE(touched.ok()) << touched.status();
+  expected = {Index(*p, "y"), Index(*p, "z"), Index(*p, "t")};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(*touched, expected);
+}
+
 TEST_F(PlannerTest, EarlyFinishMovesDeadlinesEarlier) {
   KeepWarm("svc-task1");
   KeepWarm("svc-task2");
