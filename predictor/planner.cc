@@ -348,15 +348,22 @@ void RunPlanner::SetTaskWarmUntil(int task, absl::Time warm_until) {
   model_.tasks[task].service.warm_until = warm_until;
 }
 
-float RunPlanner::PendingStarts(int v, double now_rel, Rng& rng, float* s) const {
+RunPlanner::StartSummary RunPlanner::PendingStarts(int v, double now_rel, Rng& rng,
+                                                   float* s) const {
   // It has not started by now, so it starts no earlier than now.
   const float floor = static_cast<float>(now_rel);
-  float earliest = std::numeric_limits<float>::infinity();
+  StartSummary summary;
+  const auto add = [&summary](float start) {
+    summary.earliest = std::min(summary.earliest, start);
+    summary.latest = std::max(summary.latest, start);
+    summary.sum += start;
+  };
   const std::vector<int>& parents = dag_->parents(v);
   if (parents.empty()) {
     const float start = std::max(0.0f, floor);
     std::fill(s, s + m_, start);
-    return start;
+    for (int i = 0; i < m_; ++i) add(start);
+    return summary;
   }
   // Parent by parent, so the inner loop runs over contiguous samples; the first one sets them.
   constexpr float kNone = -std::numeric_limits<float>::infinity();
@@ -366,23 +373,23 @@ float RunPlanner::PendingStarts(int v, double now_rel, Rng& rng, float* s) const
     const float* fu = Finish(parents[k]);
     for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], fu[i]);
   }
-  // Then the gap, the floor and the earliest start in one pass. A gap of one value (the prior,
-  // or a constant history) needs no hashing: its draws only move the stream on.
+  // Then the gap, the floor and the summary in one pass. A gap of one value (the prior, or a
+  // constant history) needs no hashing: its draws only move the stream on.
   const Distribution& gap = *model_.dispatch_gap.distribution;
   if (gap.constant()) {
     const float g = gap.samples().front();
     rng.Skip(static_cast<uint64_t>(m_));
     for (int i = 0; i < m_; ++i) {
       s[i] = std::max(s[i] + g, floor);
-      earliest = std::min(earliest, s[i]);
+      add(s[i]);
     }
   } else {
     for (int i = 0; i < m_; ++i) {
       s[i] = std::max(s[i] + static_cast<float>(gap.Draw(rng)), floor);
-      earliest = std::min(earliest, s[i]);
+      add(s[i]);
     }
   }
-  return earliest;
+  return summary;
 }
 
 std::vector<float> RunPlanner::start_samples(int task) const {
@@ -428,6 +435,7 @@ void RunPlanner::Defer(int v, double now_rel, bool sampled, double earliest) {
 
 bool RunPlanner::Sample(int v, double now_rel, bool may_defer) {
   sampled_at_[v] = static_cast<float>(now_rel);  // PendingStarts floors at the float anyway.
+  starts_summary_.reset();
   float* s = starts_.data();
   uint8_t* r = ran_now_.data();
   const TaskModel& model = model_.tasks[v];
@@ -458,8 +466,9 @@ bool RunPlanner::Sample(int v, double now_rel, bool may_defer) {
     case TaskState::kPending: {
       const std::vector<int>& parents = dag_->parents(v);
       Rng rng(StreamSeed(seed_, v, kGapAndDuration));
-      const float earliest = PendingStarts(v, now_rel, rng, s);
+      starts_summary_ = PendingStarts(v, now_rel, rng, s);
       if (may_defer && options_.lazy_planning) {
+        const float earliest = starts_summary_->earliest;
         if (earliest > now_rel + defer_margin_) {
           Defer(v, now_rel, true, earliest);
           return false;
@@ -592,21 +601,19 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   const float* s = starts_.data();
   const uint8_t* r = ran_now_.data();
   const bool some_skip = runs > 0 && runs < m_;
-  double sum = 0;
-  float latest = -std::numeric_limits<float>::infinity();
-  if (some_skip) {
-    for (int i = 0; i < m_; ++i) {
-      if (!r[i]) continue;
-      sum += s[i];
-      latest = std::max(latest, s[i]);
-    }
+  StartSummary summary;
+  if (!some_skip && starts_summary_.has_value()) {
+    summary = *starts_summary_;  // Over all samples, found by Sample().
   } else {
     for (int i = 0; i < m_; ++i) {
-      sum += s[i];
-      latest = std::max(latest, s[i]);
+      if (some_skip && !r[i]) continue;
+      summary.earliest = std::min(summary.earliest, s[i]);
+      summary.latest = std::max(summary.latest, s[i]);
+      summary.sum += s[i];
     }
   }
-  plan.expected_start = sum / (some_skip ? runs : m_);
+  const float latest = summary.latest;
+  plan.expected_start = summary.sum / (some_skip ? runs : m_);
   const bool starts_now = latest <= now_rel + kTooLateSlack;
   Confidence confidence = StartConfidence(v);
   if (model.cold_start.distribution != nullptr) {
@@ -630,6 +637,11 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   // The optimizer sorted every start already when no running sample was warm anyway; else sort
   // here.
   std::span<const float> sorted = optimizer_.sorted_starts();
+  if (!sorted_by_optimizer_ && summary.earliest == latest) {
+    // One start in every sample (e.g. a run planned from priors alone): nothing to sort.
+    plan.start_p10 = plan.start_p90 = latest;
+    return;
+  }
   if (!sorted_by_optimizer_) {
     if (some_skip) {
       scratch_a_.clear();

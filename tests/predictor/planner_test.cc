@@ -276,6 +276,21 @@ TEST_F(PlannerTest, AnEventReplansEachDescendantOnceInTopologicalOrder) {
   EXPECT_EQ(*touched, expected);
 }
 
+TEST_F(PlannerTest, StartQuantilesOfOneStartInEverySampleAndOfSpreadStarts) {
+  // From priors alone (no history) every sample of b starts at the same time: p10 = p90.
+  auto p = Plan({T("a"), T("b", {"a"})}, t0_);
+  const TaskPlan fixed = PlanOf(*p, "b");
+  EXPECT_EQ(fixed.start_p10, fixed.start_p90);
+  EXPECT_TIME_NEAR(fixed.start_p10, fixed.expected_start, kTolerance);
+  // Learned durations 1..10 s: spread starts, sorted for their quantiles.
+  for (int i = 1; i <= 10; ++i) history_.AddTaskDuration("wf", "a", "", absl::Seconds(i));
+  p = Plan({T("a"), T("b", {"a"})}, t0_);
+  const TaskPlan spread = PlanOf(*p, "b");
+  EXPECT_LT(spread.start_p10, spread.start_p90);
+  EXPECT_LE(spread.start_p10, t0_ + absl::Seconds(3));
+  EXPECT_GE(spread.start_p90, t0_ + absl::Seconds(8));
+}
+
 TEST_F(PlannerTest, EarlyFinishMovesDeadlinesEarlier) {
   KeepWarm("svc-task1");
   KeepWarm("svc-task2");
