@@ -364,11 +364,16 @@ struct Statements {
   StmtPtr delete_run_events;
 };
 
-// "INSERT INTO <table_columns> VALUES (?, ...), ..." of `rows` rows of `columns` parameters.
+// "INSERT OR FAIL INTO <table_columns> VALUES (?, ...), ..." of `rows` rows of `columns`
+// parameters. OR FAIL, not the default ABORT: a statement that writes several rows and may abort
+// needs a statement journal (a copy of every page it changes, spilled to a temporary file beyond
+// 64 KiB), which made these inserts slower than one statement per row
+// (sqlite_history_store_benchmark: -30% writes/s). Nothing needs a failed statement undone on its
+// own: any error fails and rolls back the whole batch.
 std::string MultiRowInsert(absl::string_view table_columns, int columns, int rows) {
   const std::string row =
       absl::StrCat("(", absl::StrJoin(std::vector<std::string>(columns, "?"), ", "), ")");
-  return absl::StrCat("INSERT INTO ", table_columns, " VALUES ",
+  return absl::StrCat("INSERT OR FAIL INTO ", table_columns, " VALUES ",
                       absl::StrJoin(std::vector<std::string>(rows, row), ", "));
 }
 
