@@ -24,11 +24,9 @@ Distribution Distribution::FromSamples(std::vector<float> samples) {
   return Distribution(std::move(samples));
 }
 
-double Distribution::DrawAtLeast(double floor, Rng& rng) const {
+std::span<const float> Distribution::AtLeast(double floor) const {
   auto first = std::lower_bound(sorted_.begin(), sorted_.end(), static_cast<float>(floor));
-  const auto above = static_cast<uint32_t>(sorted_.end() - first);
-  if (above == 0) return floor;
-  return first[rng.Below(above)];
+  return std::span<const float>(sorted_).subspan(static_cast<size_t>(first - sorted_.begin()));
 }
 
 double Distribution::Quantile(double q) const {

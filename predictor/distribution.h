@@ -1,5 +1,6 @@
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "predictor/random.h"
@@ -19,9 +20,20 @@ class Distribution {
 
   double Draw(Rng& rng) const { return sorted_[rng.Below(static_cast<uint32_t>(sorted_.size()))]; }
 
+  // Whether every sample is the same value, samples().front(): then every Draw() yields it, and
+  // `n` draws in a row are rng.Skip(n) (the same stream position afterwards, without hashing).
+  bool constant() const { return sorted_.front() == sorted_.back(); }
+
   // A draw conditioned on being at least `floor` (a task that has already run for `floor`
   // seconds): uniform over the samples >= floor, or `floor` itself when none is that large.
-  double DrawAtLeast(double floor, Rng& rng) const;
+  double DrawAtLeast(double floor, Rng& rng) const { return DrawFrom(AtLeast(floor), floor, rng); }
+  // What DrawAtLeast(floor, ...) draws from: the samples >= floor. For many draws with one
+  // floor, find them once and draw with DrawFrom (the same draws as DrawAtLeast's).
+  std::span<const float> AtLeast(double floor) const;
+  static double DrawFrom(std::span<const float> at_least, double floor, Rng& rng) {
+    if (at_least.empty()) return floor;
+    return at_least[rng.Below(static_cast<uint32_t>(at_least.size()))];
+  }
 
   double Mean() const { return mean_; }
   // Quantile q in [0, 1] by linear interpolation.

@@ -263,28 +263,27 @@ void RunPlanner::SampleJointRuns(int v, Rng& rng) {
 std::vector<int> RunPlanner::Affected(int task) const {
   // The task, its siblings under a parent with joint outcomes (what is known of the task changes
   // which outcomes they can have), and the descendants of all of them, in topological order.
+  // Walks the children of what it reached only (not every later task), then sorts: indices are
+  // topological.
   std::vector<bool> reached(dag_->size(), false);
+  std::vector<int> out = {task};
   reached[task] = true;
-  int first = task;
   for (int u : dag_->parents(task)) {
     if (MasksOf(u) == nullptr) continue;
     for (int c : dag_->children(u)) {
+      if (reached[c]) continue;
       reached[c] = true;
-      first = std::min(first, c);
+      out.push_back(c);
     }
   }
-  std::vector<int> out;
-  for (int v = first; v < dag_->size(); ++v) {
-    if (!reached[v]) {
-      for (int p : dag_->parents(v)) {
-        if (reached[p]) {
-          reached[v] = true;
-          break;
-        }
-      }
+  for (size_t k = 0; k < out.size(); ++k) {
+    for (int c : dag_->children(out[k])) {
+      if (reached[c]) continue;
+      reached[c] = true;
+      out.push_back(c);
     }
-    if (reached[v]) out.push_back(v);
   }
+  std::sort(out.begin(), out.end());
   return out;
 }
 
@@ -349,23 +348,48 @@ void RunPlanner::SetTaskWarmUntil(int task, absl::Time warm_until) {
   model_.tasks[task].service.warm_until = warm_until;
 }
 
-void RunPlanner::PendingStarts(int v, double now_rel, Rng& rng, float* s) const {
-  const std::vector<int>& parents = dag_->parents(v);
-  if (parents.empty()) {
-    std::fill(s, s + m_, 0.0f);
-  } else {
-    // Parent by parent, so the inner loop runs over contiguous samples.
-    std::fill(s, s + m_, -std::numeric_limits<float>::infinity());
-    for (int u : parents) {
-      const float* fu = Finish(u);
-      for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], fu[i]);
-    }
-    const Distribution& gap = *model_.dispatch_gap.distribution;
-    for (int i = 0; i < m_; ++i) s[i] += static_cast<float>(gap.Draw(rng));
-  }
+RunPlanner::StartSummary RunPlanner::PendingStarts(int v, double now_rel, Rng& rng,
+                                                   float* s) const {
   // It has not started by now, so it starts no earlier than now.
   const float floor = static_cast<float>(now_rel);
-  for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], floor);
+  StartSummary summary;
+  const auto add = [&summary](float start) {
+    summary.earliest = std::min(summary.earliest, start);
+    summary.latest = std::max(summary.latest, start);
+    summary.sum += start;
+  };
+  const std::vector<int>& parents = dag_->parents(v);
+  if (parents.empty()) {
+    const float start = std::max(0.0f, floor);
+    std::fill(s, s + m_, start);
+    for (int i = 0; i < m_; ++i) add(start);
+    return summary;
+  }
+  // Parent by parent, so the inner loop runs over contiguous samples; the first one sets them.
+  constexpr float kNone = -std::numeric_limits<float>::infinity();
+  const float* first = Finish(parents[0]);
+  for (int i = 0; i < m_; ++i) s[i] = std::max(kNone, first[i]);
+  for (size_t k = 1; k < parents.size(); ++k) {
+    const float* fu = Finish(parents[k]);
+    for (int i = 0; i < m_; ++i) s[i] = std::max(s[i], fu[i]);
+  }
+  // Then the gap, the floor and the summary in one pass. A gap of one value (the prior, or a
+  // constant history) needs no hashing: its draws only move the stream on.
+  const Distribution& gap = *model_.dispatch_gap.distribution;
+  if (gap.constant()) {
+    const float g = gap.samples().front();
+    rng.Skip(static_cast<uint64_t>(m_));
+    for (int i = 0; i < m_; ++i) {
+      s[i] = std::max(s[i] + g, floor);
+      add(s[i]);
+    }
+  } else {
+    for (int i = 0; i < m_; ++i) {
+      s[i] = std::max(s[i] + static_cast<float>(gap.Draw(rng)), floor);
+      add(s[i]);
+    }
+  }
+  return summary;
 }
 
 std::vector<float> RunPlanner::start_samples(int task) const {
@@ -439,6 +463,7 @@ float RunPlanner::DeferredRunProbability(int v, bool sampled) const {
 
 bool RunPlanner::Sample(int v, double now_rel, bool may_defer) {
   sampled_at_[v] = static_cast<float>(now_rel);  // PendingStarts floors at the float anyway.
+  starts_summary_.reset();
   float* s = starts_.data();
   uint8_t* r = ran_now_.data();
   const TaskModel& model = model_.tasks[v];
@@ -469,9 +494,9 @@ bool RunPlanner::Sample(int v, double now_rel, bool may_defer) {
     case TaskState::kPending: {
       const std::vector<int>& parents = dag_->parents(v);
       Rng rng(StreamSeed(seed_, v, kGapAndDuration));
-      PendingStarts(v, now_rel, rng, s);
+      starts_summary_ = PendingStarts(v, now_rel, rng, s);
       if (may_defer && options_.lazy_planning) {
-        const float earliest = *std::min_element(s, s + m_);
+        const float earliest = starts_summary_->earliest;
         if (earliest > now_rel + defer_margin_) {
           Defer(v, now_rel, true, earliest);
           return false;
@@ -491,7 +516,13 @@ bool RunPlanner::Sample(int v, double now_rel, bool may_defer) {
       if (chosen_jointly) {
         SampleJointRuns(v, rng);
       } else if (may_always && p_run >= 1) {
-        for (int i = 0; i < m_; ++i) f[i] = s[i] + static_cast<float>(duration.Draw(rng));
+        if (duration.constant()) {
+          const float d = duration.samples().front();
+          rng.Skip(static_cast<uint64_t>(m_));
+          for (int i = 0; i < m_; ++i) f[i] = s[i] + d;
+        } else {
+          for (int i = 0; i < m_; ++i) f[i] = s[i] + static_cast<float>(duration.Draw(rng));
+        }
         std::fill(r, r + m_, 1);
         run_count_[v] = m_;
       } else {
@@ -530,11 +561,21 @@ bool RunPlanner::Sample(int v, double now_rel, bool may_defer) {
           progress.container_wait.has_value() ? nullptr : model.cold_start.distribution.get();
       const double known_wait =
           absl::ToDoubleSeconds(progress.container_wait.value_or(absl::ZeroDuration()));
-      for (int i = 0; i < m_; ++i) {
-        const double wait = cold_start != nullptr ? cold_start->Draw(cold_rng) : known_wait;
-        s[i] = static_cast<float>(started);
-        f[i] = static_cast<float>(started + wait +
-                                  duration.DrawAtLeast(std::max(0.0, elapsed - wait), rng));
+      std::fill(s, s + m_, static_cast<float>(started));
+      if (cold_start == nullptr) {
+        // One wait for every sample: the samples that long are found once.
+        const double at_least = std::max(0.0, elapsed - known_wait);
+        const std::span<const float> tail = duration.AtLeast(at_least);
+        for (int i = 0; i < m_; ++i) {
+          f[i] = static_cast<float>(started + known_wait +
+                                    Distribution::DrawFrom(tail, at_least, rng));
+        }
+      } else {
+        for (int i = 0; i < m_; ++i) {
+          const double wait = cold_start->Draw(cold_rng);
+          f[i] = static_cast<float>(started + wait +
+                                    duration.DrawAtLeast(std::max(0.0, elapsed - wait), rng));
+        }
       }
       std::fill(r, r + m_, 1);
       run_count_[v] = m_;
@@ -588,14 +629,19 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   const float* s = starts_.data();
   const uint8_t* r = ran_now_.data();
   const bool some_skip = runs > 0 && runs < m_;
-  double sum = 0;
-  float latest = -std::numeric_limits<float>::infinity();
-  for (int i = 0; i < m_; ++i) {
-    if (some_skip && !r[i]) continue;
-    sum += s[i];
-    latest = std::max(latest, s[i]);
+  StartSummary summary;
+  if (!some_skip && starts_summary_.has_value()) {
+    summary = *starts_summary_;  // Over all samples, found by Sample().
+  } else {
+    for (int i = 0; i < m_; ++i) {
+      if (some_skip && !r[i]) continue;
+      summary.earliest = std::min(summary.earliest, s[i]);
+      summary.latest = std::max(summary.latest, s[i]);
+      summary.sum += s[i];
+    }
   }
-  plan.expected_start = sum / (some_skip ? runs : m_);
+  const float latest = summary.latest;
+  plan.expected_start = summary.sum / (some_skip ? runs : m_);
   const bool starts_now = latest <= now_rel + kTooLateSlack;
   Confidence confidence = StartConfidence(v);
   if (model.cold_start.distribution != nullptr) {
@@ -619,6 +665,11 @@ void RunPlanner::Evaluate(int v, double now_rel) {
   // The optimizer sorted every start already when no running sample was warm anyway; else sort
   // here.
   std::span<const float> sorted = optimizer_.sorted_starts();
+  if (!sorted_by_optimizer_ && summary.earliest == latest) {
+    // One start in every sample (e.g. a run planned from priors alone): nothing to sort.
+    plan.start_p10 = plan.start_p90 = latest;
+    return;
+  }
   if (!sorted_by_optimizer_) {
     if (some_skip) {
       scratch_a_.clear();

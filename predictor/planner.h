@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -189,9 +190,16 @@ class RunPlanner {
   void SampleJointRuns(int task, Rng& rng);
   // What an event of `task` re-plans (see Replan).
   std::vector<int> Affected(int task) const;
+  // Of a task's start samples, over all of them: what Sample() and Evaluate() need, found while
+  // they are drawn rather than in passes of their own.
+  struct StartSummary {
+    float earliest = std::numeric_limits<float>::infinity();
+    float latest = -std::numeric_limits<float>::infinity();
+    double sum = 0;  // Added in sample order, as a pass over them would.
+  };
   // The start samples of a pending task as of `now_rel`, from its parents' finish samples and
   // gap draws from `rng` (its kGapAndDuration stream, which then goes on to its durations).
-  void PendingStarts(int task, double now_rel, Rng& rng, float* starts) const;
+  StartSummary PendingStarts(int task, double now_rel, Rng& rng, float* starts) const;
   void Evaluate(int task, double now_rel);
   // Why a task got its decision; plan() turns it into TaskPlan::reason.
   enum class Reason : uint8_t {
@@ -290,8 +298,10 @@ class RunPlanner {
   std::vector<uint32_t> consistent_masks_;  // ConsistentMasks
   std::vector<uint8_t> chosen_now_;         // SampleJointRuns
   // Scratch, reused across tasks. Sample() leaves the task's start samples S (seconds after
-  // start_) and run flags here for Evaluate() of the same task.
+  // start_) and run flags here for Evaluate() of the same task, and the summary of S when it drew
+  // them for a pending task (else none).
   std::vector<float> starts_;
+  std::optional<StartSummary> starts_summary_;
   std::vector<uint8_t> ran_now_;
   std::vector<float> scratch_a_;
   std::vector<float> scratch_b_;

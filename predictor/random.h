@@ -14,7 +14,7 @@ class Rng {
   explicit Rng(uint64_t seed) : state_(seed) {}
 
   uint64_t Next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    uint64_t z = (state_ += kIncrement);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
@@ -28,7 +28,13 @@ class Rng {
   // Uniform in [0, 1).
   double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
 
+  // Moves on as `n` calls of Next() would, in O(1): the state is a counter, each value a hash of
+  // it. Draws whose value is known anyway (a distribution of one value) keep the stream's later
+  // draws where they were.
+  void Skip(uint64_t n) { state_ += n * kIncrement; }
+
  private:
+  static constexpr uint64_t kIncrement = 0x9e3779b97f4a7c15ULL;
   uint64_t state_;
 };
 

@@ -1,5 +1,7 @@
 #include "predictor/distribution.h"
 
+#include <span>
+
 #include "gtest/gtest.h"
 
 namespace prewarm {
@@ -38,6 +40,43 @@ TEST(DistributionTest, DrawAtLeastConditionsOnElapsedTime) {
   }
   // Longer than anything seen: the elapsed time itself.
   EXPECT_DOUBLE_EQ(d.DrawAtLeast(20, rng), 20);
+}
+
+TEST(DistributionTest, ManyDrawsAtLeastOneFloorAreDrawAtLeastsDraws) {
+  Distribution d = Distribution::FromSamples({1, 2, 3, 10, 4, 7});
+  for (double floor : {0.0, 2.5, 3.0, 9.0, 20.0}) {
+    Rng a(11), b(11);
+    const std::span<const float> tail = d.AtLeast(floor);
+    for (float x : tail) EXPECT_GE(x, floor);
+    for (int i = 0; i < 50; ++i) {
+      EXPECT_EQ(Distribution::DrawFrom(tail, floor, b), d.DrawAtLeast(floor, a)) << floor;
+    }
+    EXPECT_EQ(a.Next(), b.Next()) << "the streams moved on alike";
+  }
+  EXPECT_EQ(d.AtLeast(3).size(), 4u);  // 3, 4, 7, 10
+  EXPECT_TRUE(d.AtLeast(11).empty());
+}
+
+TEST(DistributionTest, ConstantWhenEverySampleIsOneValue) {
+  EXPECT_TRUE(Distribution::Point(2.5).constant());
+  EXPECT_TRUE(Distribution::FromSamples({4, 4, 4}).constant());
+  EXPECT_FALSE(Distribution::FromSamples({4, 4, 4.5}).constant());
+  // What the planner relies on: a constant distribution's n draws are its value and Skip(n).
+  Distribution d = Distribution::FromSamples({4, 4, 4});
+  Rng drawn(5), skipped(5);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(d.Draw(drawn), 4);
+  skipped.Skip(7);
+  EXPECT_EQ(drawn.Next(), skipped.Next());
+}
+
+TEST(RngTest, SkipMovesOnAsNextWould) {
+  for (uint64_t n : {0, 1, 2, 128, 1000}) {
+    Rng next(99), skip(99);
+    for (uint64_t i = 0; i < n; ++i) next.Next();
+    skip.Skip(n);
+    EXPECT_EQ(next.Next(), skip.Next()) << n;
+    EXPECT_EQ(next.Uniform(), skip.Uniform()) << n;
+  }
 }
 
 TEST(DistributionTest, SameSeedSameDraws) {

@@ -256,6 +256,42 @@ TEST_F(PlannerTest, FinishedUpstreamMovesItsDescendantsOnly) {
   EXPECT_EQ(PlanOf(*p, "task1").decision, WarmupDecision::kSkipStarted);
 }
 
+TEST_F(PlannerTest, AnEventReplansEachDescendantOnceInTopologicalOrder) {
+  // r -> x -> z, r -> y -> z (a diamond), y -> t; w and v independent, listed in between.
+  auto p = Plan(
+      {T("w"), T("r"), T("x", {"r"}), T("v"), T("y", {"r"}), T("z", {"x", "y"}), T("t", {"y"})},
+      t0_);
+  absl::StatusOr<std::vector<int>> touched =
+      p->Started(Index(*p, "r"), t0_, clock_.Now(), absl::ZeroDuration());
+  ASSERT_TRUE(touched.ok()) << touched.status();
+  std::vector<int> expected = {Index(*p, "r"), Index(*p, "x"), Index(*p, "y"), Index(*p, "z"),
+                               Index(*p, "t")};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(*touched, expected);
+
+  // From the middle: y's descendants only.
+  touched = p->Started(Index(*p, "y"), t0_, clock_.Now(), absl::ZeroDuration());
+  ASSERT_TRUE(touched.ok()) << touched.status();
+  expected = {Index(*p, "y"), Index(*p, "z"), Index(*p, "t")};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(*touched, expected);
+}
+
+TEST_F(PlannerTest, StartQuantilesOfOneStartInEverySampleAndOfSpreadStarts) {
+  // From priors alone (no history) every sample of b starts at the same time: p10 = p90.
+  auto p = Plan({T("a"), T("b", {"a"})}, t0_);
+  const TaskPlan fixed = PlanOf(*p, "b");
+  EXPECT_EQ(fixed.start_p10, fixed.start_p90);
+  EXPECT_TIME_NEAR(fixed.start_p10, fixed.expected_start, kTolerance);
+  // Learned durations 1..10 s: spread starts, sorted for their quantiles.
+  for (int i = 1; i <= 10; ++i) history_.AddTaskDuration("wf", "a", "", absl::Seconds(i));
+  p = Plan({T("a"), T("b", {"a"})}, t0_);
+  const TaskPlan spread = PlanOf(*p, "b");
+  EXPECT_LT(spread.start_p10, spread.start_p90);
+  EXPECT_LE(spread.start_p10, t0_ + absl::Seconds(3));
+  EXPECT_GE(spread.start_p90, t0_ + absl::Seconds(8));
+}
+
 TEST_F(PlannerTest, EarlyFinishMovesDeadlinesEarlier) {
   KeepWarm("svc-task1");
   KeepWarm("svc-task2");

@@ -643,6 +643,56 @@ TEST_F(SqliteHistoryStoreTest, GroupsQueuedWritesIntoOneTransaction) {
   EXPECT_EQ((*store)->stats().commits, 1);
 }
 
+TEST_F(SqliteHistoryStoreTest, OneBatchOfMixedWritesKeepsEachTablesOrder) {
+  // Appends of a batch are inserted many rows per statement: each table still sees its writes in
+  // the batch's order, deletions included, whatever lies between them.
+  StoreOptions options = Options();
+  options.max_batch_delay = absl::Hours(1);  // Everything below in one transaction.
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+  ASSERT_TRUE(IsOk(store.status()));
+  Acks acks;
+  std::vector<std::string> expected_events;
+  for (int i = 0; i < 70; ++i) {  // 70 rows: statements of several sizes.
+    (*store)->AppendObservation(Obs(Kind::kTaskDuration, "k", i), acks.Callback());
+    if (i == 49) (*store)->DeleteObservations(Kind::kTaskDuration, "k", acks.Callback());
+    if (i % 3 == 0) {
+      (*store)->AppendObservation(Obs(Kind::kDispatchGap, "g", i), acks.Callback());
+    }
+    if (i < 40) {
+      (*store)->AppendRunEvent("r", absl::StrCat("r", i), acks.Callback());
+      if (i == 19) {
+        (*store)->PutRun("r", "snapshot", acks.Callback());
+        (*store)->DeleteRun("r", acks.Callback());
+      }
+      if (i > 19) expected_events.push_back(absl::StrCat("r:r", i));
+    }
+    if (i % 2 == 0) (*store)->AppendRunEvent("s", absl::StrCat("s", i), acks.Callback());
+  }
+  for (int i = 0; i < 70; i += 2) expected_events.push_back(absl::StrCat("s:s", i));
+  ASSERT_TRUE(IsOk((*store)->Flush()));
+  EXPECT_EQ((*store)->stats().commits, 1);
+  EXPECT_TRUE(acks.errors().empty());
+
+  std::vector<double> gaps;
+  std::vector<double> durations;
+  for (const auto& [kind, key, value, time] : LoadRows(**store)) {
+    (kind == Kind::kDispatchGap ? gaps : durations).push_back(value);
+  }
+  std::vector<double> expected_durations;
+  for (int i = 50; i < 70; ++i) expected_durations.push_back(i);
+  EXPECT_THAT(durations, ::testing::ElementsAreArray(expected_durations));
+  std::vector<double> expected_gaps;
+  for (int i = 0; i < 70; i += 3) expected_gaps.push_back(i);
+  EXPECT_THAT(gaps, ::testing::ElementsAreArray(expected_gaps));
+
+  std::vector<std::string> events;
+  ASSERT_TRUE(IsOk((*store)->LoadRunEvents([&](absl::string_view run, absl::string_view bytes) {
+    events.push_back(absl::StrCat(run, ":", bytes));
+  })));
+  EXPECT_THAT(events, ::testing::ElementsAreArray(expected_events));
+  EXPECT_TRUE(IsOk((*store)->Close()));
+}
+
 TEST_F(SqliteHistoryStoreTest, BatchesAreCutAtMaxBatch) {
   StoreOptions options = Options();
   options.max_batch = 4;
