@@ -50,7 +50,9 @@ TEST(BucketSortTest, PayloadsTravelWithTheirKeys) {
   BucketSort(items, scratch, counts);
   for (size_t i = 0; i < items.size(); ++i) {
     EXPECT_FLOAT_EQ(items[i].payload, items[i].key * 10);
-    if (i > 0) EXPECT_LE(items[i - 1].key, items[i].key);
+    if (i > 0) {
+      EXPECT_LE(items[i - 1].key, items[i].key);
+    }
   }
 }
 
