@@ -824,8 +824,7 @@ TaskPlan RunPlanner::plan(int task) const {
   plan.decision = stored.decision;
   plan.warmup_time =
       stored.decision == WarmupDecision::kWarm ? Abs(stored.warmup_time) : absl::InfiniteFuture();
-  plan.expected_start =
-      progress.state == TaskState::kPending ? Abs(stored.expected_start) : progress.started;
+  plan.expected_start = expected_start(task);
   plan.start_p10 = Abs(stored.start_p10);
   plan.start_p90 = Abs(stored.start_p90);
   plan.expected_cold_start = ExpectedColdStart(task);

@@ -151,6 +151,12 @@ class RunPlanner {
     return plans_[task].decision == WarmupDecision::kWarm ? Abs(plans_[task].warmup_time)
                                                           : absl::InfiniteFuture();
   }
+  // plan(task).expected_start and .expected_cold_start, likewise for the server's bookkeeping.
+  absl::Time expected_start(int task) const {
+    return progress_[task].state == TaskState::kPending ? Abs(plans_[task].expected_start)
+                                                        : progress_[task].started;
+  }
+  absl::Duration expected_cold_start(int task) const { return ExpectedColdStart(task); }
   const TaskProgress& progress(int task) const { return progress_[task]; }
   // Start-time samples of a task as of its last plan, in seconds after start() (for tests and
   // diagnostics; drawn again on each call, since a plan keeps only the finish samples).

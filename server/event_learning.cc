@@ -129,8 +129,7 @@ std::optional<absl::Duration> ContainerWait(const Run& run, int v,
     case v1::WARMUP_STATE_READY:
       return absl::ZeroDuration();
     case v1::WARMUP_STATE_FIRED:  // Late: the rest of the warm-up's cold start.
-      return std::max(absl::ZeroDuration(),
-                      rt.fired_at + run.planner->plan(v).expected_cold_start - at);
+      return std::max(absl::ZeroDuration(), rt.fired_at + run.planner->expected_cold_start(v) - at);
     default:
       if (rt.found_warm.has_value()) {
         return *rt.found_warm ? std::optional<absl::Duration>(absl::ZeroDuration()) : std::nullopt;
@@ -177,10 +176,10 @@ absl::Duration ColdPenalty(const Run& run, int v, const v1::ReportTimingRequest&
     return FromProto(event.cold_start(), "").value_or(absl::ZeroDuration());
   }
   if (rt.reported_cold_start.has_value()) return *rt.reported_cold_start;  // e.g. by its INVOKED
-  if (rt.outcome == v1::TASK_OUTCOME_MISS) return run.planner->plan(v).expected_cold_start;
+  if (rt.outcome == v1::TASK_OUTCOME_MISS) return run.planner->expected_cold_start(v);
   if (rt.outcome == v1::TASK_OUTCOME_LATE && rt.fired_at != absl::InfinitePast()) {
     return std::max(absl::ZeroDuration(),
-                    rt.fired_at + run.planner->plan(v).expected_cold_start - started);
+                    rt.fired_at + run.planner->expected_cold_start(v) - started);
   }
   return absl::ZeroDuration();
 }

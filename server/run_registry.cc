@@ -319,7 +319,7 @@ absl::Status RunRegistry::ApplyEvent(Run& run, const v1::ReportTimingRequest& ev
   switch (event.event()) {
     case v1::TASK_EVENT_TYPE_STARTED: {
       const TaskProgress before = run.planner->progress(v);
-      const absl::Time expected = run.planner->plan(v).expected_start;
+      const absl::Time expected = run.planner->expected_start(v);
       const bool may_start =
           before.state != TaskState::kSucceeded && before.state != TaskState::kSkipped;
       if (may_start && !replay && !spec.service.empty()) AcquireContainer(run, v, at);
@@ -411,7 +411,7 @@ void RunRegistry::SettleOutcome(Run& run, int v, std::optional<bool> reported_co
   TaskRuntime& rt = run.tasks[v];
   if (rt.outcome_counted) return;
   const std::string& service = run.dag->task(v).service;
-  const absl::Duration cold_start = run.planner->plan(v).expected_cold_start;
+  const absl::Duration cold_start = run.planner->expected_cold_start(v);
   const v1::TaskOutcome outcome = DecideOutcome(rt, reported_cold, at);
   rt.outcome = outcome;
   rt.outcome_counted = true;
@@ -464,7 +464,7 @@ void RunRegistry::Fire(const std::string& run_id, int v, uint64_t generation,
 
 void RunRegistry::CountSkips(const Run& run, const std::vector<int>& tasks) {
   for (int v : tasks) {
-    const WarmupDecision d = run.planner->plan(v).decision;
+    const WarmupDecision d = run.planner->decision(v);
     if (d == WarmupDecision::kSkipAlreadyWarm) {
       deps_.metrics->WarmupResult(run.dag->task(v).service, kWarmupSkippedWarm);
     } else if (d == WarmupDecision::kSkipUnlikely) {
@@ -735,7 +735,7 @@ absl::Status RunRegistry::Restore() {
       // was expected to be.
       if (rt.warmup == v1::WARMUP_STATE_FIRED) {
         rt.warmup = v1::WARMUP_STATE_READY;
-        rt.ready_at = rt.fired_at + run.planner->plan(v).expected_cold_start;
+        rt.ready_at = rt.fired_at + run.planner->expected_cold_start(v);
         rt.answered = rt.ready_at;
       }
       if (rt.warmup == v1::WARMUP_STATE_READY) rt.warmup_id = warmups_.NextId();
