@@ -1,6 +1,7 @@
 #include "predictor/planner.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -436,25 +437,34 @@ void RunPlanner::Defer(int v, double now_rel, bool sampled, double earliest) {
 
 float RunPlanner::DeferredRunProbability(int v, bool sampled) const {
   // It runs where one of its parents ran (or it has none), and then as often as it ran before.
-  // Sampled: its parents' run flags say where one ran. Deferred behind a parent: that parent has
-  // no flags, only its own estimate, and parents count as independent. Joint outcomes of
-  // siblings are left out: an estimate until the task is sampled.
+  // Sampled: its parents' run flags say where one ran (exclusive branches joining again run in
+  // every sample between them). Deferred behind a parent: that parent has no flags, only its own
+  // estimate, and parents count as independent. The task's own share ignores joint outcomes of
+  // its siblings: an estimate until it is sampled.
   const std::vector<int>& parents = dag_->parents(v);
   double any_ran = 1;
   if (sampled && !parents.empty()) {
-    int samples = 0;
-    for (int i = 0; i < m_; ++i) {
-      bool ran = false;
-      for (int u : parents) ran = ran || Ran(u, i);
-      samples += ran;
+    // A parent that runs in every sample settles it; else count the samples in the union of the
+    // parents' run flags, a word at a time (a parent without a row runs in none).
+    bool always = false;
+    for (int u : parents) always = always || run_count_[u] == m_;
+    if (!always) {
+      int samples = 0;
+      for (int w = 0; w < words_; ++w) {
+        uint64_t ran = 0;
+        for (int u : parents) {
+          if (ran_row_[u] >= 0) ran |= ran_bits_[static_cast<size_t>(ran_row_[u]) * words_ + w];
+        }
+        samples += std::popcount(ran);
+      }
+      any_ran = static_cast<double>(samples) / m_;
     }
-    any_ran = static_cast<double>(samples) / m_;
   } else if (!parents.empty()) {
     double none_ran = 1;
     for (int u : parents) {
-      const double p =
+      const double share =
           Deferred(u) ? plans_[u].run_probability : static_cast<double>(run_count_[u]) / m_;
-      none_ran *= 1 - p;
+      none_ran *= 1 - share;
     }
     any_ran = 1 - none_ran;
   }
