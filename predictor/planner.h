@@ -39,9 +39,8 @@ struct PlannerOptions {
   // when to plan them (PlanDeferred). Off: every task is decided at every plan.
   bool lazy_planning = true;
   // How long before a deferred task's earliest possible firing time it is decided: slack for a
-  // late timer and for showing the decision ahead. Every event re-samples the undecided tasks
-  // within it, so a longer horizon costs CPU per event and memory per run. REQUIRES: > 0.
-  absl::Duration planning_horizon = absl::Seconds(15);
+  // late timer and for showing the decision ahead. REQUIRES: > 0.
+  absl::Duration planning_horizon = absl::Seconds(60);
 };
 
 enum class WarmupDecision {

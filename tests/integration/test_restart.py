@@ -121,8 +121,7 @@ def test_kill_9_mid_run_pending_warmups_still_fire(
 def test_sigterm_exits_zero_and_flushes_the_store(
         start_prewarmd: Callable[..., harness.Prewarmd]) -> None:
     pb = harness.pb2
-    # A horizon of a minute, so that run 2 (below) is decided at once.
-    prewarmd = start_prewarmd(args=("--planning_horizon=60s",))
+    prewarmd = start_prewarmd()
     client = prewarmd.client()
     with harness.TargetServer(status=200, delay=30.0) as slow:
         client.RegisterService(pb.RegisterServiceRequest(service=pb.Service(
@@ -142,8 +141,8 @@ def test_sigterm_exits_zero_and_flushes_the_store(
                                          tasks=[pb.Task(task_id="b", service="slow")],
                                          start_time=harness.timestamp(now + 1)))
         harness.wait_for(lambda: slow.requests >= 1, timeout=5, what="the slow warm-up")
-        # Run 2 starts in 55 s: its first warm-up is pending (decided now: within the 60-s
-        # planning horizon, where lazy planning would leave a later start undecided).
+        # Run 2 starts in 55 s: its first warm-up is pending (decided now: within the default
+        # planning horizon of 60 s, where lazy planning would leave a later start undecided).
         tasks = [pb.Task(task_id="x", service="later"),
                  pb.Task(task_id="y", service="later", upstream_task_ids=["x"])]
         client.Prewarm(pb.PrewarmRequest(run_id="scheduled", workflow_id="wf2", tasks=tasks,

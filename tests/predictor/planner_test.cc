@@ -40,8 +40,7 @@ class PlannerTest : public ::testing::Test {
   History history_;
   FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
   const absl::Time t0_ = clock_.Now();
-  // The lazy planning tests' times are written for a 60 s horizon (the default is shorter).
-  PlannerOptions options_{.planning_horizon = absl::Seconds(60)};
+  PlannerOptions options_;
 
   // `n` identical observations make a deterministic duration.
   void Learn(absl::string_view task, absl::string_view service, double seconds, int n = 5) {

@@ -211,7 +211,7 @@ TEST_F(ConfigTest, BadValuesAreRefusedNamingTheField) {
 
 TEST_F(ConfigTest, LazyPlanningIsConfigured) {
   EXPECT_TRUE(options_.registry.planner.lazy_planning);
-  EXPECT_EQ(options_.registry.planner.planning_horizon, absl::Seconds(15));
+  EXPECT_EQ(options_.registry.planner.planning_horizon, absl::Seconds(60));
   ASSERT_TRUE(Apply(R"({"planning": {"planning_horizon": "90s"}})").ok());
   EXPECT_EQ(options_.registry.planner.planning_horizon, absl::Seconds(90));
   EXPECT_TRUE(options_.registry.planner.lazy_planning);

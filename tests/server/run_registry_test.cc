@@ -111,8 +111,6 @@ class RunRegistryTest : public ::testing::Test {
     // Most tests read every decision from the Prewarm reply: eager planning, unless a test turns
     // lazy planning on (RunRegistryLazyTest).
     options_.planner.lazy_planning = lazy_planning_;
-    // The lazy tests' times are written for a 60 s horizon (the default is shorter).
-    options_.planner.planning_horizon = absl::Seconds(60);
     Boot(NewInMemoryHistoryStore());
     t0_ = clock_.Now();
     for (const char* name : {"svc-a", "svc-b", "svc-c"}) RegisterManaged(name);
