@@ -426,13 +426,29 @@ void RunPlanner::Defer(int v, double now_rel, bool sampled, double earliest) {
   // set for it finds it due.
   plan.warm_until_ns = std::max(absl::ToInt64Nanoseconds(absl::Seconds(earliest - defer_margin_)),
                                 absl::ToInt64Nanoseconds(absl::Seconds(now_rel)) + 1);
-  double sum = 0;
-  for (int i = 0; i < m_; ++i) sum += starts_[i];
-  plan.expected_start = sum / m_;
-  scratch_a_.assign(starts_.begin(), starts_.end());
+  // Over all its start samples, which Sample() has just drawn and summarised.
+  plan.expected_start = starts_summary_->sum / m_;
+  SetStartQuantiles(/*some_skip=*/false, *starts_summary_, plan);
+}
+
+void RunPlanner::SetStartQuantiles(bool some_skip, const StartSummary& summary, StoredPlan& plan) {
+  if (summary.earliest == summary.latest) {
+    // One start in every sample (e.g. a run planned from priors alone): nothing to sort.
+    plan.start_p10 = plan.start_p90 = summary.latest;
+    return;
+  }
+  const float* s = starts_.data();
+  if (some_skip) {
+    scratch_a_.clear();
+    for (int i = 0; i < m_; ++i) {
+      if (ran_now_[i]) scratch_a_.push_back(s[i]);
+    }
+  } else {
+    scratch_a_.assign(s, s + m_);
+  }
   BucketSort(scratch_a_, scratch_b_, bucket_counts_);
-  plan.start_p10 = scratch_a_[static_cast<size_t>(0.1 * (m_ - 1))];
-  plan.start_p90 = scratch_a_[static_cast<size_t>(0.9 * (m_ - 1))];
+  plan.start_p10 = scratch_a_[static_cast<size_t>(0.1 * (scratch_a_.size() - 1))];
+  plan.start_p90 = scratch_a_[static_cast<size_t>(0.9 * (scratch_a_.size() - 1))];
 }
 
 float RunPlanner::DeferredRunProbability(int v, bool sampled) const {
@@ -674,29 +690,13 @@ void RunPlanner::Evaluate(int v, double now_rel) {
 
   // The optimizer sorted every start already when no running sample was warm anyway; else sort
   // here.
-  std::span<const float> sorted = optimizer_.sorted_starts();
-  if (!sorted_by_optimizer_ && summary.earliest == latest) {
-    // One start in every sample (e.g. a run planned from priors alone): nothing to sort.
-    plan.start_p10 = plan.start_p90 = latest;
+  if (!sorted_by_optimizer_) {
+    SetStartQuantiles(some_skip, summary, plan);
     return;
   }
-  if (!sorted_by_optimizer_) {
-    if (some_skip) {
-      scratch_a_.clear();
-      for (int i = 0; i < m_; ++i) {
-        if (r[i]) scratch_a_.push_back(s[i]);
-      }
-    } else {
-      scratch_a_.assign(s, s + m_);
-    }
-    BucketSort(scratch_a_, scratch_b_, bucket_counts_);
-    sorted = scratch_a_;
-  }
-  const auto quantile = [&](double q) {
-    return sorted[static_cast<size_t>(q * (sorted.size() - 1))];
-  };
-  plan.start_p10 = quantile(0.1);
-  plan.start_p90 = quantile(0.9);
+  const std::span<const float> sorted = optimizer_.sorted_starts();
+  plan.start_p10 = sorted[static_cast<size_t>(0.1 * (sorted.size() - 1))];
+  plan.start_p90 = sorted[static_cast<size_t>(0.9 * (sorted.size() - 1))];
 }
 
 void RunPlanner::EvaluateWarmup(int v, double now_rel, bool starts_now, StoredPlan& plan) {

@@ -246,6 +246,9 @@ class RunPlanner {
     bool delay_is_cold_start = false;  // kSkipTooLate: the whole expected cold start
   };
   void EvaluateWarmup(int task, double now_rel, bool starts_now, StoredPlan& plan);
+  // The plan's start_p10 and start_p90 from the start samples Sample() left in starts_ (only
+  // those in which the task runs when `some_skip`), whose earliest and latest `summary` holds.
+  void SetStartQuantiles(bool some_skip, const StartSummary& summary, StoredPlan& plan);
   absl::Duration ExpectedColdStart(int task) const;
   Confidence StartConfidence(int task) const;
   // Adds to the task's finish samples the cold-start delay it pays when warmed at `fire_at`
