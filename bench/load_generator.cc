@@ -14,6 +14,13 @@
 //   # one line, split here only to fit:
 //   build/bench/load_generator --mode=ceiling,report_timing --view=full,summary
 //       --clients=4 --inflight=64 --calls=100000
+//   # Before its timed calls, report_timing teaches the server --history_runs=20 past runs of
+//   # the same DAG (spread-out durations and cold starts), so that the calls re-plan against
+//   # learned history; --history_runs=0 measures planning from one-valued priors instead.
+//   # Under callgrind, the timed calls of each measurement are written to a profile of their
+//   # own (callgrind.out.<pid>.<n>), without the setup:
+//   valgrind --tool=callgrind build/bench/load_generator --mode=ceiling,report_timing
+//       --view=summary --calls=10000
 //   # Issue 14: the ceiling, then ReportTiming on SQLite and on PostgreSQL, in one run (the
 //   # database is emptied before its measurement):
 //   build/bench/load_generator --mode=ceiling,report_timing --calls=50000
@@ -29,9 +36,17 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
+
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#else  // Without valgrind's headers, the phase markers below do nothing.
+#define CALLGRIND_ZERO_STATS
+#define CALLGRIND_DUMP_STATS_AT(name)
+#endif
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -45,6 +60,7 @@
 #include "prewarm/v1/prewarm.grpc.pb.h"
 #include "server/log.h"
 #include "server/postgres_connection.h"
+#include "server/proto_time.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, mode, "report_timing",
@@ -61,6 +77,10 @@ ABSL_FLAG(int, inflight, 64, "calls in flight per client");
 ABSL_FLAG(int, calls, 200000, "calls in total");
 ABSL_FLAG(int, tasks, 100, "tasks per DAG");
 ABSL_FLAG(std::string, store_sync, "normal", "store durability: normal or full");
+ABSL_FLAG(int, history_runs, 20,
+          "report_timing: runs of the same DAG completed before the timed calls, with past, "
+          "spread-out durations and cold starts, so that the timed calls re-plan against learned "
+          "history (0: every distribution is the one-valued prior, which flatters the planner)");
 
 namespace {
 
@@ -80,7 +100,15 @@ struct Stats {
 struct Result {
   double rate = 0;
   double cpu_us_per_call = 0;
+  int64_t errors = 0;  // Calls that failed: the measurement is not valid (exit status 1).
 };
+
+// Under callgrind, the timed calls of each measurement get a profile of their own
+// (callgrind.out.<pid>.<n>, named after the measurement in its header): counts start at zero when
+// the calls start and are written when they end, so setup (submitting runs, teaching history)
+// is not in them. Outside valgrind these do nothing.
+void StartProfile() { CALLGRIND_ZERO_STATS; }
+void EndProfile(const std::string& what) { CALLGRIND_DUMP_STATS_AT(what.c_str()); }
 
 // User + system CPU seconds of this process so far.
 double CpuSeconds() {
@@ -165,7 +193,9 @@ Result Report(const std::string& what, int calls, double seconds, double cpu_sec
   auto q = [&](double p) {
     return stats.latencies_us[static_cast<size_t>(p * (stats.latencies_us.size() - 1))];
   };
-  const Result result{.rate = calls / seconds, .cpu_us_per_call = cpu_seconds * 1e6 / calls};
+  const Result result{.rate = calls / seconds,
+                      .cpu_us_per_call = cpu_seconds * 1e6 / calls,
+                      .errors = stats.errors};
   const std::string ratio =
       ceiling.rate > 0 ? absl::StrFormat("  ratio=%.2f cpu_ratio=%.2f", result.rate / ceiling.rate,
                                          ceiling.cpu_us_per_call / result.cpu_us_per_call)
@@ -177,6 +207,75 @@ Result Report(const std::string& what, int calls, double seconds, double cpu_sec
       stats.latencies_us.back(), static_cast<long long>(stats.errors),
       stats.errors ? "  first error: " : "", stats.first_error.c_str());
   return result;
+}
+
+// Teaches the server `runs` past runs of MakeRun's DAG before the timed calls, so that they plan
+// against spread-out history rather than one-valued priors. Each run started in the past; its
+// tasks' times are simulated (seeded): a task starts 0.1–1 s after its last parent finished
+// and lasts a lognormal time around its own median (5–60 s, sigma 0.4); a third of the tasks
+// report a cold start of 0.5–3 s. Events carry those times (event_time), in order, one blocking
+// call at a time per client thread. Returns false on the first error, printed.
+bool TeachHistory(std::vector<std::unique_ptr<PrewarmService::Stub>>& stubs, int runs, int tasks) {
+  const int chains = std::max(1, tasks / 10);
+  std::vector<double> median_s(tasks);
+  std::mt19937_64 task_rng(13);
+  for (double& m : median_s) m = std::uniform_real_distribution<double>(5, 60)(task_rng);
+  std::atomic<int> next{0};
+  std::atomic<bool> failed{false};
+  // Runs start spread over the 20 hours before the last hour, within the server's default
+  // max_past_start (24 h) however many there are; each lasts minutes, so all end in the past.
+  const absl::Time first_start = absl::Now() - absl::Hours(21);
+  const absl::Duration spacing = absl::Hours(20) / std::max(runs, 1);
+  auto teach = [&](int client) {
+    for (int run = next.fetch_add(1); run < runs && !failed; run = next.fetch_add(1)) {
+      std::mt19937_64 rng(1000 + run);
+      const absl::Time start = first_start + spacing * run;
+      const std::string run_id = absl::StrCat("history-", run);
+      prewarm::v1::PrewarmRequest submit = MakeRun(run_id, tasks);
+      *submit.mutable_start_time() = prewarm::ToProtoTimestamp(start);
+      grpc::Status status;
+      {
+        grpc::ClientContext ctx;
+        prewarm::v1::PrewarmResponse response;
+        status = stubs[client]->Prewarm(&ctx, submit, &response);
+      }
+      std::vector<absl::Time> finished(tasks);
+      for (int t = 0; t < tasks && status.ok(); ++t) {
+        const absl::Time ready = t >= chains ? finished[t - chains] : start;
+        const absl::Time began =
+            ready + absl::Seconds(std::uniform_real_distribution<double>(0.1, 1)(rng));
+        finished[t] = began + absl::Seconds(std::lognormal_distribution<double>(
+                                  std::log(median_s[t]), 0.4)(rng));
+        const bool cold = t % 3 == 0;
+        const double cold_start_s = std::uniform_real_distribution<double>(0.5, 3)(rng);
+        for (const bool finish : {false, true}) {
+          prewarm::v1::ReportTimingRequest report;
+          report.set_run_id(run_id);
+          report.set_task_id(absl::StrCat("t", t));
+          report.set_event(finish ? prewarm::v1::TASK_EVENT_TYPE_FINISHED
+                                  : prewarm::v1::TASK_EVENT_TYPE_STARTED);
+          *report.mutable_event_time() = prewarm::ToProtoTimestamp(finish ? finished[t] : began);
+          if (finish && cold) {
+            report.set_cold(true);
+            *report.mutable_cold_start() = prewarm::ToProtoDuration(absl::Seconds(cold_start_s));
+          }
+          report.set_view(prewarm::v1::REPORT_TIMING_VIEW_SUMMARY);
+          grpc::ClientContext ctx;
+          prewarm::v1::ReportTimingResponse response;
+          status = stubs[client]->ReportTiming(&ctx, report, &response);
+          if (!status.ok()) break;
+        }
+      }
+      if (!status.ok() && !failed.exchange(true)) {
+        std::fprintf(stderr, "teaching history (%s): %s\n", run_id.c_str(),
+                     status.error_message().c_str());
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int c = 0; c < static_cast<int>(stubs.size()); ++c) threads.emplace_back(teach, c);
+  for (std::thread& t : threads) t.join();
+  return !failed;
 }
 
 // Empties the PostgreSQL database `uri` (the tables a previous measurement left).
@@ -238,6 +337,7 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
     // ListServices on an empty registry: a trivial RPC through the same server and adapter, the
     // ceiling that gRPC itself sets on this machine.
     Stats stats;
+    StartProfile();
     const double cpu = CpuSeconds();
     const double seconds = Drive(clients, inflight, calls, stats, [&](int c, int, auto done) {
       auto* ctx = new grpc::ClientContext();
@@ -250,16 +350,24 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
         delete resp;
       });
     });
+    EndProfile("ceiling");
     result = Report("ceiling", calls, seconds, CpuSeconds() - cpu, stats);
   } else if (mode == "prewarm") {
     Stats stats;
+    StartProfile();
     const double cpu = CpuSeconds();
     const double seconds = Drive(clients, inflight, calls, stats, [&](int c, int i, auto done) {
       IssuePrewarm(*stubs[c], absl::StrCat("run-", i), tasks, done);
     });
+    EndProfile("prewarm");
     result =
         Report(absl::StrCat("Prewarm/", tasks), calls, seconds, CpuSeconds() - cpu, stats, ceiling);
   } else {
+    const int history_runs = absl::GetFlag(FLAGS_history_runs);
+    const absl::Time taught = absl::Now();
+    if (!TeachHistory(stubs, history_runs, tasks)) return std::nullopt;
+    std::printf("history: %d past runs of %d tasks taught in %.1f s\n", history_runs, tasks,
+                absl::ToDoubleSeconds(absl::Now() - taught));
     // Each call is one event: STARTED then FINISHED for every task of enough runs.
     const int runs = (calls + 2 * tasks - 1) / (2 * tasks);
     Stats setup;
@@ -285,6 +393,7 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
     std::atomic<int> completed{0};
     std::mutex mu;
     std::condition_variable all_done;
+    StartProfile();
     const double cpu = CpuSeconds();
     const absl::Time start = absl::Now();
     std::function<void(int)> step = [&](int slot) {
@@ -331,6 +440,7 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
       all_done.wait(lock, [&] { return completed.load() >= calls; });
     }
     const bool summary = view == prewarm::v1::REPORT_TIMING_VIEW_SUMMARY;
+    EndProfile(absl::StrCat("report_timing ", summary ? "summary" : "full"));
     result = Report(absl::StrCat("ReportTiming ", summary ? "summary" : "full",
                                  postgres ? " (PostgreSQL)" : " (SQLite)"),
                     calls, absl::ToDoubleSeconds(absl::Now() - start), CpuSeconds() - cpu, stats,
@@ -356,7 +466,8 @@ int main(int argc, char** argv) {
   const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_mode), ',');
   const std::vector<std::string> stores = absl::StrSplit(absl::GetFlag(FLAGS_stores), ',');
   std::vector<prewarm::v1::ReportTimingView> views;
-  bool bad = clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || stores.empty();
+  bool bad = clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || stores.empty() ||
+             absl::GetFlag(FLAGS_history_runs) < 0;
   for (absl::string_view view : absl::StrSplit(absl::GetFlag(FLAGS_view), ',')) {
     if (view == "full") {
       views.push_back(prewarm::v1::REPORT_TIMING_VIEW_FULL);
@@ -387,7 +498,7 @@ int main(int argc, char** argv) {
       for (const std::string& store : stores) {
         std::optional<Result> result =
             Measure(mode, view, store, clients, inflight, calls, tasks, ceiling);
-        if (!result.has_value()) return 1;
+        if (!result.has_value() || result->errors > 0) return 1;
         if (mode == "ceiling") {
           ceiling = *result;
           break;  // The store is not on its path.
