@@ -15,6 +15,8 @@ packages=(
   # C++ libraries (DESIGN §1).
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libsqlite3-dev libcurl4-openssl-dev
+  # prewarmd's allocator (CMake option PREWARM_TCMALLOC).
+  libtcmalloc-minimal4
   # The PostgreSQL store (libpq), and a real PostgreSQL 15 server that its tests start (as the
   # unprivileged user nobody when run as root).
   libpq-dev postgresql
