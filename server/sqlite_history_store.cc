@@ -478,8 +478,8 @@ void BindRunEvent(sqlite3_stmt* stmt, int first, int64_t seq,
 }
 
 // The seqs of every run's events, which DeleteRun deletes by (run_events has no index on run_id,
-// see kMigrations[1]). 8 bytes per event plus ~100 per run: ~16 MB for 10,000 active runs of 200
-// events each.
+// see kMigrations[1]). 8 bytes per event (up to twice that as a vector grows) plus ~100 per run:
+// 21.2 MB of heap measured for 10,000 runs of 200 events each (vectors of capacity 256).
 struct RunEventSeqs {
   // Each run's seqs, ascending (the order appended).
   absl::flat_hash_map<std::string, std::vector<int64_t>> by_run;

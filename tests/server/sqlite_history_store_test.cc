@@ -991,7 +991,8 @@ TEST_F(SqliteHistoryStoreTest, AFailedBatchForgetsItsRunEventsAndLaterDeletesSti
 }
 
 TEST_F(SqliteHistoryStoreTest, AVersion1StoreIsMigratedWithItsData) {
-  // A store as version 1 left it, written by hand: its schema, verbatim, and rows of every table,
+  // A store as version 1 left it, written by hand: its schema, verbatim (a copy of kMigrations[0]
+  // on purpose: the released text, not whatever the code holds now), and rows of every table,
   // run events of two runs interleaved.
   RawExec(R"sql(
     CREATE TABLE schema_version (version INTEGER NOT NULL);
