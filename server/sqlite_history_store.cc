@@ -3,6 +3,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -21,6 +22,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -38,7 +40,7 @@
 namespace prewarm {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 // PRAGMA application_id of a prewarm store ("prwm"), written when the store is created (and into
 // stores created before it existed): `file` and other tools can tell the file apart, and an
@@ -78,6 +80,16 @@ constexpr const char* kMigrations[] = {
         serialized BLOB NOT NULL
       );
       CREATE INDEX run_events_by_run ON run_events (run_id, seq);
+    )sql",
+    // 1 -> 2.
+    // run_events loses its index on (run_id, seq). Runs report concurrently, so a commit's events
+    // each inserted an entry into a different leaf page of the index (that of their run): ~60% of
+    // the WAL frames under a ReportTiming load of 256 concurrent runs. The store keeps each run's
+    // event seqs in memory instead (read from the table at Open) and DeleteRun deletes by seq.
+    // seq is still the rowid, now chosen by the store (one more than the largest at Open, then
+    // counting up), so a run's events load in the order appended.
+    R"sql(
+      DROP INDEX run_events_by_run;
     )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -344,7 +356,7 @@ absl::Status CheckExistingFile(const StoreOptions& options) {
 // which are inserted in the same order and get the same seq as one statement per row would give.
 constexpr int kInsertSizes = 6;
 constexpr int kObservationColumns = 4;  // kind, key, value, time_unix_nanos
-constexpr int kRunEventColumns = 2;     // run_id, serialized
+constexpr int kRunEventColumns = 3;     // seq, run_id, serialized
 
 // The writer's statements, prepared once.
 struct Statements {
@@ -361,7 +373,7 @@ struct Statements {
   StmtPtr delete_service;
   StmtPtr put_run;
   StmtPtr delete_run;
-  StmtPtr delete_run_events;
+  StmtPtr delete_run_event;
 };
 
 // "INSERT OR FAIL INTO <table_columns> VALUES (?, ...), ..." of `rows` rows of `columns`
@@ -399,7 +411,7 @@ absl::StatusOr<Statements> PrepareStatements(sqlite3* db, absl::string_view path
        "INSERT INTO runs (run_id, serialized) VALUES (?1, ?2) "
        "ON CONFLICT (run_id) DO UPDATE SET serialized = excluded.serialized"},
       {&s.delete_run, "DELETE FROM runs WHERE run_id = ?1"},
-      {&s.delete_run_events, "DELETE FROM run_events WHERE run_id = ?1"},
+      {&s.delete_run_event, "DELETE FROM run_events WHERE seq = ?1"},
   };
   for (auto& [stmt, sql] : all) {
     absl::StatusOr<StmtPtr> prepared = Prepare(db, sql, /*persistent=*/true, path);
@@ -410,7 +422,7 @@ absl::StatusOr<Statements> PrepareStatements(sqlite3* db, absl::string_view path
     for (auto [stmt, table_columns, columns] :
          {std::tuple(&s.insert_observations[k], "observations (kind, key, value, time_unix_nanos)",
                      kObservationColumns),
-          std::tuple(&s.append_run_events[k], "run_events (run_id, serialized)",
+          std::tuple(&s.append_run_events[k], "run_events (seq, run_id, serialized)",
                      kRunEventColumns)}) {
       absl::StatusOr<StmtPtr> prepared =
           Prepare(db, MultiRowInsert(table_columns, columns, 1 << k), /*persistent=*/true, path);
@@ -457,21 +469,51 @@ void BindObservation(sqlite3_stmt* stmt, int first, const GroupCommitStore::Writ
   sqlite3_bind_int64(stmt, first + 3, absl::ToUnixNanos(write.time));
 }
 
-// Binds a run-event append to parameters `first`..`first` + kRunEventColumns - 1.
-void BindRunEvent(sqlite3_stmt* stmt, int first, const GroupCommitStore::Write& write) {
-  BindText(stmt, first, write.key);
-  BindBlob(stmt, first + 1, write.bytes);
+// Binds a run-event append with `seq` to parameters `first`..`first` + kRunEventColumns - 1.
+void BindRunEvent(sqlite3_stmt* stmt, int first, int64_t seq,
+                  const GroupCommitStore::Write& write) {
+  sqlite3_bind_int64(stmt, first, seq);
+  BindText(stmt, first + 1, write.key);
+  BindBlob(stmt, first + 2, write.bytes);
+}
+
+// The seqs of every run's events, which DeleteRun deletes by (run_events has no index on run_id,
+// see kMigrations[1]). 8 bytes per event (up to twice that as a vector grows) plus ~100 per run:
+// 21.2 MB of heap measured for 10,000 runs of 200 events each (vectors of capacity 256).
+struct RunEventSeqs {
+  // Each run's seqs, ascending (the order appended).
+  absl::flat_hash_map<std::string, std::vector<int64_t>> by_run;
+  // The seq of the next event: above every seq in the table.
+  int64_t next = 1;
+};
+
+// Reads RunEventSeqs from the run_events table through `db` (in its current transaction, if any).
+absl::StatusOr<RunEventSeqs> ReadRunEventSeqs(sqlite3* db, absl::string_view path) {
+  absl::StatusOr<StmtPtr> stmt =
+      Prepare(db, "SELECT seq, run_id FROM run_events ORDER BY seq", /*persistent=*/false, path);
+  if (!stmt.ok()) return stmt.status();
+  RunEventSeqs seqs;
+  int rc;
+  while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+    const int64_t seq = sqlite3_column_int64(stmt->get(), 0);
+    seqs.by_run[ColumnBytes(stmt->get(), 1)].push_back(seq);
+    seqs.next = seq + 1;
+  }
+  if (rc != SQLITE_DONE) return SqliteError(db, rc, path, "reading the run events' seqs");
+  return seqs;
 }
 
 // Thread-safe. The writer thread alone uses the write connection; loads use a second, read-only
 // connection, so they see committed snapshots while the writer carries on (WAL).
 class SqliteHistoryStore final : public GroupCommitStore {
  public:
-  SqliteHistoryStore(StoreOptions options, DbPtr db, DbPtr read_db, Statements statements)
+  SqliteHistoryStore(StoreOptions options, DbPtr db, DbPtr read_db, Statements statements,
+                     RunEventSeqs event_seqs)
       : GroupCommitStore(options.path, options),
         options_(std::move(options)),
         db_(std::move(db)),
         statements_(std::move(statements)),
+        event_seqs_(std::move(event_seqs)),
         read_db_(std::move(read_db)) {
     StartWriter();
   }
@@ -480,6 +522,9 @@ class SqliteHistoryStore final : public GroupCommitStore {
 
   absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override
       ABSL_LOCKS_EXCLUDED(read_mu_);
+  // Each run's events by seq (the table has no index on run_id), in one read transaction.
+  absl::Status LoadRunEvents(const std::function<void(absl::string_view, absl::string_view)>& fn)
+      override ABSL_LOCKS_EXCLUDED(read_mu_);
 
   absl::Status Close() override ABSL_LOCKS_EXCLUDED(close_mu_, read_mu_);
 
@@ -498,11 +543,13 @@ class SqliteHistoryStore final : public GroupCommitStore {
       const absl::flat_hash_set<std::pair<int, absl::string_view>>& deleted,
       std::vector<KeyRows>* key_rows);
   absl::Status Apply(const Write& write);
-  // Inserts `rows` (appends of one table, in order) with `inserts` (see kInsertSizes), binding
-  // each row's `columns` parameters from `first_parameter` on with `bind`.
-  absl::Status InsertRows(std::vector<const Write*>& rows,
-                          const std::array<StmtPtr, kInsertSizes>& inserts, int columns,
-                          void (*bind)(sqlite3_stmt*, int, const Write&));
+  // Inserts `rows` rows (appends of one table, in order) with `inserts` (see kInsertSizes);
+  // bind(stmt, first, row) binds row `row`'s `columns` parameters from parameter `first` on.
+  absl::Status InsertRows(size_t rows, const std::array<StmtPtr, kInsertSizes>& inserts,
+                          int columns, absl::FunctionRef<void(sqlite3_stmt*, int, size_t)> bind);
+  // Inserts `events` (appends to run_events, in order) with the next seqs, recording them in
+  // event_seqs_.
+  absl::Status InsertRunEvents(std::vector<const Write*>& events);
   absl::Status LoadBlobs(
       const char* sql, const std::function<void(absl::string_view, absl::string_view)>& fn) override
       ABSL_LOCKS_EXCLUDED(read_mu_);
@@ -520,6 +567,10 @@ class SqliteHistoryStore final : public GroupCommitStore {
   // every key in every batch (that cost ~40% of the benchmark's CPU). Valid because this store is
   // the file's only writer.
   absl::flat_hash_map<int, absl::flat_hash_map<std::string, int64_t>> rows_per_key_;
+  // The committed run events' seqs (plus, during a batch, its own). A failed batch leaves them
+  // ahead of the table: they are read again from it at the start of the next batch.
+  RunEventSeqs event_seqs_;
+  bool event_seqs_stale_ = false;
 
   absl::Mutex close_mu_;  // Serialises Close() calls.
   bool closed_ ABSL_GUARDED_BY(close_mu_) = false;
@@ -533,6 +584,15 @@ absl::Status SqliteHistoryStore::CommitBatch(absl::Span<const Write> batch) {
   if (rc != SQLITE_DONE) return Error(rc, "beginning a transaction");
 
   absl::Status status;
+  if (event_seqs_stale_) {
+    absl::StatusOr<RunEventSeqs> seqs = ReadRunEventSeqs(db_.get(), options_.path);
+    if (seqs.ok()) {
+      event_seqs_ = *std::move(seqs);
+      event_seqs_stale_ = false;
+    } else {
+      status = seqs.status();
+    }
+  }
   // Observations per key in this batch, for pruning each key once after all inserts.
   absl::flat_hash_map<std::pair<int, absl::string_view>, int64_t> inserted;
   // Keys whose observations this batch deleted: rows_per_key_ no longer knows their count.
@@ -543,13 +603,17 @@ absl::Status SqliteHistoryStore::CommitBatch(absl::Span<const Write> batch) {
   std::vector<const Write*> observations;
   std::vector<const Write*> events;
   const auto insert_observations = [&] {
-    return InsertRows(observations, statements_.insert_observations, kObservationColumns,
-                      &BindObservation);
+    absl::Status inserted =
+        InsertRows(observations.size(), statements_.insert_observations, kObservationColumns,
+                   [&](sqlite3_stmt* stmt, int first, size_t row) {
+                     BindObservation(stmt, first, *observations[row]);
+                   });
+    observations.clear();
+    return inserted;
   };
-  const auto insert_events = [&] {
-    return InsertRows(events, statements_.append_run_events, kRunEventColumns, &BindRunEvent);
-  };
+  const auto insert_events = [&] { return InsertRunEvents(events); };
   for (const Write& write : batch) {
+    if (!status.ok()) break;
     switch (write.op) {
       case Op::kAppendObservation:
         observations.push_back(&write);
@@ -602,8 +666,9 @@ absl::Status SqliteHistoryStore::CommitBatch(absl::Span<const Write> batch) {
     status = Error(rc, "committing");
   }
   // Some errors (e.g. SQLITE_FULL) already rolled the transaction back. rows_per_key_ still
-  // describes the last commit, so it stays valid.
+  // describes the last commit, so it stays valid; event_seqs_ may hold this batch's changes.
   if (!sqlite3_get_autocommit(db_.get())) StepAndReset(statements_.rollback.get());
+  event_seqs_stale_ = true;
   return status;
 }
 
@@ -671,9 +736,14 @@ absl::Status SqliteHistoryStore::Apply(const Write& write) {
       break;
     case Op::kDeleteRun: {
       // The run's events go with it.
-      sqlite3_stmt* events = statements_.delete_run_events.get();
-      BindText(events, 1, write.key);
-      if (int rc = StepAndReset(events); rc != SQLITE_DONE) return Error(rc, "writing");
+      if (auto it = event_seqs_.by_run.find(write.key); it != event_seqs_.by_run.end()) {
+        sqlite3_stmt* event = statements_.delete_run_event.get();
+        for (int64_t seq : it->second) {
+          sqlite3_bind_int64(event, 1, seq);
+          if (int rc = StepAndReset(event); rc != SQLITE_DONE) return Error(rc, "writing");
+        }
+        event_seqs_.by_run.erase(it);
+      }
       stmt = statements_.delete_run.get();
       BindText(stmt, 1, write.key);
       break;
@@ -684,25 +754,38 @@ absl::Status SqliteHistoryStore::Apply(const Write& write) {
   return absl::OkStatus();
 }
 
-absl::Status SqliteHistoryStore::InsertRows(std::vector<const Write*>& rows,
-                                            const std::array<StmtPtr, kInsertSizes>& inserts,
-                                            int columns,
-                                            void (*bind)(sqlite3_stmt*, int, const Write&)) {
+absl::Status SqliteHistoryStore::InsertRows(
+    size_t rows, const std::array<StmtPtr, kInsertSizes>& inserts, int columns,
+    absl::FunctionRef<void(sqlite3_stmt*, int, size_t)> bind) {
   // The largest statement that fits what is left, so at most one statement per size but the
   // largest.
   size_t done = 0;
-  while (done < rows.size()) {
+  while (done < rows) {
     int k = kInsertSizes - 1;
-    while ((size_t{1} << k) > rows.size() - done) --k;
+    while ((size_t{1} << k) > rows - done) --k;
     sqlite3_stmt* stmt = inserts[k].get();
     const size_t n = size_t{1} << k;
-    for (size_t r = 0; r < n; ++r) bind(stmt, static_cast<int>(r) * columns + 1, *rows[done + r]);
+    for (size_t r = 0; r < n; ++r) bind(stmt, static_cast<int>(r) * columns + 1, done + r);
     int rc = StepAndReset(stmt);
     if (rc != SQLITE_DONE) return Error(rc, "writing");
     done += n;
   }
-  rows.clear();
   return absl::OkStatus();
+}
+
+absl::Status SqliteHistoryStore::InsertRunEvents(std::vector<const Write*>& events) {
+  const int64_t first_seq = event_seqs_.next;
+  absl::Status status = InsertRows(events.size(), statements_.append_run_events, kRunEventColumns,
+                                   [&](sqlite3_stmt* stmt, int first, size_t row) {
+                                     BindRunEvent(stmt, first, first_seq + row, *events[row]);
+                                   });
+  if (status.ok()) {
+    for (const Write* event : events) {
+      event_seqs_.by_run[event->key].push_back(event_seqs_.next++);
+    }
+  }
+  events.clear();
+  return status;
 }
 
 absl::Status SqliteHistoryStore::Close() {
@@ -754,6 +837,47 @@ absl::Status SqliteHistoryStore::LoadObservations(
   if (rc != SQLITE_DONE) return SqliteError(db, rc, options_.path, "loading observations");
   newest.Finish();
   return absl::OkStatus();
+}
+
+absl::Status SqliteHistoryStore::LoadRunEvents(
+    const std::function<void(absl::string_view, absl::string_view)>& fn) {
+  absl::MutexLock lock(&read_mu_);
+  if (read_db_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("prewarm store ", options_.path, " is closed"));
+  }
+  sqlite3* db = read_db_.get();
+  absl::Status status = Exec(db, "BEGIN", options_.path, "loading run events");
+  if (!status.ok()) return status;
+  status = [&]() -> absl::Status {
+    absl::StatusOr<RunEventSeqs> seqs = ReadRunEventSeqs(db, options_.path);
+    if (!seqs.ok()) return seqs.status();
+    std::vector<absl::string_view> runs;
+    runs.reserve(seqs->by_run.size());
+    for (const auto& [run_id, unused] : seqs->by_run) runs.push_back(run_id);
+    std::sort(runs.begin(), runs.end());
+    absl::StatusOr<StmtPtr> stmt = Prepare(db, "SELECT serialized FROM run_events WHERE seq = ?1",
+                                           /*persistent=*/false, options_.path);
+    if (!stmt.ok()) return stmt.status();
+    for (absl::string_view run_id : runs) {
+      for (int64_t seq : seqs->by_run.find(run_id)->second) {
+        sqlite3_bind_int64(stmt->get(), 1, seq);
+        int rc = sqlite3_step(stmt->get());
+        if (rc != SQLITE_ROW) {
+          return rc == SQLITE_DONE ? absl::InternalError(absl::StrCat(
+                                         "prewarm store ", options_.path, ": run event ", seq,
+                                         " vanished within a read transaction"))
+                                   : SqliteError(db, rc, options_.path, "loading run events");
+        }
+        fn(run_id, ColumnBytes(stmt->get(), 0));
+        sqlite3_reset(stmt->get());
+      }
+    }
+    return absl::OkStatus();
+  }();
+  // Ends the read transaction; it wrote nothing, so this cannot lose anything.
+  sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  return status;
 }
 
 absl::Status SqliteHistoryStore::LoadBlobs(
@@ -813,12 +937,15 @@ absl::StatusOr<std::unique_ptr<HistoryStore>> HistoryStore::OpenSqlite(StoreOpti
   if (!status.ok()) return status;
   absl::StatusOr<Statements> statements = PrepareStatements(db->get(), path);
   if (!statements.ok()) return statements.status();
+  absl::StatusOr<RunEventSeqs> event_seqs = ReadRunEventSeqs(db->get(), path);
+  if (!event_seqs.ok()) return event_seqs.status();
 
   absl::StatusOr<DbPtr> read_db = OpenConnection(path, SQLITE_OPEN_READONLY);
   if (!read_db.ok()) return read_db.status();
 
   return std::make_unique<SqliteHistoryStore>(std::move(options), *std::move(db),
-                                              *std::move(read_db), *std::move(statements));
+                                              *std::move(read_db), *std::move(statements),
+                                              *std::move(event_seqs));
 }
 
 }  // namespace prewarm

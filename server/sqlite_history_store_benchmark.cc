@@ -6,11 +6,13 @@
 // unbounded, i.e. everything is queued at once; otherwise a closed loop, like clients that wait for
 // their answer), max_batch_delay in microseconds. Each iteration writes kWrites observations over
 // kKeys keys into a fresh file and stops the clock when the last callback has run. Counters:
-// writes_per_s, p50_ms / p99_ms from Append to callback, writes_per_commit.
+// writes_per_s, p50_ms / p99_ms from Append to callback, writes_per_commit. BM_ReportTimingWrites
+// (below) adds run events of many concurrent runs, as ReportTiming writes them.
 //
 //   sqlite_history_store_benchmark --benchmark_counters_tabular=true
 
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -37,6 +39,14 @@ constexpr int kWrites = 100'000;
 constexpr int kKeys = 1000;  // ~ workflows x tasks; every key is pruned at 128.
 
 using SteadyClock = std::chrono::steady_clock;
+
+// CPU time of the whole process (all threads), in seconds.
+double ProcessCpuSeconds() {
+  rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
 
 void BM_DurableAppend(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
@@ -126,6 +136,95 @@ void Args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_DurableAppend)
     ->ArgNames({"threads", "full", "in_flight", "delay_us"})
     ->Apply(Args)
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+
+// What ReportTiming writes per call: two observations and one event of the call's run (its last
+// write, whose callback answers the call), with kRunsInFlight runs reporting at once, each
+// deleted after its kEventsPerRun events. Arguments: writer threads, calls in flight per thread
+// (each slot owns one run at a time). Counters: calls_per_s, cpu_us_per_call (the process's, all
+// threads), writes_per_commit.
+//
+//   sqlite_history_store_benchmark --benchmark_filter=ReportTiming
+constexpr int kCalls = 100'000;
+constexpr int kEventsPerRun = 200;
+constexpr int kTasks = kEventsPerRun / 2;
+
+void BM_ReportTimingWrites(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const int in_flight = static_cast<int>(state.range(1));
+  const int per_thread = kCalls / threads;
+  const std::string event(120, 'e');  // ~ a serialized TaskEvent.
+
+  std::string dir = (std::filesystem::temp_directory_path() / "history_store_bench_XXXXXX");
+  PREWARM_CHECK(mkdtemp(dir.data()) != nullptr, "mkdtemp failed");
+  int64_t commits = 0;
+  int64_t writes = 0;
+  double cpu_seconds = 0;
+  int iteration = 0;
+  for (auto _ : state) {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store =
+        HistoryStore::OpenSqlite({.path = absl::StrCat(dir, "/bench", iteration++, ".db")});
+    PREWARM_CHECK(store.ok(), std::string(store.status().message()).c_str());
+    HistoryStore& s = **store;
+
+    const SteadyClock::time_point begin = SteadyClock::now();
+    const double cpu_begin = ProcessCpuSeconds();
+    std::vector<std::thread> writers;
+    for (int t = 0; t < threads; ++t) {
+      writers.emplace_back([&, t] {
+        std::counting_semaphore<> slots(in_flight);
+        for (int i = 0; i < per_thread; ++i) {
+          // Slot i % in_flight's run; its events in order, as one client's calls would be.
+          const int step = i / in_flight;
+          const int run =
+              (t * in_flight + i % in_flight) + threads * in_flight * (step / kEventsPerRun);
+          const int task = (step % kEventsPerRun) / 2;
+          const std::string run_id = absl::StrCat("run-", run);
+          const std::string key = absl::StrCat("workflow\x1ft", task);
+          slots.acquire();
+          s.AppendObservation(
+              {.kind = Observation::Kind::kTaskDuration,
+               .key = key,
+               .value = 1.0 + i % 17,
+               .time = absl::FromUnixSeconds(1'700'000'000) + absl::Milliseconds(i)},
+              nullptr);
+          s.AppendObservation(
+              {.kind = Observation::Kind::kTaskRun,
+               .key = key,
+               .value = 1,
+               .time = absl::FromUnixSeconds(1'700'000'000) + absl::Milliseconds(i)},
+              nullptr);
+          s.AppendRunEvent(run_id, event, [&](absl::Status status) {
+            PREWARM_CHECK(status.ok(), std::string(status.message()).c_str());
+            slots.release();
+          });
+          if (step % kEventsPerRun == kEventsPerRun - 1) s.DeleteRun(run_id, nullptr);
+        }
+        for (int i = 0; i < in_flight; ++i) slots.acquire();
+      });
+    }
+    for (std::thread& writer : writers) writer.join();
+    PREWARM_CHECK(s.Flush().ok(), "flush failed");
+    state.SetIterationTime(std::chrono::duration<double>(SteadyClock::now() - begin).count());
+    cpu_seconds += ProcessCpuSeconds() - cpu_begin;
+    commits += s.stats().commits;
+    writes += s.stats().writes;
+    PREWARM_CHECK(s.Close().ok(), "close failed");
+  }
+  std::filesystem::remove_all(dir);
+  const double calls = static_cast<double>(per_thread) * threads * state.iterations();
+  state.counters["calls_per_s"] = benchmark::Counter(calls, benchmark::Counter::kIsRate);
+  state.counters["cpu_us_per_call"] = cpu_seconds * 1e6 / calls;
+  state.counters["writes_per_commit"] = static_cast<double>(writes) / static_cast<double>(commits);
+  state.SetLabel(absl::StrCat("NORMAL threads=", threads, " in_flight/thread=", in_flight,
+                              " runs at once=", threads * in_flight));
+}
+
+BENCHMARK(BM_ReportTimingWrites)
+    ->ArgNames({"threads", "in_flight"})
+    ->Args({4, 64})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);

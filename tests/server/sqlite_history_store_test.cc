@@ -841,7 +841,7 @@ TEST_F(SqliteHistoryStoreTest, CreatesAWalFileAtTheCurrentSchemaVersion) {
     return result;
   };
   EXPECT_EQ(query("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(query("SELECT version FROM schema_version"), "1");
+  EXPECT_EQ(query("SELECT version FROM schema_version"), "2");
   sqlite3_close(db);
   // Reopening an up-to-date store is a no-op migration.
   ASSERT_TRUE(IsOk((*store)->Close()));
@@ -914,6 +914,143 @@ TEST_F(SqliteHistoryStoreTest, AFileWithRowsOfAnUnknownKindLoadsTheRestAndKeepsT
   (*store)->AppendObservation(Obs(Kind::kTaskDuration, "wf\x1ft", 5), nullptr);
   ASSERT_TRUE(IsOk((*store)->Close()));
   EXPECT_EQ(RawQueryInt("SELECT count(*) FROM observations WHERE kind = 99"), 2);
+}
+
+// Every run's events, "run:bytes", in the order LoadRunEvents passes them.
+std::vector<std::string> LoadEvents(HistoryStore& store) {
+  std::vector<std::string> events;
+  EXPECT_TRUE(IsOk(store.LoadRunEvents([&](absl::string_view run, absl::string_view bytes) {
+    events.push_back(absl::StrCat(run, ":", bytes));
+  })));
+  return events;
+}
+
+TEST_F(SqliteHistoryStoreTest, InterleavedRunsLoadGroupedInOrderAndDeleteRunRemovesOnlyItsEvents) {
+  // Like concurrent runs reporting: each batch holds one event of every run, across reopens.
+  StoreOptions options = Options();
+  options.max_batch_delay = absl::Hours(1);
+  const std::vector<std::string> runs = {"run-b", "run-a", "run-10", "run-9"};
+  for (int round = 0; round < 3; ++round) {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+    ASSERT_TRUE(IsOk(store.status()));
+    for (int i = 0; i < 5; ++i) {
+      for (const std::string& run : runs) {
+        (*store)->AppendRunEvent(run, absl::StrCat(round * 5 + i), nullptr);
+      }
+      ASSERT_TRUE(IsOk((*store)->Flush()));
+    }
+    if (round == 1) (*store)->DeleteRun("run-a", nullptr);
+    ASSERT_TRUE(IsOk((*store)->Close()));
+  }
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+  ASSERT_TRUE(IsOk(store.status()));
+  std::vector<std::string> expected;
+  for (const char* run : {"run-10", "run-9", "run-a", "run-b"}) {
+    // run-a was deleted after its first 10 events; the last 5 came after.
+    const int first = std::string(run) == "run-a" ? 10 : 0;
+    for (int i = first; i < 15; ++i) expected.push_back(absl::StrCat(run, ":", i));
+  }
+  EXPECT_THAT(LoadEvents(**store), ::testing::ElementsAreArray(expected));
+
+  for (const std::string& run : runs) (*store)->DeleteRun(run, nullptr);
+  (*store)->AppendRunEvent("run-new", "after", nullptr);
+  ASSERT_TRUE(IsOk((*store)->Close()));
+  EXPECT_EQ(RawQueryInt("SELECT count(*) FROM run_events"), 1);
+  // Seqs never go back: the new event comes after every one appended before.
+  EXPECT_EQ(RawQueryInt("SELECT seq FROM run_events"), 3 * 5 * 4 + 1);
+}
+
+TEST_F(SqliteHistoryStoreTest, AFailedBatchForgetsItsRunEventsAndLaterDeletesStillRemoveAll) {
+  StoreOptions options = Options();
+  options.max_batch_delay = absl::Hours(1);
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
+  ASSERT_TRUE(IsOk(store.status()));
+  (*store)->AppendRunEvent("r", "e1", nullptr);
+  (*store)->AppendRunEvent("r", "e2", nullptr);
+  ASSERT_TRUE(IsOk((*store)->Flush()));
+  RawExec(
+      "CREATE TRIGGER poison BEFORE INSERT ON runs WHEN NEW.run_id = 'poison' "
+      "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+
+  // One batch that appends to r, deletes r and fails at its end: none of it happened.
+  (*store)->AppendRunEvent("r", "e3", nullptr);
+  (*store)->DeleteRun("r", nullptr);
+  (*store)->AppendRunEvent("r", "e4", nullptr);
+  (*store)->PutRun("poison", "x", nullptr);
+  EXPECT_THAT((*store)->Flush().message(), HasSubstr("injected failure"));
+  EXPECT_THAT(LoadEvents(**store), ElementsAre("r:e1", "r:e2"));
+
+  (*store)->AppendRunEvent("r", "e5", nullptr);
+  ASSERT_TRUE(IsOk((*store)->Flush()));
+  EXPECT_THAT(LoadEvents(**store), ElementsAre("r:e1", "r:e2", "r:e5"));
+  (*store)->DeleteRun("r", nullptr);
+  ASSERT_TRUE(IsOk((*store)->Flush()));
+  EXPECT_THAT(LoadEvents(**store), ::testing::IsEmpty());
+  ASSERT_TRUE(IsOk((*store)->Close()));
+  EXPECT_EQ(RawQueryInt("SELECT count(*) FROM run_events"), 0);
+}
+
+TEST_F(SqliteHistoryStoreTest, AVersion1StoreIsMigratedWithItsData) {
+  // A store as version 1 left it, written by hand: its schema, verbatim (a copy of kMigrations[0]
+  // on purpose: the released text, not whatever the code holds now), and rows of every table,
+  // run events of two runs interleaved.
+  RawExec(R"sql(
+    CREATE TABLE schema_version (version INTEGER NOT NULL);
+    INSERT INTO schema_version (version) VALUES (1);
+    PRAGMA application_id = 1886549869;
+    CREATE TABLE observations (
+      seq INTEGER PRIMARY KEY,
+      kind INTEGER NOT NULL,
+      key TEXT NOT NULL,
+      value REAL,
+      time_unix_nanos INTEGER NOT NULL
+    );
+    CREATE INDEX observations_by_key ON observations (kind, key, seq);
+    CREATE TABLE services (name TEXT PRIMARY KEY, serialized BLOB NOT NULL) WITHOUT ROWID;
+    CREATE TABLE runs (run_id TEXT PRIMARY KEY, serialized BLOB NOT NULL) WITHOUT ROWID;
+    CREATE TABLE run_events (
+      seq INTEGER PRIMARY KEY,
+      run_id TEXT NOT NULL,
+      serialized BLOB NOT NULL
+    );
+    CREATE INDEX run_events_by_run ON run_events (run_id, seq);
+    INSERT INTO observations (kind, key, value, time_unix_nanos) VALUES
+      (1, 'wf' || char(31) || 't', 2.5, 1700000000000000007), (3, 'svc', 1.5, 1700000001000000007);
+    INSERT INTO services VALUES ('svc', x'0a0373766300');
+    INSERT INTO runs VALUES ('run-1', 'one'), ('run-2', 'two');
+    INSERT INTO run_events (run_id, serialized) VALUES
+      ('run-2', 'a'), ('run-1', 'b'), ('run-2', 'c'), ('run-1', 'd');
+  )sql");
+
+  absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(Options());
+  ASSERT_TRUE(IsOk(store.status()));
+  EXPECT_THAT(LoadRows(**store),
+              ElementsAre(Row(Kind::kTaskDuration, "wf\x1ft", 2.5, kT0 + absl::Nanoseconds(7)),
+                          Row(Kind::kColdStart, "svc", 1.5,
+                              kT0 + absl::Seconds(1) + absl::Nanoseconds(7))));
+  EXPECT_THAT(LoadServices(**store), ElementsAre(Pair("svc", std::string("\x0a\x03svc\x00", 6))));
+  EXPECT_THAT(LoadRuns(**store), ElementsAre(Pair("run-1", "one"), Pair("run-2", "two")));
+  EXPECT_THAT(LoadEvents(**store), ElementsAre("run-1:b", "run-1:d", "run-2:a", "run-2:c"));
+  EXPECT_EQ(RawQueryInt("SELECT version FROM schema_version"), 2);
+  EXPECT_EQ(RawQueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'run_events_by_run'"), 0);
+
+  // The migrated rows' seqs are known: deleting a run removes its old events and new ones.
+  (*store)->AppendRunEvent("run-2", "e", nullptr);
+  (*store)->AppendRunEvent("run-1", "f", nullptr);
+  (*store)->DeleteRun("run-2", nullptr);
+  ASSERT_TRUE(IsOk((*store)->Flush()));
+  EXPECT_THAT(LoadEvents(**store), ElementsAre("run-1:b", "run-1:d", "run-1:f"));
+  ASSERT_TRUE(IsOk((*store)->Close()));
+  EXPECT_EQ(RawQueryInt("SELECT count(*) FROM run_events WHERE run_id = 'run-2'"), 0);
+
+  // A file of a newer version than this binary's is still refused.
+  RawExec("UPDATE schema_version SET version = 3");
+  absl::StatusOr<std::unique_ptr<HistoryStore>> newer = HistoryStore::OpenSqlite(Options());
+  ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition) << newer.status();
+  EXPECT_THAT(newer.status().message(),
+              HasSubstr("schema version 3 is not supported by this binary (which supports up to "
+                        "2); upgrade prewarmd"));
 }
 
 // --- Issue 11, defect 2: a damaged or emptied store is refused, not served as empty. ---
