@@ -33,6 +33,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -299,6 +300,15 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
                               int tasks, Result ceiling) {
   char dir_template[] = "/tmp/prewarm-load-XXXXXX";
   const std::string dir = mkdtemp(dir_template);
+  // Removed with the store in it when the measurement ends (declared before the server, so
+  // after the server has stopped).
+  struct RemoveOnExit {
+    const std::string& path;
+    ~RemoveOnExit() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  } remove_dir{dir};
   prewarm::ServerOptions options;
   options.grpc_address = "127.0.0.1:0";
   options.metrics_address = "";
