@@ -36,7 +36,7 @@ TEST(DagTest, OrdersTasksTopologically) {
 
 TEST(DagTest, DescendantsOfFanOutFanIn) {
   //      a
-  //    /   \
+  //    /   \   (a fans out to b and c)
   //   b     c    d (independent)
   //    \   /
   //      e
