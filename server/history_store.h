@@ -41,9 +41,12 @@ struct StoreOptions {
   int max_observations_per_key = 128;
   // Writes per transaction. Must be >= 1.
   int max_batch = 4096;
-  // How long the writer waits to fill a batch once it has one write (0 = commit as soon as
-  // possible). Fewer, larger commits under light load, at the cost of that much latency.
-  absl::Duration max_batch_delay = absl::Milliseconds(2);
+  // How long the writer waits to fill a batch once it has one write. 0: commit at once. Batches
+  // still form under load, while the previous commit runs, so a wait only saves commits under
+  // light load, at the cost of that much latency per write. Measured on both databases, waiting
+  // 2 ms cost a third of the throughput and 2 ms of every sequential call's latency
+  // (docs/BENCHMARKS.md, "The group commit's wait").
+  absl::Duration max_batch_delay = absl::ZeroDuration();
   // PRAGMA synchronous=FULL: every commit survives power loss. NORMAL (WAL): commits survive a
   // process crash; the last ones may be lost on power loss. See docs/store.md.
   bool synchronous_full = false;

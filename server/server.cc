@@ -177,12 +177,6 @@ absl::Status Server::StartTerm(int64_t epoch) {
   absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::Open(
       {.path = options.store_path,
        .max_observations_per_key = options.registry.history.window_size,
-       // SQLite commits at once: a local commit is cheap, and under load batches form anyway
-       // while the previous one commits. Waiting 2 ms for a fuller batch made every sequential
-       // ReportTiming wait for it (p50 2.4 ms against 0.23 ms, one call at a time) and left a
-       // core idle under load (docs/BENCHMARKS.md, "The group commit's wait"). PostgreSQL keeps
-       // its 2-ms wait (not measured there without it).
-       .max_batch_delay = postgres ? StoreOptions{}.max_batch_delay : absl::ZeroDuration(),
        .synchronous_full = options.store_sync_full,
        .accept_empty = options.store_accept_empty,
        .fencing_epoch = epoch,
