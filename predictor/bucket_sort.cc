@@ -84,4 +84,74 @@ void BucketSort(std::vector<float>& values, std::vector<float>& scratch,
   SortImpl(values, scratch, counts);
 }
 
+RankPair SelectRanks(std::span<const float> values, size_t low, size_t high,
+                     std::vector<float>& scratch, std::vector<uint32_t>& counts) {
+  const size_t n = values.size();
+  float lo = values[0];
+  float hi = lo;
+  for (float v : values) {
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  if (!(hi > lo)) return {lo, lo};  // All equal.
+  if (!std::isfinite(hi - lo)) {
+    scratch.assign(values.begin(), values.end());
+    std::nth_element(scratch.begin(), scratch.begin() + high, scratch.end());
+    const float at_high = scratch[high];
+    std::nth_element(scratch.begin(), scratch.begin() + low, scratch.begin() + high);
+    return {scratch[low], at_high};
+  }
+  const auto buckets = static_cast<uint32_t>(n);
+  const double scale = (buckets - 1) / (static_cast<double>(hi) - lo);
+  const auto bucket_of = [&](float v) {
+    return std::min(static_cast<uint32_t>((static_cast<double>(v) - lo) * scale), buckets - 1);
+  };
+  counts.assign(buckets, 0);
+  for (float v : values) ++counts[bucket_of(v)];
+  // The buckets holding the two ranks, and how many values lie in the buckets before each.
+  uint32_t low_bucket = 0;
+  uint32_t high_bucket = 0;
+  size_t below_low = 0;
+  size_t below_high = 0;
+  size_t seen = 0;
+  for (uint32_t b = 0; b < buckets; ++b) {
+    if (seen <= low && low < seen + counts[b]) {
+      low_bucket = b;
+      below_low = seen;
+    }
+    if (seen <= high && high < seen + counts[b]) {
+      high_bucket = b;
+      below_high = seen;
+      break;
+    }
+    seen += counts[b];
+  }
+  // One pass gathers both buckets: the low one's values first, then the high one's (if another).
+  const size_t low_count = counts[low_bucket];
+  const size_t high_count = high_bucket == low_bucket ? 0 : counts[high_bucket];
+  scratch.resize(low_count + high_count);
+  size_t next_low = 0;
+  size_t next_high = low_count;
+  for (float v : values) {
+    const uint32_t b = bucket_of(v);
+    if (b == low_bucket) {
+      scratch[next_low++] = v;
+    } else if (b == high_bucket) {
+      scratch[next_high++] = v;
+    }
+  }
+  const auto low_begin = scratch.begin();
+  const auto low_end = scratch.begin() + static_cast<ptrdiff_t>(low_count);
+  std::nth_element(low_begin, low_begin + static_cast<ptrdiff_t>(low - below_low), low_end);
+  const float at_low = low_begin[static_cast<ptrdiff_t>(low - below_low)];
+  if (high_bucket == low_bucket) {
+    const auto at = low_begin + static_cast<ptrdiff_t>(high - below_low);
+    std::nth_element(low_begin, at, low_end);
+    return {at_low, *at};
+  }
+  const auto at = low_end + static_cast<ptrdiff_t>(high - below_high);
+  std::nth_element(low_end, at, scratch.end());
+  return {at_low, *at};
+}
+
 }  // namespace prewarm

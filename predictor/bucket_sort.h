@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace prewarm {
@@ -23,5 +25,17 @@ void BucketSort(std::vector<KeyedFloat>& items, std::vector<KeyedFloat>& scratch
 // Sorts floats ascending (no payload). Values must not be NaN.
 void BucketSort(std::vector<float>& values, std::vector<float>& scratch,
                 std::vector<uint32_t>& counts);
+
+// The values at ranks `low` and `high` (0-based, low <= high < values.size()) of `values` sorted
+// ascending, without sorting them: the same buckets as BucketSort, but only the one or two buckets
+// that hold those ranks are ordered (nth_element), so most of a sort's passes are skipped. For a
+// task's start quantiles, which need two ranks of each re-planned task's samples. Values must not
+// be NaN.
+struct RankPair {
+  float low;
+  float high;
+};
+RankPair SelectRanks(std::span<const float> values, size_t low, size_t high,
+                     std::vector<float>& scratch, std::vector<uint32_t>& counts);
 
 }  // namespace prewarm

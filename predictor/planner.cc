@@ -437,18 +437,20 @@ void RunPlanner::SetStartQuantiles(bool some_skip, const StartSummary& summary, 
     plan.start_p10 = plan.start_p90 = summary.latest;
     return;
   }
-  const float* s = starts_.data();
+  std::span<const float> starts(starts_.data(), static_cast<size_t>(m_));
   if (some_skip) {
     scratch_a_.clear();
     for (int i = 0; i < m_; ++i) {
-      if (ran_now_[i]) scratch_a_.push_back(s[i]);
+      if (ran_now_[i]) scratch_a_.push_back(starts[i]);
     }
-  } else {
-    scratch_a_.assign(s, s + m_);
+    starts = scratch_a_;
   }
-  BucketSort(scratch_a_, scratch_b_, bucket_counts_);
-  plan.start_p10 = scratch_a_[static_cast<size_t>(0.1 * (scratch_a_.size() - 1))];
-  plan.start_p90 = scratch_a_[static_cast<size_t>(0.9 * (scratch_a_.size() - 1))];
+  // Two ranks only: selected, not sorted (the same values a sort would put there).
+  const size_t last = starts.size() - 1;
+  const RankPair q = SelectRanks(starts, static_cast<size_t>(0.1 * last),
+                                 static_cast<size_t>(0.9 * last), scratch_b_, bucket_counts_);
+  plan.start_p10 = q.low;
+  plan.start_p90 = q.high;
 }
 
 float RunPlanner::DeferredRunProbability(int v, bool sampled) const {

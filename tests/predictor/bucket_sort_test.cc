@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -52,6 +54,48 @@ TEST(BucketSortTest, PayloadsTravelWithTheirKeys) {
     EXPECT_FLOAT_EQ(items[i].payload, items[i].key * 10);
     if (i > 0) {
       EXPECT_LE(items[i - 1].key, items[i].key);
+    }
+  }
+}
+
+// Ranks as a sort would place them, for every kind of input BucketSort meets, at ranks in one
+// bucket, in two, at both ends, and equal.
+TEST(SelectRanksTest, FindsTheValuesASortPutsAtBothRanks) {
+  Rng rng(23);
+  std::vector<std::vector<float>> inputs = {{5.0f},
+                                            {2.0f, 1.0f},
+                                            std::vector<float>(40, 7.0f),
+                                            {-1e30f, 1e30f, 0.0f, 3.0f},
+                                            {1.0f, std::numeric_limits<float>::infinity(), 0.5f}};
+  for (int round = 0; round < 200; ++round) {
+    const int n = 1 + static_cast<int>(300 * rng.Uniform());
+    std::vector<float> v;
+    for (int i = 0; i < n; ++i) {
+      switch (round % 4) {
+        case 0: v.push_back(static_cast<float>(100 * rng.Uniform())); break;
+        case 1: v.push_back(static_cast<float>(std::exp(8 * rng.Uniform()))); break;
+        // Many samples floored at one value ("now"), the rest spread above it.
+        case 2: v.push_back(rng.Uniform() < 0.6 ? 3.0f : static_cast<float>(3 + rng.Uniform()));
+          break;
+        default: v.push_back(i == 0 ? 1e6f : static_cast<float>(10 + 0.001 * rng.Uniform()));
+      }
+    }
+    inputs.push_back(std::move(v));
+  }
+  std::vector<float> scratch;
+  std::vector<uint32_t> counts;
+  for (const std::vector<float>& values : inputs) {
+    const std::vector<float> sorted = Sorted(values);
+    const size_t last = values.size() - 1;
+    const std::vector<std::pair<size_t, size_t>> ranks = {
+        {static_cast<size_t>(0.1 * last), static_cast<size_t>(0.9 * last)},
+        {0, last},
+        {last / 2, last / 2},
+        {last / 2, std::min(last, last / 2 + 1)}};
+    for (const auto& [low, high] : ranks) {
+      const RankPair got = SelectRanks(values, low, high, scratch, counts);
+      EXPECT_EQ(got.low, sorted[low]) << "n=" << values.size() << " rank " << low;
+      EXPECT_EQ(got.high, sorted[high]) << "n=" << values.size() << " rank " << high;
     }
   }
 }
