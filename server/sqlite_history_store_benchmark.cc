@@ -7,7 +7,8 @@
 // their answer), max_batch_delay in microseconds. Each iteration writes kWrites observations over
 // kKeys keys into a fresh file and stops the clock when the last callback has run. Counters:
 // writes_per_s, p50_ms / p99_ms from Append to callback, writes_per_commit. BM_ReportTimingWrites
-// (below) adds run events of many concurrent runs, as ReportTiming writes them.
+// (below) adds run events of many concurrent runs, as ReportTiming writes them;
+// BM_OpenAndLoadRunEvents times a restart's open and load of the active runs' events.
 //
 //   sqlite_history_store_benchmark --benchmark_counters_tabular=true
 
@@ -225,6 +226,59 @@ void BM_ReportTimingWrites(benchmark::State& state) {
 BENCHMARK(BM_ReportTimingWrites)
     ->ArgNames({"threads", "in_flight"})
     ->Args({4, 64})
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+
+// What a restart pays for the active runs' events: a store holding `runs` unfinished runs of
+// kEventsPerRun events each, appended interleaved as concurrent runs report, is opened and its run
+// events loaded. Built once per argument; counters open_s and load_s per iteration, and
+// events_per_s for the load.
+void BM_OpenAndLoadRunEvents(benchmark::State& state) {
+  const int runs = static_cast<int>(state.range(0));
+  const std::string event(120, 'e');
+  std::string dir = (std::filesystem::temp_directory_path() / "history_store_bench_XXXXXX");
+  PREWARM_CHECK(mkdtemp(dir.data()) != nullptr, "mkdtemp failed");
+  const std::string path = dir + "/bench.db";
+  {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite({.path = path});
+    PREWARM_CHECK(store.ok(), std::string(store.status().message()).c_str());
+    for (int e = 0; e < kEventsPerRun; ++e) {
+      for (int r = 0; r < runs; ++r) (*store)->AppendRunEvent(absl::StrCat("run-", r), event, nullptr);
+    }
+    PREWARM_CHECK((*store)->Close().ok(), "close failed");
+  }
+  double open_seconds = 0;
+  double load_seconds = 0;
+  int64_t loaded = 0;
+  for (auto _ : state) {
+    const SteadyClock::time_point begin = SteadyClock::now();
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite({.path = path});
+    PREWARM_CHECK(store.ok(), std::string(store.status().message()).c_str());
+    const SteadyClock::time_point opened = SteadyClock::now();
+    PREWARM_CHECK((*store)->LoadRunEvents([&](absl::string_view, absl::string_view bytes) {
+                    loaded += static_cast<int64_t>(bytes.size() == event.size());
+                  }).ok(),
+                  "load failed");
+    const SteadyClock::time_point end = SteadyClock::now();
+    state.SetIterationTime(std::chrono::duration<double>(end - begin).count());
+    open_seconds += std::chrono::duration<double>(opened - begin).count();
+    load_seconds += std::chrono::duration<double>(end - opened).count();
+    PREWARM_CHECK((*store)->Close().ok(), "close failed");
+  }
+  std::filesystem::remove_all(dir);
+  PREWARM_CHECK(loaded == int64_t{runs} * kEventsPerRun * state.iterations(), "events lost");
+  const double n = static_cast<double>(state.iterations());
+  state.counters["open_s"] = open_seconds / n;
+  state.counters["load_s"] = load_seconds / n;
+  state.counters["events_per_s"] = static_cast<double>(loaded) / load_seconds;
+  state.SetLabel(absl::StrCat(runs, " runs x ", kEventsPerRun, " events of ", event.size(), " B"));
+}
+
+BENCHMARK(BM_OpenAndLoadRunEvents)
+    ->ArgNames({"runs"})
+    ->Arg(2000)
+    ->Arg(10000)  // 2,000,000 events: the figures in docs/store.md.
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);

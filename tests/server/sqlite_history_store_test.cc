@@ -666,9 +666,11 @@ TEST_F(SqliteHistoryStoreTest, OneBatchOfMixedWritesKeepsEachTablesOrder) {
       }
       if (i > 19) expected_events.push_back(absl::StrCat("r:r", i));
     }
-    if (i % 2 == 0) (*store)->AppendRunEvent("s", absl::StrCat("s", i), acks.Callback());
+    if (i % 2 == 0) {
+      (*store)->AppendRunEvent("s", absl::StrCat("s", i), acks.Callback());
+      expected_events.push_back(absl::StrCat("s:s", i));
+    }
   }
-  for (int i = 0; i < 70; i += 2) expected_events.push_back(absl::StrCat("s:s", i));
   ASSERT_TRUE(IsOk((*store)->Flush()));
   EXPECT_EQ((*store)->stats().commits, 1);
   EXPECT_TRUE(acks.errors().empty());
@@ -925,8 +927,9 @@ std::vector<std::string> LoadEvents(HistoryStore& store) {
   return events;
 }
 
-TEST_F(SqliteHistoryStoreTest, InterleavedRunsLoadGroupedInOrderAndDeleteRunRemovesOnlyItsEvents) {
-  // Like concurrent runs reporting: each batch holds one event of every run, across reopens.
+TEST_F(SqliteHistoryStoreTest, InterleavedRunsLoadInTheOrderAppendedAndDeleteRunRemovesOnlyItsEvents) {
+  // Like concurrent runs reporting: each batch holds one event of every run, across reopens. They
+  // load as they were appended, interleaved (each run's in its order).
   StoreOptions options = Options();
   options.max_batch_delay = absl::Hours(1);
   const std::vector<std::string> runs = {"run-b", "run-a", "run-10", "run-9"};
@@ -945,10 +948,12 @@ TEST_F(SqliteHistoryStoreTest, InterleavedRunsLoadGroupedInOrderAndDeleteRunRemo
   absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite(options);
   ASSERT_TRUE(IsOk(store.status()));
   std::vector<std::string> expected;
-  for (const char* run : {"run-10", "run-9", "run-a", "run-b"}) {
-    // run-a was deleted after its first 10 events; the last 5 came after.
-    const int first = std::string(run) == "run-a" ? 10 : 0;
-    for (int i = first; i < 15; ++i) expected.push_back(absl::StrCat(run, ":", i));
+  for (int i = 0; i < 15; ++i) {
+    for (const std::string& run : runs) {
+      // run-a was deleted after its first 10 events; the last 5 came after.
+      if (run == "run-a" && i < 10) continue;
+      expected.push_back(absl::StrCat(run, ":", i));
+    }
   }
   EXPECT_THAT(LoadEvents(**store), ::testing::ElementsAreArray(expected));
 
@@ -1030,7 +1035,7 @@ TEST_F(SqliteHistoryStoreTest, AVersion1StoreIsMigratedWithItsData) {
                               kT0 + absl::Seconds(1) + absl::Nanoseconds(7))));
   EXPECT_THAT(LoadServices(**store), ElementsAre(Pair("svc", std::string("\x0a\x03svc\x00", 6))));
   EXPECT_THAT(LoadRuns(**store), ElementsAre(Pair("run-1", "one"), Pair("run-2", "two")));
-  EXPECT_THAT(LoadEvents(**store), ElementsAre("run-1:b", "run-1:d", "run-2:a", "run-2:c"));
+  EXPECT_THAT(LoadEvents(**store), ElementsAre("run-2:a", "run-1:b", "run-2:c", "run-1:d"));
   EXPECT_EQ(RawQueryInt("SELECT version FROM schema_version"), 2);
   EXPECT_EQ(RawQueryInt("SELECT count(*) FROM sqlite_master WHERE name = 'run_events_by_run'"), 0);
 
