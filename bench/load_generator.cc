@@ -17,6 +17,8 @@
 //   # Before its timed calls, report_timing teaches the server --history_runs=20 past runs of
 //   # the same DAG (spread-out durations and cold starts), so that the calls re-plan against
 //   # learned history; --history_runs=0 measures planning from one-valued priors instead.
+//   # --services=delegated registers the tasks' services first, so that every re-plan also
+//   # prices and times the warm-ups (the optimizer), as where tasks call managed services.
 //   # Under callgrind, the timed calls of each measurement are written to a profile of their
 //   # own (callgrind.out.<pid>.<n>), without the setup:
 //   valgrind --tool=callgrind build/bench/load_generator --mode=ceiling,report_timing
@@ -78,6 +80,12 @@ ABSL_FLAG(int, inflight, 64, "calls in flight per client");
 ABSL_FLAG(int, calls, 200000, "calls in total");
 ABSL_FLAG(int, tasks, 100, "tasks per DAG");
 ABSL_FLAG(std::string, store_sync, "normal", "store durability: normal or full");
+ABSL_FLAG(std::string, services, "none",
+          "report_timing and prewarm: none (the tasks' 20 services are not registered, so the "
+          "planner skips their warm-ups without running the warm-up optimizer) or delegated "
+          "(registered as delegated services, so every task's warm-up is priced and timed, as "
+          "in a deployment whose tasks call managed services; a watcher thread takes each "
+          "instruction and reports it with ReportWarmup)");
 ABSL_FLAG(int, history_runs, 20,
           "report_timing: runs of the same DAG completed before the timed calls, with past, "
           "spread-out durations and cold starts, so that the timed calls re-plan against learned "
@@ -133,6 +141,66 @@ prewarm::v1::PrewarmRequest MakeRun(const std::string& run_id, int tasks) {
   }
   return r;
 }
+
+// Registers the services MakeRun's tasks call (svc-0 .. svc-19) as delegated services: the
+// server plans and times their warm-ups and hands them to WatchWarmups subscribers (the
+// Watcher below) instead of sending HTTP requests. Returns false on the first error, printed.
+bool RegisterServices(PrewarmService::Stub& stub) {
+  for (int i = 0; i < 20; ++i) {
+    prewarm::v1::RegisterServiceRequest request;
+    prewarm::v1::Service* service = request.mutable_service();
+    service->set_name(absl::StrCat("svc-", i));
+    service->set_mode(prewarm::v1::WARMUP_MODE_DELEGATED);
+    *service->mutable_cold_start_prior() = prewarm::ToProtoDuration(absl::Seconds(1));
+    grpc::ClientContext ctx;
+    prewarm::v1::RegisterServiceResponse response;
+    const grpc::Status status = stub.RegisterService(&ctx, request, &response);
+    if (!status.ok()) {
+      std::fprintf(stderr, "registering svc-%d: %s\n", i, status.error_message().c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+// A delegated watcher, as a deployment of delegated services runs one: it takes every warm-up
+// instruction from WatchWarmups and reports it fired and cold (1 s) with ReportWarmup, on a thread
+// and channel of its own. Stops (cancelling its stream) when destroyed.
+class Watcher {
+ public:
+  explicit Watcher(const std::string& target)
+      : stub_(PrewarmService::NewStub(
+            grpc::CreateChannel(target, grpc::InsecureChannelCredentials()))),
+        thread_([this] { Run(); }) {}
+  ~Watcher() {
+    context_.TryCancel();
+    thread_.join();
+  }
+  int64_t reported() const { return reported_; }
+
+ private:
+  void Run() {
+    std::unique_ptr<grpc::ClientReader<prewarm::v1::WatchWarmupsResponse>> reader =
+        stub_->WatchWarmups(&context_, prewarm::v1::WatchWarmupsRequest());
+    prewarm::v1::WatchWarmupsResponse instruction;
+    while (reader->Read(&instruction)) {
+      prewarm::v1::ReportWarmupRequest report;
+      report.set_warmup_id(instruction.warmup_id());
+      report.set_success(true);
+      report.set_cold(true);
+      *report.mutable_latency() = prewarm::ToProtoDuration(absl::Seconds(1));
+      grpc::ClientContext ctx;
+      prewarm::v1::ReportWarmupResponse response;
+      if (stub_->ReportWarmup(&ctx, report, &response).ok()) ++reported_;
+    }
+    reader->Finish().IgnoreError();
+  }
+
+  std::unique_ptr<PrewarmService::Stub> stub_;
+  grpc::ClientContext context_;
+  std::atomic<int64_t> reported_{0};
+  std::thread thread_;  // Last: starts once the members it uses exist.
+};
 
 // Submits run `run_id` asynchronously; `done` gets the status.
 void IssuePrewarm(PrewarmService::Stub& stub, const std::string& run_id, int tasks,
@@ -342,6 +410,13 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
                                         : "SQLite synchronous=NORMAL",
               clients, inflight);
 
+  const std::string services = absl::GetFlag(FLAGS_services);
+  std::unique_ptr<Watcher> watcher;  // Stopped before the server shuts down.
+  if (mode != "ceiling" && services == "delegated") {
+    if (!RegisterServices(*stubs[0])) return std::nullopt;
+    watcher = std::make_unique<Watcher>(target);
+  }
+
   Result result;
   if (mode == "ceiling") {
     // ListServices on an empty registry: a trivial RPC through the same server and adapter, the
@@ -456,6 +531,11 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
                     calls, absl::ToDoubleSeconds(absl::Now() - start), CpuSeconds() - cpu, stats,
                     ceiling);
   }
+  if (watcher != nullptr) {
+    std::printf("services: delegated; the watcher reported %lld warm-ups\n",
+                static_cast<long long>(watcher->reported()));
+    watcher.reset();
+  }
   const auto store_status = (*server)->Shutdown();
   std::printf("store: %s\n", store_status.ok() ? "flushed" : store_status.ToString().c_str());
   return result;
@@ -477,7 +557,9 @@ int main(int argc, char** argv) {
   const std::vector<std::string> stores = absl::StrSplit(absl::GetFlag(FLAGS_stores), ',');
   std::vector<prewarm::v1::ReportTimingView> views;
   bool bad = clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || stores.empty() ||
-             absl::GetFlag(FLAGS_history_runs) < 0;
+             absl::GetFlag(FLAGS_history_runs) < 0 ||
+             (absl::GetFlag(FLAGS_services) != "none" &&
+              absl::GetFlag(FLAGS_services) != "delegated");
   for (absl::string_view view : absl::StrSplit(absl::GetFlag(FLAGS_view), ',')) {
     if (view == "full") {
       views.push_back(prewarm::v1::REPORT_TIMING_VIEW_FULL);
