@@ -556,10 +556,10 @@ int main(int argc, char** argv) {
   const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_mode), ',');
   const std::vector<std::string> stores = absl::StrSplit(absl::GetFlag(FLAGS_stores), ',');
   std::vector<prewarm::v1::ReportTimingView> views;
-  bool bad = clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || stores.empty() ||
-             absl::GetFlag(FLAGS_history_runs) < 0 ||
-             (absl::GetFlag(FLAGS_services) != "none" &&
-              absl::GetFlag(FLAGS_services) != "delegated");
+  bool bad =
+      clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || stores.empty() ||
+      absl::GetFlag(FLAGS_history_runs) < 0 ||
+      (absl::GetFlag(FLAGS_services) != "none" && absl::GetFlag(FLAGS_services) != "delegated");
   for (absl::string_view view : absl::StrSplit(absl::GetFlag(FLAGS_view), ',')) {
     if (view == "full") {
       views.push_back(prewarm::v1::REPORT_TIMING_VIEW_FULL);

@@ -244,7 +244,9 @@ void BM_OpenAndLoadRunEvents(benchmark::State& state) {
     absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite({.path = path});
     PREWARM_CHECK(store.ok(), std::string(store.status().message()).c_str());
     for (int e = 0; e < kEventsPerRun; ++e) {
-      for (int r = 0; r < runs; ++r) (*store)->AppendRunEvent(absl::StrCat("run-", r), event, nullptr);
+      for (int r = 0; r < runs; ++r) {
+        (*store)->AppendRunEvent(absl::StrCat("run-", r), event, nullptr);
+      }
     }
     PREWARM_CHECK((*store)->Close().ok(), "close failed");
   }
@@ -256,10 +258,11 @@ void BM_OpenAndLoadRunEvents(benchmark::State& state) {
     absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite({.path = path});
     PREWARM_CHECK(store.ok(), std::string(store.status().message()).c_str());
     const SteadyClock::time_point opened = SteadyClock::now();
-    PREWARM_CHECK((*store)->LoadRunEvents([&](absl::string_view, absl::string_view bytes) {
-                    loaded += static_cast<int64_t>(bytes.size() == event.size());
-                  }).ok(),
-                  "load failed");
+    const absl::Status load =
+        (*store)->LoadRunEvents([&](absl::string_view, absl::string_view bytes) {
+          loaded += static_cast<int64_t>(bytes.size() == event.size());
+        });
+    PREWARM_CHECK(load.ok(), "load failed");
     const SteadyClock::time_point end = SteadyClock::now();
     state.SetIterationTime(std::chrono::duration<double>(end - begin).count());
     open_seconds += std::chrono::duration<double>(opened - begin).count();

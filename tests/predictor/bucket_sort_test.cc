@@ -72,12 +72,18 @@ TEST(SelectRanksTest, FindsTheValuesASortPutsAtBothRanks) {
     std::vector<float> v;
     for (int i = 0; i < n; ++i) {
       switch (round % 4) {
-        case 0: v.push_back(static_cast<float>(100 * rng.Uniform())); break;
-        case 1: v.push_back(static_cast<float>(std::exp(8 * rng.Uniform()))); break;
-        // Many samples floored at one value ("now"), the rest spread above it.
-        case 2: v.push_back(rng.Uniform() < 0.6 ? 3.0f : static_cast<float>(3 + rng.Uniform()));
+        case 0:
+          v.push_back(static_cast<float>(100 * rng.Uniform()));
           break;
-        default: v.push_back(i == 0 ? 1e6f : static_cast<float>(10 + 0.001 * rng.Uniform()));
+        case 1:
+          v.push_back(static_cast<float>(std::exp(8 * rng.Uniform())));
+          break;
+        // Many samples floored at one value ("now"), the rest spread above it.
+        case 2:
+          v.push_back(rng.Uniform() < 0.6 ? 3.0f : static_cast<float>(3 + rng.Uniform()));
+          break;
+        default:
+          v.push_back(i == 0 ? 1e6f : static_cast<float>(10 + 0.001 * rng.Uniform()));
       }
     }
     inputs.push_back(std::move(v));

@@ -927,7 +927,8 @@ std::vector<std::string> LoadEvents(HistoryStore& store) {
   return events;
 }
 
-TEST_F(SqliteHistoryStoreTest, InterleavedRunsLoadInTheOrderAppendedAndDeleteRunRemovesOnlyItsEvents) {
+TEST_F(SqliteHistoryStoreTest,
+       InterleavedRunsLoadInTheOrderAppendedAndDeleteRunRemovesOnlyItsEvents) {
   // Like concurrent runs reporting: each batch holds one event of every run, across reopens. They
   // load as they were appended, interleaved (each run's in its order).
   StoreOptions options = Options();
