@@ -181,6 +181,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchWarmupsRespo
       absl::MutexLock lock(&alive->mu);
       if (alive->reactor != nullptr) alive->reactor->WriteNext();
     });
+    // The response headers go out now, not with the first instruction: a watcher that waits for
+    // them knows it is subscribed and misses nothing published from then on.
+    StartSendInitialMetadata();
     WriteNext();
   }
 

@@ -423,11 +423,9 @@ TEST_F(PrewarmServiceTest, WatchWarmupsStreamsDelegatedWarmupsAndReportWarmupAcc
   watch.add_services("lambda");
   std::unique_ptr<grpc::ClientReader<v1::WatchWarmupsResponse>> reader =
       stub_->WatchWarmups(watch_context.get(), watch);
-  // Subscribed once the server has the stream.
-  const absl::Time deadline = absl::Now() + kPatience;
-  while (server_->delegated().subscribers() == 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
+  // The headers arrive once the subscription is registered, before any instruction: no polling.
+  // (Without them this would wait out the call's deadline, and the Read below would fail.)
+  reader->WaitForInitialMetadata();
   ASSERT_EQ(server_->delegated().subscribers(), 1u);
 
   // The task starts in 1 s and its cold start is 2 s: the warm-up is due at once.
