@@ -40,6 +40,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <semaphore>
 #include <string>
 #include <thread>
 #include <vector>
@@ -165,13 +166,16 @@ bool RegisterServices(PrewarmService::Stub& stub) {
 
 // A delegated watcher, as a deployment of delegated services runs one: it takes every warm-up
 // instruction from WatchWarmups and reports it fired and cold (1 s) with ReportWarmup, on a thread
-// and channel of its own. Stops (cancelling its stream) when destroyed.
+// and channel of its own. Constructed once subscribed (the stream's headers arrived); stops
+// (cancelling its stream) when destroyed.
 class Watcher {
  public:
   explicit Watcher(const std::string& target)
       : stub_(PrewarmService::NewStub(
             grpc::CreateChannel(target, grpc::InsecureChannelCredentials()))),
-        thread_([this] { Run(); }) {}
+        thread_([this] { Run(); }) {
+    subscribed_.acquire();
+  }
   ~Watcher() {
     context_.TryCancel();
     thread_.join();
@@ -182,6 +186,8 @@ class Watcher {
   void Run() {
     std::unique_ptr<grpc::ClientReader<prewarm::v1::WatchWarmupsResponse>> reader =
         stub_->WatchWarmups(&context_, prewarm::v1::WatchWarmupsRequest());
+    reader->WaitForInitialMetadata();
+    subscribed_.release();
     prewarm::v1::WatchWarmupsResponse instruction;
     while (reader->Read(&instruction)) {
       prewarm::v1::ReportWarmupRequest report;
@@ -199,6 +205,7 @@ class Watcher {
   std::unique_ptr<PrewarmService::Stub> stub_;
   grpc::ClientContext context_;
   std::atomic<int64_t> reported_{0};
+  std::binary_semaphore subscribed_{0};
   std::thread thread_;  // Last: starts once the members it uses exist.
 };
 

@@ -35,6 +35,9 @@ int Watch(Invocation& inv) {
     grpc::ClientContext* raw = context.get();
     inv.env.interrupter->Arm([raw] { raw->TryCancel(); });
   }
+  // The headers come once prewarmd has registered the subscription (or when the call ends): the
+  // note below then means that no instruction published from now on is missed.
+  reader->WaitForInitialMetadata();
   inv.err << "Watching warm-ups of "
           << (request.services().empty()
                   ? std::string("every delegated service")

@@ -327,7 +327,9 @@ def test_watch_and_report_delegated_warmups(client: PrewarmClient) -> None:
     service = uid("lambda")
     client.register_service(service, mode="delegated", cold_start_prior=0.5, keep_alive=60)
     received: list[Any] = []
-    stream = client.watch_warmups([service])
+    # A deadline, so that a server that never sends the headers fails this test instead of
+    # hanging it in wait_subscribed().
+    stream = client.watch_warmups([service], timeout=30)
 
     def consume() -> None:
         for instruction in stream:
@@ -336,7 +338,7 @@ def test_watch_and_report_delegated_warmups(client: PrewarmClient) -> None:
 
     consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
-    time.sleep(0.2)  # the stream is open before the warm-up is due
+    stream.wait_subscribed()  # subscribed before the warm-up is due: nothing can be lost
     run_id = uid("run")
     # A run starting in 1 s: its root's warm-up is due about 0.5 s before.
     client.prewarm(run_id, "wf-delegated", [{"task_id": "root", "service": service}],

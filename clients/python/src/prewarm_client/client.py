@@ -191,6 +191,12 @@ class WarmupStream:
                 raise StopIteration from None
             raise from_rpc_error(err, "WatchWarmups") from None
 
+    def wait_subscribed(self) -> None:
+        """Blocks until the server has registered this stream (its response headers arrived):
+        every instruction published from then on reaches it. Returns at once if the stream has
+        ended; iterating then raises its error. Bound the wait with watch_warmups(timeout=...)."""
+        self._call.initial_metadata()
+
     def cancel(self) -> None:
         self._cancelled = True
         self._call.cancel()
