@@ -49,6 +49,13 @@ double ProcessCpuSeconds() {
          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
+// A fresh directory under the temp dir for one benchmark's store files (removed by the caller).
+std::string MakeTempDir() {
+  std::string dir = (std::filesystem::temp_directory_path() / "history_store_bench_XXXXXX");
+  PREWARM_CHECK(mkdtemp(dir.data()) != nullptr, "mkdtemp failed");
+  return dir;
+}
+
 void BM_DurableAppend(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   const bool synchronous_full = state.range(1) != 0;
@@ -57,8 +64,7 @@ void BM_DurableAppend(benchmark::State& state) {
   const int per_thread = kWrites / threads;
   const int total = per_thread * threads;
 
-  std::string dir = (std::filesystem::temp_directory_path() / "history_store_bench_XXXXXX");
-  PREWARM_CHECK(mkdtemp(dir.data()) != nullptr, "mkdtemp failed");
+  const std::string dir = MakeTempDir();
 
   std::vector<SteadyClock::time_point> started(total);
   std::vector<int64_t> latency_ns(total);
@@ -158,8 +164,7 @@ void BM_ReportTimingWrites(benchmark::State& state) {
   const int per_thread = kCalls / threads;
   const std::string event(120, 'e');  // ~ a serialized TaskEvent.
 
-  std::string dir = (std::filesystem::temp_directory_path() / "history_store_bench_XXXXXX");
-  PREWARM_CHECK(mkdtemp(dir.data()) != nullptr, "mkdtemp failed");
+  const std::string dir = MakeTempDir();
   int64_t commits = 0;
   int64_t writes = 0;
   double cpu_seconds = 0;
@@ -237,8 +242,7 @@ BENCHMARK(BM_ReportTimingWrites)
 void BM_OpenAndLoadRunEvents(benchmark::State& state) {
   const int runs = static_cast<int>(state.range(0));
   const std::string event(120, 'e');
-  std::string dir = (std::filesystem::temp_directory_path() / "history_store_bench_XXXXXX");
-  PREWARM_CHECK(mkdtemp(dir.data()) != nullptr, "mkdtemp failed");
+  const std::string dir = MakeTempDir();
   const std::string path = dir + "/bench.db";
   {
     absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite({.path = path});
