@@ -154,8 +154,8 @@ class HistoryStore {
   // Runs in run id order.
   virtual absl::Status LoadRuns(
       const std::function<void(absl::string_view run_id, absl::string_view serialized)>& fn) = 0;
-  // Run events, each run's in the order appended. Runs may interleave (SQLite passes every event
-  // in the order appended; PostgreSQL groups them by run id).
+  // Run events, each run's in the order appended. Runs may interleave (both databases pass every
+  // event in the order appended).
   virtual absl::Status LoadRunEvents(
       const std::function<void(absl::string_view run_id, absl::string_view serialized)>& fn) = 0;
 

@@ -522,9 +522,6 @@ class SqliteHistoryStore final : public GroupCommitStore {
 
   absl::Status LoadObservations(const std::function<void(const Observation&)>& fn) override
       ABSL_LOCKS_EXCLUDED(read_mu_);
-  // In the order appended, runs interleaved (the table has no index on run_id).
-  absl::Status LoadRunEvents(const std::function<void(absl::string_view, absl::string_view)>& fn)
-      override ABSL_LOCKS_EXCLUDED(read_mu_);
 
   absl::Status Close() override ABSL_LOCKS_EXCLUDED(close_mu_, read_mu_);
 
@@ -837,14 +834,6 @@ absl::Status SqliteHistoryStore::LoadObservations(
   if (rc != SQLITE_DONE) return SqliteError(db, rc, options_.path, "loading observations");
   newest.Finish();
   return absl::OkStatus();
-}
-
-absl::Status SqliteHistoryStore::LoadRunEvents(
-    const std::function<void(absl::string_view, absl::string_view)>& fn) {
-  // One pass over the table in seq order (its rowid): each run's events come in the order
-  // appended, runs interleaved as they reported. Grouping them by run instead cost a lookup by seq
-  // per event, three times as long (docs/store.md).
-  return LoadBlobs("SELECT run_id, serialized FROM run_events ORDER BY seq", fn);
 }
 
 absl::Status SqliteHistoryStore::LoadBlobs(

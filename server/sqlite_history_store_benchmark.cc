@@ -8,7 +8,8 @@
 // kKeys keys into a fresh file and stops the clock when the last callback has run. Counters:
 // writes_per_s, p50_ms / p99_ms from Append to callback, writes_per_commit. BM_ReportTimingWrites
 // (below) adds run events of many concurrent runs, as ReportTiming writes them;
-// BM_OpenAndLoadRunEvents times a restart's open and load of the active runs' events.
+// BM_OpenAndLoadRunEvents times a restart's open and load of the active runs' events, also on
+// PostgreSQL when PREWARM_BENCH_POSTGRES names a database (BM_OpenAndLoadRunEvents/postgres).
 //
 //   sqlite_history_store_benchmark --benchmark_counters_tabular=true
 
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <semaphore>
@@ -238,42 +240,54 @@ BENCHMARK(BM_ReportTimingWrites)
 // What a restart pays for the active runs' events: a store holding `runs` unfinished runs of
 // kEventsPerRun events each, appended interleaved as concurrent runs report, is opened and its run
 // events loaded. Built once per argument; counters open_s and load_s per iteration, and
-// events_per_s for the load.
-void BM_OpenAndLoadRunEvents(benchmark::State& state) {
+// events_per_s for the load. `postgres_uri` empty: a temp SQLite file; otherwise that PostgreSQL
+// database, which must hold no run events (they are deleted again at the end).
+void OpenAndLoadRunEvents(benchmark::State& state, const std::string& postgres_uri) {
   const int runs = static_cast<int>(state.range(0));
   const std::string event(120, 'e');
-  const std::string dir = MakeTempDir();
-  const std::string path = dir + "/bench.db";
-  {
-    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite({.path = path});
+  const std::string dir = postgres_uri.empty() ? MakeTempDir() : "";
+  const StoreOptions options = {.path = postgres_uri.empty() ? dir + "/bench.db" : postgres_uri};
+  const auto open = [&] {
+    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::Open(options);
     PREWARM_CHECK(store.ok(), std::string(store.status().message()).c_str());
+    return *std::move(store);
+  };
+  {
+    std::unique_ptr<HistoryStore> store = open();
+    int64_t existing = 0;
+    PREWARM_CHECK(
+        store->LoadRunEvents([&](absl::string_view, absl::string_view) { ++existing; }).ok(),
+        "load failed");
+    PREWARM_CHECK(existing == 0, "the store already holds run events");
     for (int e = 0; e < kEventsPerRun; ++e) {
-      for (int r = 0; r < runs; ++r) {
-        (*store)->AppendRunEvent(absl::StrCat("run-", r), event, nullptr);
-      }
+      for (int r = 0; r < runs; ++r) store->AppendRunEvent(absl::StrCat("run-", r), event, nullptr);
     }
-    PREWARM_CHECK((*store)->Close().ok(), "close failed");
+    PREWARM_CHECK(store->Close().ok(), "close failed");
   }
   double open_seconds = 0;
   double load_seconds = 0;
   int64_t loaded = 0;
   for (auto _ : state) {
     const SteadyClock::time_point begin = SteadyClock::now();
-    absl::StatusOr<std::unique_ptr<HistoryStore>> store = HistoryStore::OpenSqlite({.path = path});
-    PREWARM_CHECK(store.ok(), std::string(store.status().message()).c_str());
+    std::unique_ptr<HistoryStore> store = open();
     const SteadyClock::time_point opened = SteadyClock::now();
-    const absl::Status load =
-        (*store)->LoadRunEvents([&](absl::string_view, absl::string_view bytes) {
-          loaded += static_cast<int64_t>(bytes.size() == event.size());
-        });
+    const absl::Status load = store->LoadRunEvents([&](absl::string_view, absl::string_view bytes) {
+      loaded += static_cast<int64_t>(bytes.size() == event.size());
+    });
     PREWARM_CHECK(load.ok(), "load failed");
     const SteadyClock::time_point end = SteadyClock::now();
     state.SetIterationTime(std::chrono::duration<double>(end - begin).count());
     open_seconds += std::chrono::duration<double>(opened - begin).count();
     load_seconds += std::chrono::duration<double>(end - opened).count();
-    PREWARM_CHECK((*store)->Close().ok(), "close failed");
+    PREWARM_CHECK(store->Close().ok(), "close failed");
   }
-  std::filesystem::remove_all(dir);
+  if (postgres_uri.empty()) {
+    std::filesystem::remove_all(dir);
+  } else {
+    std::unique_ptr<HistoryStore> store = open();
+    for (int r = 0; r < runs; ++r) store->DeleteRun(absl::StrCat("run-", r), nullptr);
+    PREWARM_CHECK(store->Close().ok(), "deleting the runs failed");
+  }
   PREWARM_CHECK(loaded == int64_t{runs} * kEventsPerRun * state.iterations(), "events lost");
   const double n = static_cast<double>(state.iterations());
   state.counters["open_s"] = open_seconds / n;
@@ -282,15 +296,27 @@ void BM_OpenAndLoadRunEvents(benchmark::State& state) {
   state.SetLabel(absl::StrCat(runs, " runs x ", kEventsPerRun, " events of ", event.size(), " B"));
 }
 
-BENCHMARK(BM_OpenAndLoadRunEvents)
-    ->ArgNames({"runs"})
-    ->Arg(2000)
-    ->Arg(10000)  // 2,000,000 events: the figures in docs/store.md.
-    ->UseManualTime()
-    ->Iterations(3)
-    ->Unit(benchmark::kMillisecond);
+void RegisterOpenAndLoadRunEvents(const char* name, const std::string& postgres_uri) {
+  benchmark::RegisterBenchmark(name, OpenAndLoadRunEvents, postgres_uri)
+      ->ArgNames({"runs"})
+      ->Arg(2000)
+      ->Arg(10000)  // 2,000,000 events: the figures in docs/store.md.
+      ->UseManualTime()
+      ->Iterations(3)
+      ->Unit(benchmark::kMillisecond);
+}
 
 }  // namespace
 }  // namespace prewarm
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  prewarm::RegisterOpenAndLoadRunEvents("BM_OpenAndLoadRunEvents", "");
+  // PREWARM_BENCH_POSTGRES=postgresql://...: the same on that PostgreSQL database.
+  if (const char* uri = std::getenv("PREWARM_BENCH_POSTGRES"); uri != nullptr && *uri != '\0') {
+    prewarm::RegisterOpenAndLoadRunEvents("BM_OpenAndLoadRunEvents/postgres", uri);
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

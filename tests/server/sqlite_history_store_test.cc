@@ -279,6 +279,37 @@ TYPED_TEST(HistoryStoreTest, RoundTripsEveryWriteKindAcrossReopen) {
   EXPECT_THAT(LoadRuns(reopened), ElementsAre(Pair("run-1", "one again"), Pair("run-2", "two")));
 }
 
+TYPED_TEST(HistoryStoreTest, EachRunsEventsLoadInTheOrderAppendedAcrossReopen) {
+  // Like concurrent runs reporting: every flush holds one event of each run. A restart replays
+  // each run's log, so each run's order is the contract; how runs interleave is not.
+  HistoryStore& store = *this->store_;
+  Acks acks;
+  const std::vector<std::string> runs = {"run-b", "run-a", "run-c", "run-d"};
+  for (int e = 0; e < 5; ++e) {
+    for (const std::string& run : runs) {
+      store.AppendRunEvent(run, absl::StrCat(run, "#", e), acks.Callback());
+    }
+    ASSERT_TRUE(IsOk(store.Flush()));
+  }
+  store.DeleteRun("run-c", acks.Callback());
+  store.AppendRunEvent("run-a", "run-a#5", acks.Callback());
+  ASSERT_TRUE(IsOk(store.Flush()));
+  EXPECT_EQ(acks.ok(), 22);
+
+  this->Reopen();
+  std::map<std::string, std::vector<std::string>> by_run;
+  ASSERT_TRUE(IsOk(this->store_->LoadRunEvents([&](absl::string_view run, absl::string_view bytes) {
+    by_run[std::string(run)].push_back(std::string(bytes));
+  })));
+  EXPECT_THAT(
+      by_run,
+      ElementsAre(
+          Pair("run-a",
+               ElementsAre("run-a#0", "run-a#1", "run-a#2", "run-a#3", "run-a#4", "run-a#5")),
+          Pair("run-b", ElementsAre("run-b#0", "run-b#1", "run-b#2", "run-b#3", "run-b#4")),
+          Pair("run-d", ElementsAre("run-d#0", "run-d#1", "run-d#2", "run-d#3", "run-d#4"))));
+}
+
 TYPED_TEST(HistoryStoreTest, PruningKeepsExactlyTheNewestPerKeyInOrder) {
   HistoryStore& store = *this->store_;  // At most kMaxPerKey = 4 per (kind, key).
   for (int i = 0; i < 10; ++i) {
