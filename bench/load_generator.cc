@@ -14,6 +14,8 @@
 //   # one line, split here only to fit:
 //   build/bench/load_generator --mode=ceiling,report_timing --view=full,summary
 //       --clients=4 --inflight=64 --calls=100000
+//   # This machine's speed moves between minutes: --rounds=5 runs the whole list five times in
+//   # turn and then prints each measurement's medians and ranges (ratios to each round's ceiling).
 //   # Before its timed calls, report_timing teaches the server --history_runs=20 past runs of
 //   # the same DAG (spread-out durations and cold starts), so that the calls re-plan against
 //   # learned history; --history_runs=0 measures planning from one-valued priors instead.
@@ -79,6 +81,10 @@ ABSL_FLAG(std::string, view, "full,summary",
 ABSL_FLAG(int, clients, 4, "client threads, each with its own channel");
 ABSL_FLAG(int, inflight, 64, "calls in flight per client");
 ABSL_FLAG(int, calls, 200000, "calls in total");
+ABSL_FLAG(int, rounds, 1,
+          "times to run every measurement in turn; with more than one, the medians (and ranges) "
+          "of each measurement's figures and ratios follow the rounds: this machine's speed moves "
+          "between minutes, so compare medians of alternating rounds, not one round");
 ABSL_FLAG(int, tasks, 100, "tasks per DAG");
 ABSL_FLAG(std::string, store_sync, "normal", "store durability: normal or full");
 ABSL_FLAG(std::string, services, "none",
@@ -108,8 +114,14 @@ struct Stats {
 // else the machine runs; the CPU's is what the rates' ratio would be on a machine the process
 // had to itself (it is CPU-bound).
 struct Result {
+  std::string what;  // Names the measurement, e.g. "ReportTiming summary (SQLite)".
   double rate = 0;
   double cpu_us_per_call = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+  // To the ceiling measured before in the same round; 0 without one.
+  double ratio = 0;
+  double cpu_ratio = 0;
   int64_t errors = 0;  // Calls that failed: the measurement is not valid (exit status 1).
 };
 
@@ -269,13 +281,18 @@ Result Report(const std::string& what, int calls, double seconds, double cpu_sec
   auto q = [&](double p) {
     return stats.latencies_us[static_cast<size_t>(p * (stats.latencies_us.size() - 1))];
   };
-  const Result result{.rate = calls / seconds,
-                      .cpu_us_per_call = cpu_seconds * 1e6 / calls,
-                      .errors = stats.errors};
-  const std::string ratio =
-      ceiling.rate > 0 ? absl::StrFormat("  ratio=%.2f cpu_ratio=%.2f", result.rate / ceiling.rate,
-                                         ceiling.cpu_us_per_call / result.cpu_us_per_call)
-                       : "";
+  Result result{.what = what,
+                .rate = calls / seconds,
+                .cpu_us_per_call = cpu_seconds * 1e6 / calls,
+                .p50_us = q(0.5),
+                .p99_us = q(0.99),
+                .errors = stats.errors};
+  std::string ratio;
+  if (ceiling.rate > 0) {
+    result.ratio = result.rate / ceiling.rate;
+    result.cpu_ratio = ceiling.cpu_us_per_call / result.cpu_us_per_call;
+    ratio = absl::StrFormat("  ratio=%.2f cpu_ratio=%.2f", result.ratio, result.cpu_ratio);
+  }
   std::printf(
       "%-14s calls=%d  %.0f calls/s  cpu=%.1f us/call%s  p50=%.0f us  p99=%.0f us  max=%.0f us  "
       "errors=%lld%s%s\n",
@@ -548,6 +565,39 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
   return result;
 }
 
+// "median (lowest-highest)" of `field` over `results`, with printf `format` for each number.
+std::string MedianAndRange(const std::vector<Result>& results, double Result::*field,
+                           const absl::FormatSpec<double>& format) {
+  std::vector<double> values;
+  for (const Result& r : results) values.push_back(r.*field);
+  std::sort(values.begin(), values.end());
+  // The lower middle of an even count: a figure that was measured, not an average of two.
+  const double median = values[(values.size() - 1) / 2];
+  return absl::StrCat(absl::StrFormat(format, median), " (",
+                      absl::StrFormat(format, values.front()), "-",
+                      absl::StrFormat(format, values.back()), ")");
+}
+
+// After several rounds: each measurement's medians and ranges, in the order first measured.
+void PrintMedians(const std::vector<std::vector<Result>>& rounds) {
+  std::printf("medians of %zu rounds (lowest-highest):\n", rounds.size());
+  for (size_t m = 0; m < rounds.front().size(); ++m) {
+    std::vector<Result> results;
+    for (const std::vector<Result>& round : rounds) results.push_back(round[m]);
+    const bool has_ratio = results.front().ratio > 0;
+    std::printf(
+        "%-14s %s calls/s  cpu=%s us/call%s  p50=%s us  p99=%s us\n", results.front().what.c_str(),
+        MedianAndRange(results, &Result::rate, "%.0f").c_str(),
+        MedianAndRange(results, &Result::cpu_us_per_call, "%.1f").c_str(),
+        has_ratio ? absl::StrCat("  ratio=", MedianAndRange(results, &Result::ratio, "%.2f"),
+                                 " cpu_ratio=", MedianAndRange(results, &Result::cpu_ratio, "%.2f"))
+                        .c_str()
+                  : "",
+        MedianAndRange(results, &Result::p50_us, "%.0f").c_str(),
+        MedianAndRange(results, &Result::p99_us, "%.0f").c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -560,11 +610,12 @@ int main(int argc, char** argv) {
   const int inflight = absl::GetFlag(FLAGS_inflight);
   const int calls = absl::GetFlag(FLAGS_calls);
   const int tasks = absl::GetFlag(FLAGS_tasks);
+  const int rounds = absl::GetFlag(FLAGS_rounds);
   const std::vector<std::string> modes = absl::StrSplit(absl::GetFlag(FLAGS_mode), ',');
   const std::vector<std::string> stores = absl::StrSplit(absl::GetFlag(FLAGS_stores), ',');
   std::vector<prewarm::v1::ReportTimingView> views;
   bool bad =
-      clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || stores.empty() ||
+      clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || rounds < 1 || stores.empty() ||
       absl::GetFlag(FLAGS_history_runs) < 0 ||
       (absl::GetFlag(FLAGS_services) != "none" && absl::GetFlag(FLAGS_services) != "delegated");
   for (absl::string_view view : absl::StrSplit(absl::GetFlag(FLAGS_view), ',')) {
@@ -586,24 +637,29 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bad flags: see --help\n");
     return 2;
   }
-  Result ceiling;
-  for (const std::string& mode : modes) {
-    // Only ReportTiming's answer has views.
-    const std::vector<prewarm::v1::ReportTimingView> mode_views =
-        mode == "report_timing" ? views
-                                : std::vector<prewarm::v1::ReportTimingView>{
-                                      prewarm::v1::REPORT_TIMING_VIEW_UNSPECIFIED};
-    for (prewarm::v1::ReportTimingView view : mode_views) {
-      for (const std::string& store : stores) {
-        std::optional<Result> result =
-            Measure(mode, view, store, clients, inflight, calls, tasks, ceiling);
-        if (!result.has_value() || result->errors > 0) return 1;
-        if (mode == "ceiling") {
-          ceiling = *result;
-          break;  // The store is not on its path.
+  std::vector<std::vector<Result>> results(rounds);
+  for (std::vector<Result>& round : results) {
+    Result ceiling;
+    for (const std::string& mode : modes) {
+      // Only ReportTiming's answer has views.
+      const std::vector<prewarm::v1::ReportTimingView> mode_views =
+          mode == "report_timing" ? views
+                                  : std::vector<prewarm::v1::ReportTimingView>{
+                                        prewarm::v1::REPORT_TIMING_VIEW_UNSPECIFIED};
+      for (prewarm::v1::ReportTimingView view : mode_views) {
+        for (const std::string& store : stores) {
+          std::optional<Result> result =
+              Measure(mode, view, store, clients, inflight, calls, tasks, ceiling);
+          if (!result.has_value() || result->errors > 0) return 1;
+          round.push_back(*result);
+          if (mode == "ceiling") {
+            ceiling = *result;
+            break;  // The store is not on its path.
+          }
         }
       }
     }
   }
+  if (rounds > 1) PrintMedians(results);
   return 0;
 }
