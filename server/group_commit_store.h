@@ -72,7 +72,8 @@ class GroupCommitStore : public HistoryStore {
   }
   // One pass in seq order, the order appended: runs interleave as they reported, and the restart
   // collects each run's log anyway. Grouping by run instead walked PostgreSQL's index on
-  // (run_id, seq), whose entries point all over the table: 1.5x the load time (docs/store.md).
+  // (run_id, seq), whose entries point all over the table: 1.3-1.5x the load time
+  // (docs/store.md).
   absl::Status LoadRunEvents(
       const std::function<void(absl::string_view, absl::string_view)>& fn) override {
     return LoadBlobs("SELECT run_id, serialized FROM run_events ORDER BY seq", fn);
