@@ -246,6 +246,7 @@ def test_postgres_down_mid_run_answers_unavailable_then_catches_up(
     # A delegated watcher on the leader: once the leader steps down, its stream must end (so the
     # watcher reconnects to the next leader) instead of staying open with nothing more to say.
     watch = client.WatchWarmups(pb.WatchWarmupsRequest(), timeout=20)
+    watch.initial_metadata()  # Subscribed on the leader before it steps down (prewarm.proto).
 
     pg.stop()
     # Every replica keeps answering, at once: UNAVAILABLE saying why, never a hang.

@@ -41,7 +41,7 @@ def test_sigterm_with_an_idle_client_and_a_watch_stream_exits_well_within_the_gr
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    time.sleep(0.2)  # Let the stream reach the server (not a timing claim).
+    stream.initial_metadata()  # The server has registered the subscription (prewarm.proto).
 
     started = time.monotonic()
     os.killpg(prewarmd.process.pid, signal.SIGTERM)
