@@ -21,6 +21,11 @@
 //   # learned history; --history_runs=0 measures planning from one-valued priors instead.
 //   # --services=delegated registers the tasks' services first, so that every re-plan also
 //   # prices and times the warm-ups (the optimizer), as where tasks call managed services.
+//   # What the transport costs on its own: the same ReportTiming calls against an echo server
+//   # that does no work, answering at once (echo) or from a thread of its own as prewarmd
+//   # answers after its commit (echo_handoff); the rest of ReportTiming's cost is prewarmd's:
+//   build/bench/load_generator --mode=ceiling,echo,echo_handoff,report_timing --view=summary
+//       --calls=100000 --rounds=5
 //   # Under callgrind, the timed calls of each measurement are written to a profile of their
 //   # own (callgrind.out.<pid>.<n>), without the setup:
 //   valgrind --tool=callgrind build/bench/load_generator --mode=ceiling,report_timing
@@ -61,6 +66,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/echo_service.h"
 #include "grpcpp/grpcpp.h"
 #include "predictor/clock.h"
 #include "prewarm/v1/prewarm.grpc.pb.h"
@@ -70,8 +76,10 @@
 #include "server/server.h"
 
 ABSL_FLAG(std::string, mode, "report_timing",
-          "report_timing, prewarm, or ceiling (a trivial RPC: what gRPC allows here); a "
-          "comma-separated list runs each in turn");
+          "report_timing, prewarm, ceiling (a trivial RPC: what gRPC allows here), echo "
+          "(ReportTiming, summary view, against a server that does no work and answers at once) "
+          "or echo_handoff (the same server answering from a thread of its own, as prewarmd "
+          "answers after its commit); a comma-separated list runs each in turn");
 ABSL_FLAG(std::string, stores, "sqlite",
           "comma-separated stores to measure report_timing and prewarm on: sqlite (a temp file) "
           "or a PostgreSQL URI (its tables are DROPPED first); ceiling runs once, on the first");
@@ -273,6 +281,74 @@ double Drive(int clients, int inflight, int calls, Stats& stats, Issue issue) {
   return absl::ToDoubleSeconds(absl::Now() - start);
 }
 
+// Runs `calls` ReportTimings of `view` from one client thread per stub, `inflight` in flight
+// each, and returns the seconds they took. The server must know runs run-0 .. run-<calls / (2 *
+// tasks)> of MakeRun's DAG (a server that does not check, such as the echo, need not).
+double DriveReportTiming(std::vector<std::unique_ptr<PrewarmService::Stub>>& stubs, int inflight,
+                         int calls, int tasks, prewarm::v1::ReportTimingView view, Stats& stats) {
+  // Call i: run i / (2 * tasks); within it, tasks in order, each STARTED then FINISHED. Calls
+  // of one run go in order through one client, so events never contradict the task's state.
+  const int clients = static_cast<int>(stubs.size());
+  const int runs = (calls + 2 * tasks - 1) / (2 * tasks);
+  std::atomic<int> next_run{0};
+  struct Lane {
+    int run = -1;
+    int step = 0;
+  };
+  // Simpler closed loop: every in-flight slot owns a run and walks through its events.
+  const int slots = clients * inflight;
+  std::vector<Lane> lanes(slots);
+  std::atomic<int> issued{0};
+  std::atomic<int> completed{0};
+  std::mutex mu;
+  std::condition_variable all_done;
+  const absl::Time start = absl::Now();
+  std::function<void(int)> step = [&](int slot) {
+    Lane& lane = lanes[slot];
+    if (lane.run < 0 || lane.step >= 2 * tasks) {
+      lane.run = next_run.fetch_add(1);
+      lane.step = 0;
+      if (lane.run >= runs) return;
+    }
+    if (issued.fetch_add(1) >= calls) return;
+    const int task = lane.step / 2;
+    const bool finish = lane.step % 2 == 1;
+    ++lane.step;
+    auto* ctx = new grpc::ClientContext();
+    auto* req = new prewarm::v1::ReportTimingRequest();
+    auto* resp = new prewarm::v1::ReportTimingResponse();
+    req->set_run_id(absl::StrCat("run-", lane.run));
+    req->set_task_id(absl::StrCat("t", task));
+    req->set_event(finish ? prewarm::v1::TASK_EVENT_TYPE_FINISHED
+                          : prewarm::v1::TASK_EVENT_TYPE_STARTED);
+    req->set_view(view);
+    const absl::Time sent = absl::Now();
+    stubs[slot % clients]->async()->ReportTiming(
+        ctx, req, resp, [&, slot, sent, ctx, req, resp](grpc::Status s) {
+          {
+            std::lock_guard<std::mutex> lock(stats.mu);
+            stats.latencies_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - sent));
+            if (!s.ok() && stats.errors++ == 0) stats.first_error = s.error_message();
+          }
+          delete ctx;
+          delete req;
+          delete resp;
+          if (completed.fetch_add(1) + 1 >= calls) {
+            std::lock_guard<std::mutex> lock(mu);
+            all_done.notify_all();
+            return;
+          }
+          step(slot);
+        });
+  };
+  for (int s = 0; s < slots; ++s) step(s);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    all_done.wait(lock, [&] { return completed.load() >= calls; });
+  }
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
 // Prints the measurement of `calls` that took `seconds` and `cpu_seconds`; with a `ceiling`
 // measured before (rate > 0), also the ratios to it.
 Result Report(const std::string& what, int calls, double seconds, double cpu_seconds, Stats& stats,
@@ -385,6 +461,56 @@ bool EmptyDatabase(const std::string& uri) {
   return s.ok();
 }
 
+bool IsEcho(const std::string& mode) { return mode == "echo" || mode == "echo_handoff"; }
+
+// One stub per client thread, each on a connection of its own to `target`.
+std::vector<std::unique_ptr<PrewarmService::Stub>> ConnectClients(const std::string& target,
+                                                                  int clients) {
+  std::vector<std::unique_ptr<PrewarmService::Stub>> stubs;
+  for (int c = 0; c < clients; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.use_local_subchannel_pool", 1);
+    stubs.push_back(PrewarmService::NewStub(
+        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args)));
+  }
+  return stubs;
+}
+
+// One measurement of an echo mode: ReportTiming of `view` (summary) against EchoService (no
+// registry, no store) answering at once ("echo") or from a thread of its own ("echo_handoff"),
+// through the same clients as report_timing, so that the figures differ from prewarmd's only by the
+// work.
+std::optional<Result> MeasureEcho(const std::string& mode, prewarm::v1::ReportTimingView view,
+                                  int clients, int inflight, int calls, int tasks, Result ceiling) {
+  const bool handoff = mode == "echo_handoff";
+  prewarm::EchoService echo(handoff ? prewarm::EchoService::Answer::kHandedOff
+                                    : prewarm::EchoService::Answer::kInline);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&echo);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::fprintf(stderr, "cannot start the echo server\n");
+    return std::nullopt;
+  }
+  const std::string target = absl::StrCat("127.0.0.1:", port);
+  std::printf("%s: echo server in-process on %s (%s); %d clients x %d in flight\n", mode.c_str(),
+              target.c_str(),
+              handoff ? "answers from a thread of its own, as after a commit" : "answers at once",
+              clients, inflight);
+  std::vector<std::unique_ptr<PrewarmService::Stub>> stubs = ConnectClients(target, clients);
+  Stats stats;
+  StartProfile();
+  const double cpu = CpuSeconds();
+  const double seconds = DriveReportTiming(stubs, inflight, calls, tasks, view, stats);
+  EndProfile(mode);
+  Result result = Report(handoff ? "echo handed off" : "echo at once", calls, seconds,
+                         CpuSeconds() - cpu, stats, ceiling);
+  server->Shutdown();
+  return result;
+}
+
 // One measurement of `mode` (report_timing: answering in `view`) on a fresh server over `store`,
 // or nullopt on a setup failure. `ceiling`: the ceiling's when measured before (for the ratios).
 std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTimingView view,
@@ -420,13 +546,7 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
     absl::SleepFor(absl::Milliseconds(10));
   }
   const std::string target = absl::StrCat("127.0.0.1:", (*server)->grpc_port());
-  std::vector<std::unique_ptr<PrewarmService::Stub>> stubs;
-  for (int c = 0; c < clients; ++c) {
-    grpc::ChannelArguments args;
-    args.SetInt("grpc.use_local_subchannel_pool", 1);  // One connection per client thread.
-    stubs.push_back(PrewarmService::NewStub(
-        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args)));
-  }
+  std::vector<std::unique_ptr<PrewarmService::Stub>> stubs = ConnectClients(target, clients);
   std::printf("%s: prewarmd in-process on %s, store %s (%s); %d clients x %d in flight\n",
               mode.c_str(), target.c_str(), prewarm::pg::Describe(options.store_path).c_str(),
               postgres                  ? "PostgreSQL"
@@ -487,73 +607,15 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
       std::fprintf(stderr, "setup failed: %s\n", setup.first_error.c_str());
       return std::nullopt;
     }
-    // Call i: run i / (2 * tasks); within it, tasks in order, each STARTED then FINISHED. Calls
-    // of one run go in order through one client, so events never contradict the task's state.
     Stats stats;
-    std::atomic<int> next_run{0};
-    struct Lane {
-      int run = -1;
-      int step = 0;
-    };
-    // Simpler closed loop: every in-flight slot owns a run and walks through its events.
-    const int slots = clients * inflight;
-    std::vector<Lane> lanes(slots);
-    std::atomic<int> issued{0};
-    std::atomic<int> completed{0};
-    std::mutex mu;
-    std::condition_variable all_done;
     StartProfile();
     const double cpu = CpuSeconds();
-    const absl::Time start = absl::Now();
-    std::function<void(int)> step = [&](int slot) {
-      Lane& lane = lanes[slot];
-      if (lane.run < 0 || lane.step >= 2 * tasks) {
-        lane.run = next_run.fetch_add(1);
-        lane.step = 0;
-        if (lane.run >= runs) return;
-      }
-      if (issued.fetch_add(1) >= calls) return;
-      const int task = lane.step / 2;
-      const bool finish = lane.step % 2 == 1;
-      ++lane.step;
-      auto* ctx = new grpc::ClientContext();
-      auto* req = new prewarm::v1::ReportTimingRequest();
-      auto* resp = new prewarm::v1::ReportTimingResponse();
-      req->set_run_id(absl::StrCat("run-", lane.run));
-      req->set_task_id(absl::StrCat("t", task));
-      req->set_event(finish ? prewarm::v1::TASK_EVENT_TYPE_FINISHED
-                            : prewarm::v1::TASK_EVENT_TYPE_STARTED);
-      req->set_view(view);
-      const absl::Time sent = absl::Now();
-      stubs[slot % clients]->async()->ReportTiming(
-          ctx, req, resp, [&, slot, sent, ctx, req, resp](grpc::Status s) {
-            {
-              std::lock_guard<std::mutex> lock(stats.mu);
-              stats.latencies_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - sent));
-              if (!s.ok() && stats.errors++ == 0) stats.first_error = s.error_message();
-            }
-            delete ctx;
-            delete req;
-            delete resp;
-            if (completed.fetch_add(1) + 1 >= calls) {
-              std::lock_guard<std::mutex> lock(mu);
-              all_done.notify_all();
-              return;
-            }
-            step(slot);
-          });
-    };
-    for (int s = 0; s < slots; ++s) step(s);
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      all_done.wait(lock, [&] { return completed.load() >= calls; });
-    }
+    const double seconds = DriveReportTiming(stubs, inflight, calls, tasks, view, stats);
     const bool summary = view == prewarm::v1::REPORT_TIMING_VIEW_SUMMARY;
     EndProfile(absl::StrCat("report_timing ", summary ? "summary" : "full"));
     result = Report(absl::StrCat("ReportTiming ", summary ? "summary" : "full",
                                  postgres ? " (PostgreSQL)" : " (SQLite)"),
-                    calls, absl::ToDoubleSeconds(absl::Now() - start), CpuSeconds() - cpu, stats,
-                    ceiling);
+                    calls, seconds, CpuSeconds() - cpu, stats, ceiling);
   }
   if (watcher != nullptr) {
     std::printf("services: delegated; the watcher reported %lld warm-ups\n",
@@ -628,7 +690,8 @@ int main(int argc, char** argv) {
     }
   }
   for (const std::string& mode : modes) {
-    bad |= mode != "report_timing" && mode != "prewarm" && mode != "ceiling";
+    bad |= mode != "report_timing" && mode != "prewarm" && mode != "ceiling" && mode != "echo" &&
+           mode != "echo_handoff";
   }
   for (const std::string& store : stores) {
     bad |= store != "sqlite" && !prewarm::pg::IsPostgresUri(store);
@@ -641,21 +704,20 @@ int main(int argc, char** argv) {
   for (std::vector<Result>& round : results) {
     Result ceiling;
     for (const std::string& mode : modes) {
-      // Only ReportTiming's answer has views.
-      const std::vector<prewarm::v1::ReportTimingView> mode_views =
-          mode == "report_timing" ? views
-                                  : std::vector<prewarm::v1::ReportTimingView>{
-                                        prewarm::v1::REPORT_TIMING_VIEW_UNSPECIFIED};
+      // Only ReportTiming's answer has views; the echo always answers a summary.
+      std::vector<prewarm::v1::ReportTimingView> mode_views = {
+          prewarm::v1::REPORT_TIMING_VIEW_UNSPECIFIED};
+      if (mode == "report_timing") mode_views = views;
+      if (IsEcho(mode)) mode_views = {prewarm::v1::REPORT_TIMING_VIEW_SUMMARY};
       for (prewarm::v1::ReportTimingView view : mode_views) {
         for (const std::string& store : stores) {
           std::optional<Result> result =
-              Measure(mode, view, store, clients, inflight, calls, tasks, ceiling);
+              IsEcho(mode) ? MeasureEcho(mode, view, clients, inflight, calls, tasks, ceiling)
+                           : Measure(mode, view, store, clients, inflight, calls, tasks, ceiling);
           if (!result.has_value() || result->errors > 0) return 1;
           round.push_back(*result);
-          if (mode == "ceiling") {
-            ceiling = *result;
-            break;  // The store is not on its path.
-          }
+          if (mode == "ceiling") ceiling = *result;
+          if (mode == "ceiling" || IsEcho(mode)) break;  // The store is not on their path.
         }
       }
     }
