@@ -23,8 +23,8 @@ class EchoService final : public v1::PrewarmService::CallbackService {
   enum class Answer { kInline, kHandedOff };
 
   explicit EchoService(Answer answer);
-  // Answers what is still queued, then stops the answering thread. The gRPC server must have
-  // stopped taking calls first (its Shutdown() waits for the calls this answers).
+  // Answers what is still queued, then stops the answering thread. Destroy it only after the
+  // gRPC server's Shutdown() has returned: Shutdown() waits for the calls this thread answers.
   ~EchoService() override;
 
   grpc::ServerUnaryReactor* ReportTiming(grpc::CallbackServerContext* context,

@@ -476,10 +476,10 @@ std::vector<std::unique_ptr<PrewarmService::Stub>> ConnectClients(const std::str
   return stubs;
 }
 
-// One measurement of an echo mode: ReportTiming of `view` (summary) against EchoService (no
-// registry, no store) answering at once ("echo") or from a thread of its own ("echo_handoff"),
-// through the same clients as report_timing, so that the figures differ from prewarmd's only by the
-// work.
+// One measurement of an echo mode: ReportTiming of `view` (summary) against EchoService,
+// answering at once ("echo") or from a thread of its own ("echo_handoff"), through the same
+// clients as report_timing: the figures differ from report_timing's by what prewarmd does for a
+// call (its gate, metrics, registry and store).
 std::optional<Result> MeasureEcho(const std::string& mode, prewarm::v1::ReportTimingView view,
                                   int clients, int inflight, int calls, int tasks, Result ceiling) {
   const bool handoff = mode == "echo_handoff";
