@@ -281,15 +281,19 @@ double Drive(int clients, int inflight, int calls, Stats& stats, Issue issue) {
   return absl::ToDoubleSeconds(absl::Now() - start);
 }
 
+// The runs of MakeRun's DAG that `calls` ReportTimings walk through: each call is one event,
+// STARTED then FINISHED for every task.
+int RunsFor(int calls, int tasks) { return (calls + 2 * tasks - 1) / (2 * tasks); }
+
 // Runs `calls` ReportTimings of `view` from one client thread per stub, `inflight` in flight
-// each, and returns the seconds they took. The server must know runs run-0 .. run-<calls / (2 *
-// tasks)> of MakeRun's DAG (a server that does not check, such as the echo, need not).
+// each, and returns the seconds they took. The server must know runs run-0 .. run-<RunsFor - 1>
+// of MakeRun's DAG (a server that does not check, such as the echo, need not).
 double DriveReportTiming(std::vector<std::unique_ptr<PrewarmService::Stub>>& stubs, int inflight,
                          int calls, int tasks, prewarm::v1::ReportTimingView view, Stats& stats) {
   // Call i: run i / (2 * tasks); within it, tasks in order, each STARTED then FINISHED. Calls
   // of one run go in order through one client, so events never contradict the task's state.
   const int clients = static_cast<int>(stubs.size());
-  const int runs = (calls + 2 * tasks - 1) / (2 * tasks);
+  const int runs = RunsFor(calls, tasks);
   std::atomic<int> next_run{0};
   struct Lane {
     int run = -1;
@@ -597,8 +601,7 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
     if (!TeachHistory(stubs, history_runs, tasks)) return std::nullopt;
     std::printf("history: %d past runs of %d tasks taught in %.1f s\n", history_runs, tasks,
                 absl::ToDoubleSeconds(absl::Now() - taught));
-    // Each call is one event: STARTED then FINISHED for every task of enough runs.
-    const int runs = (calls + 2 * tasks - 1) / (2 * tasks);
+    const int runs = RunsFor(calls, tasks);
     Stats setup;
     Drive(clients, 8, runs, setup, [&](int c, int i, auto done) {
       IssuePrewarm(*stubs[c], absl::StrCat("run-", i), tasks, done);
