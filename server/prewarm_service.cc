@@ -22,24 +22,6 @@ PrewarmService::PrewarmService(RunRegistry& registry, ServiceRegistry& services,
       metrics_(metrics),
       clock_(clock) {}
 
-namespace {
-
-// A unary call's reactor that says when the call is over (its status sent, or the call
-// cancelled), so that shutdown can wait for exactly the calls in flight.
-class CountedReactor final : public grpc::ServerUnaryReactor {
- public:
-  explicit CountedReactor(std::function<void()> on_done) : on_done_(std::move(on_done)) {}
-  void OnDone() override {
-    on_done_();
-    delete this;
-  }
-
- private:
-  std::function<void()> on_done_;
-};
-
-}  // namespace
-
 void PrewarmService::Drain() {
   absl::MutexLock lock(&calls_mu_);
   draining_ = true;
@@ -60,15 +42,18 @@ grpc::ServerUnaryReactor* PrewarmService::Start(
     ++calls_in_flight_;
     draining = draining_;
   }
-  grpc::ServerUnaryReactor* reactor = new CountedReactor([this] {
-    absl::MutexLock lock(&calls_mu_);
-    --calls_in_flight_;
-  });
+  // gRPC's default reactor rather than one of ours: gRPC runs its trivial OnDone on the thread
+  // that completes the call, where it hands the OnDone of a reactor of ours to its executor
+  // thread, a wake-up for every call (docs/BENCHMARKS.md, "The tenth round"). A call counts as
+  // in flight until its Finish has returned: nothing of this service runs for it after that.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Duration started = clock_.MonotonicNow();
   auto finish = [this, reactor, method, started](absl::Status status) {
     metrics_.RpcHandled(method, absl::StatusCodeToString(status.code()),
                         clock_.MonotonicNow() - started);
     reactor->Finish(ToGrpcStatus(status));
+    absl::MutexLock lock(&calls_mu_);
+    --calls_in_flight_;
   };
   if (draining) {
     finish(absl::UnavailableError("prewarmd is shutting down"));

@@ -55,9 +55,10 @@ class PrewarmService final : public v1::PrewarmService::CallbackService {
   // For shutdown: from now on every new call is answered UNAVAILABLE at once ("shutting down";
   // clients retry elsewhere or later). Calls already running carry on.
   void Drain() ABSL_LOCKS_EXCLUDED(calls_mu_);
-  // Waits until no unary call is in flight (started and not yet done, its answer sent), or
-  // `timeout` passed; returns whether none is. WatchWarmups streams do not count: they end only
-  // when the client or the server ends them.
+  // Waits until no unary call is in flight (started and not yet answered: its Finish has not
+  // returned), or `timeout` passed; returns whether none is. The service is not used for a call
+  // after its Finish, so it may then be destroyed while gRPC completes the call. WatchWarmups
+  // streams do not count: they end only when the client or the server ends them.
   bool WaitUntilIdle(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(calls_mu_);
 
  private:

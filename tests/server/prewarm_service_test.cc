@@ -25,12 +25,16 @@
 #include "server/server.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_http_target.h"
+#include "tests/fakes/fake_http_warmer.h"
+#include "tests/fakes/forwarding_history_store.h"
+#include "tests/fakes/in_memory_history_store.h"
 #include "tests/server/postgres_test_server.h"
 
 namespace prewarm {
 namespace {
 
 using ::prewarm::testing::FakeHttpTarget;
+using ::prewarm::testing::FakeHttpWarmer;
 using ::testing::HasSubstr;
 
 // Generous: only a broken server comes near it, however loaded the machine.
@@ -631,6 +635,73 @@ TEST_F(PrewarmServiceTest, APostgresStandbyChecksTheBearerTokenBeforeNamingTheLe
   ASSERT_TRUE(CheckHealth(standby_channel_, "", &health).ok());
   EXPECT_EQ(health, kServing);
   EXPECT_TRUE(standby->Shutdown().ok());
+}
+
+// Shutdown's wait on PrewarmService itself (Server drains it, then destroys it once idle): a call
+// counts as in flight until it is answered, here a RegisterService whose commit callback the
+// store holds back, as a writer thread that has not reached it yet would.
+TEST(PrewarmServiceDrainTest, WaitUntilIdleWaitsForAnUnansweredCallAndDrainRefusesNewOnes) {
+  FakeClock clock;
+  std::unique_ptr<Metrics> metrics = Metrics::Create({.listen_address = ""}).value();
+  ServiceRegistry services(UrlAllowlist::Default(), ServiceDefaults{});
+  TimerQueue timers(clock);
+  DelegatedWarmups delegated;
+  FakeHttpWarmer warmer;
+  DeferringStore store(NewInMemoryHistoryStore());
+  auto registry = std::make_unique<RunRegistry>(RunRegistryOptions{},
+                                                RunRegistryDeps{.clock = &clock,
+                                                                .services = &services,
+                                                                .timers = &timers,
+                                                                .warmer = &warmer,
+                                                                .delegated = &delegated,
+                                                                .store = &store,
+                                                                .metrics = metrics.get()});
+  auto service = std::make_unique<PrewarmService>(*registry, services, delegated, *metrics, clock);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = v1::PrewarmService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  EXPECT_TRUE(service->WaitUntilIdle(absl::ZeroDuration()));
+
+  store.Defer();
+  v1::RegisterServiceRequest request;
+  request.mutable_service()->set_name("svc");
+  request.mutable_service()->set_warmup_url("http://127.0.0.1:9/");
+  v1::RegisterServiceResponse response;
+  grpc::ClientContext context;
+  std::promise<grpc::Status> answered;
+  stub->async()->RegisterService(&context, &request, &response,
+                                 [&answered](grpc::Status s) { answered.set_value(s); });
+  const absl::Time give_up = absl::Now() + kPatience;
+  while (store.held() == 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_EQ(store.held(), 1u) << "the call never reached the store";
+  EXPECT_FALSE(service->WaitUntilIdle(absl::Milliseconds(50)))
+      << "a call waiting for its commit is in flight";
+
+  service->Drain();
+  v1::ListServicesResponse listed;
+  grpc::ClientContext list_context;
+  const grpc::Status refused =
+      stub->ListServices(&list_context, v1::ListServicesRequest(), &listed);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(refused.error_message(), HasSubstr("shutting down"));
+  EXPECT_FALSE(service->WaitUntilIdle(absl::Milliseconds(50)));
+
+  store.Release();
+  EXPECT_TRUE(service->WaitUntilIdle(kPatience));
+  const grpc::Status status = answered.get_future().get();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.service().name(), "svc");
+
+  // In Server's order: the service goes once idle, before the gRPC server has shut down.
+  service.reset();
+  server->Shutdown(std::chrono::system_clock::now());
+  warmer.Shutdown();
+  registry.reset();
 }
 
 }  // namespace
