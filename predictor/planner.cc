@@ -433,8 +433,13 @@ void RunPlanner::Defer(int v, double now_rel, bool sampled, double earliest) {
 
 void RunPlanner::SetStartQuantiles(bool some_skip, const StartSummary& summary, StoredPlan& plan) {
   if (summary.earliest == summary.latest) {
-    // One start in every sample (e.g. a run planned from priors alone): nothing to sort.
+    // One start in every sample (e.g. a run planned from priors alone): nothing to select.
     plan.start_p10 = plan.start_p90 = summary.latest;
+    return;
+  }
+  if (!quantiles_at_once_) {
+    plan.quantiles_on_read = true;
+    plan.quantiles_over_runs = some_skip;
     return;
   }
   std::span<const float> starts(starts_.data(), static_cast<size_t>(m_));
@@ -451,6 +456,24 @@ void RunPlanner::SetStartQuantiles(bool some_skip, const StartSummary& summary, 
                                  static_cast<size_t>(0.9 * last), scratch_b_, bucket_counts_);
   plan.start_p10 = q.low;
   plan.start_p90 = q.high;
+}
+
+std::pair<float, float> RunPlanner::StartQuantiles(int v) const {
+  std::vector<float> starts = start_samples(v);
+  if (plans_[v].quantiles_over_runs) {
+    size_t kept = 0;
+    for (int i = 0; i < m_; ++i) {
+      if (Ran(v, i)) starts[kept++] = starts[i];
+    }
+    starts.resize(kept);
+  }
+  // As SetStartQuantiles would have selected them.
+  std::vector<float> scratch;
+  std::vector<uint32_t> counts;
+  const size_t last = starts.size() - 1;
+  const RankPair q = SelectRanks(starts, static_cast<size_t>(0.1 * last),
+                                 static_cast<size_t>(0.9 * last), scratch, counts);
+  return {q.low, q.high};
 }
 
 float RunPlanner::DeferredRunProbability(int v, bool sampled) const {
@@ -837,8 +860,14 @@ TaskPlan RunPlanner::plan(int task) const {
   plan.warmup_time =
       stored.decision == WarmupDecision::kWarm ? Abs(stored.warmup_time) : absl::InfiniteFuture();
   plan.expected_start = expected_start(task);
-  plan.start_p10 = Abs(stored.start_p10);
-  plan.start_p90 = Abs(stored.start_p90);
+  if (stored.quantiles_on_read) {
+    const auto [p10, p90] = StartQuantiles(task);
+    plan.start_p10 = Abs(p10);
+    plan.start_p90 = Abs(p90);
+  } else {
+    plan.start_p10 = Abs(stored.start_p10);
+    plan.start_p90 = Abs(stored.start_p90);
+  }
   plan.expected_cold_start = ExpectedColdStart(task);
   plan.expected_delay =
       stored.delay_is_cold_start ? plan.expected_cold_start : absl::Seconds(stored.expected_delay);

@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -141,7 +142,9 @@ class RunPlanner {
 
   const Dag& dag() const { return *dag_; }
   absl::Time start() const { return start_; }
-  // The task's plan, its reason formatted on each call (a plan keeps it as a code and numbers).
+  // The task's plan, its reason formatted on each call (a plan keeps it as a code and numbers),
+  // and its start quantiles found on each call when its starts are spread (from its start samples
+  // drawn again: about the cost of sampling it once more).
   TaskPlan plan(int task) const;
   // plan(task).decision and .warmup_time, without building the rest: what warm-up timers need
   // after every re-plan.
@@ -157,6 +160,11 @@ class RunPlanner {
   }
   absl::Duration expected_cold_start(int task) const { return ExpectedColdStart(task); }
   const TaskProgress& progress(int task) const { return progress_[task]; }
+  // Whether the plans made from now on find their start quantiles at once, while their samples
+  // are at hand, or when read (plan(), from the samples drawn again): the same values either way.
+  // At once suits a caller about to show the plans it makes (an answer that holds them); when
+  // read, the default, spares the re-plans whose plans no one reads.
+  void set_start_quantiles_at_once(bool at_once) { quantiles_at_once_ = at_once; }
   // Start-time samples of a task as of its last plan, in seconds after start() (for tests and
   // diagnostics; drawn again on each call, since a plan keeps only the finish samples).
   std::vector<float> start_samples(int task) const;
@@ -244,11 +252,20 @@ class RunPlanner {
     Confidence confidence = Confidence::kHigh;
     Reason reason = Reason::kNoService;
     bool delay_is_cold_start = false;  // kSkipTooLate: the whole expected cold start
+    // start_p10 and start_p90 are left to plan() (StartQuantiles; see set_start_quantiles_at_once),
+    // over the samples in which the task runs when `quantiles_over_runs`.
+    bool quantiles_on_read = false;
+    bool quantiles_over_runs = false;
   };
   void EvaluateWarmup(int task, double now_rel, bool starts_now, StoredPlan& plan);
-  // The plan's start_p10 and start_p90 from the start samples Sample() left in starts_ (only
-  // those in which the task runs when `some_skip`), whose earliest and latest `summary` holds.
+  // The plan's start_p10 and start_p90 of the start samples Sample() left in starts_ (only those
+  // in which the task runs when `some_skip`), whose earliest and latest `summary` holds: set when
+  // all are one time or quantiles_at_once_, else left to StartQuantiles.
   void SetStartQuantiles(bool some_skip, const StartSummary& summary, StoredPlan& plan);
+  // start_p10 and start_p90 (seconds after start_) of a plan with quantiles_on_read, from the
+  // task's start samples drawn again (start_samples(): the same draws, as nothing it starts after
+  // was re-sampled without re-planning it) and its run flags.
+  std::pair<float, float> StartQuantiles(int task) const;
   absl::Duration ExpectedColdStart(int task) const;
   Confidence StartConfidence(int task) const;
   // Adds to the task's finish samples the cold-start delay it pays when warmed at `fire_at`
@@ -314,6 +331,7 @@ class RunPlanner {
   std::vector<float> scratch_a_;
   std::vector<float> scratch_b_;
   std::vector<uint32_t> bucket_counts_;
+  bool quantiles_at_once_ = false;
   std::vector<float> cold_draws_;      // EvaluateWarmup: the cold start of each sample
   std::vector<uint8_t> needs_warmup_;  // EvaluateWarmup: the task runs, its service cold
   // Evaluate(): the optimizer holds every start of the samples in which the task runs, sorted.

@@ -140,8 +140,10 @@ absl::StatusOr<std::unique_ptr<Run>> RunRegistry::BuildRun(const v1::PrewarmRequ
                                                         });
   store::v1::RunModel to_store;
   if (stored == nullptr) to_store = ModelToProto(model);
-  std::unique_ptr<Run> run = NewPlannedRun(std::move(checked->request), std::move(checked->dag),
-                                           std::move(model), checked->start, planner_options, now);
+  // A restored run's plans are not shown at once; a new run's are (the Prewarm answer).
+  std::unique_ptr<Run> run =
+      NewPlannedRun(std::move(checked->request), std::move(checked->dag), std::move(model),
+                    checked->start, planner_options, now, /*shown=*/stored == nullptr);
   run->model = std::move(to_store);
   return run;
 }
@@ -267,7 +269,13 @@ absl::Status RunRegistry::ApplyReport(const v1::ReportTimingRequest& request,
   std::vector<Observation> learned;
   std::vector<int> replanned;
   const bool settled = run.tasks[v].outcome_counted;
-  if (absl::Status s = ApplyEvent(run, *event, now, &learned, &replanned); !s.ok()) return s;
+  // The full view shows the re-planned tasks' plans: their start quantiles are found while the
+  // re-plan has their samples at hand. The summary view never reads them.
+  const bool full = request.view() != v1::REPORT_TIMING_VIEW_SUMMARY;
+  run.planner->set_start_quantiles_at_once(full);
+  absl::Status applied = ApplyEvent(run, *event, now, &learned, &replanned);
+  run.planner->set_start_quantiles_at_once(false);
+  if (!applied.ok()) return applied;
   // What a restart needs to apply it again exactly: the time it was re-planned as of, and what
   // the container pool decided.
   store::v1::RunEvent record;
@@ -277,7 +285,7 @@ absl::Status RunRegistry::ApplyReport(const v1::ReportTimingRequest& request,
   run.last_event = now;
   ++run.events;
   // The summary view leaves out the plans (most of a full answer's size and cost).
-  if (request.view() != v1::REPORT_TIMING_VIEW_SUMMARY) {
+  if (full) {
     for (int u : replanned) TaskPlanProto(run, u, response->add_replanned_tasks());
   }
   response->set_replanned_task_count(static_cast<int32_t>(replanned.size()));

@@ -79,17 +79,20 @@ inline std::string TaskKey(const Run& run, int task) {
 }
 
 // A run of `request` (as accepted) over `dag`, planned with `model` from `start` as of `now`
-// (the planner's samples are seeded by the run id), its tasks' runtimes fresh.
+// (the planner's samples are seeded by the run id), its tasks' runtimes fresh. `shown`: its plans
+// are about to be shown (a Prewarm answer), so their start quantiles are found at once.
 inline std::unique_ptr<Run> NewPlannedRun(v1::PrewarmRequest request,
                                           std::shared_ptr<const Dag> dag, RunModel model,
                                           absl::Time start, const PlannerOptions& options,
-                                          absl::Time now) {
+                                          absl::Time now, bool shown = false) {
   auto run = std::make_unique<Run>();
   run->request = std::move(request);
   run->dag = std::move(dag);
   run->planner = std::make_unique<RunPlanner>(run->dag, std::move(model), start,
                                               SeedFromString(run->request.run_id()), options);
+  run->planner->set_start_quantiles_at_once(shown);
   run->planner->PlanAll(now);
+  run->planner->set_start_quantiles_at_once(false);
   run->tasks.resize(run->dag->size());
   run->plan_time = now;
   run->last_event = now;

@@ -41,6 +41,7 @@ class PlannerTest : public ::testing::Test {
   FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
   const absl::Time t0_ = clock_.Now();
   PlannerOptions options_;
+  bool quantiles_at_once_ = false;  // RunPlanner::set_start_quantiles_at_once of Plan()'s planners
 
   // `n` identical observations make a deterministic duration.
   void Learn(absl::string_view task, absl::string_view service, double seconds, int n = 5) {
@@ -70,6 +71,7 @@ class PlannerTest : public ::testing::Test {
     auto planner =
         std::make_unique<RunPlanner>(shared, BuildRunModel(*shared, "wf", history_, lookup), start,
                                      SeedFromString(run_id), options_);
+    planner->set_start_quantiles_at_once(quantiles_at_once_);
     planner->PlanAll(clock_.Now());
     return planner;
   }
@@ -289,6 +291,78 @@ TEST_F(PlannerTest, StartQuantilesOfOneStartInEverySampleAndOfSpreadStarts) {
   EXPECT_LT(spread.start_p10, spread.start_p90);
   EXPECT_LE(spread.start_p10, t0_ + absl::Seconds(3));
   EXPECT_GE(spread.start_p90, t0_ + absl::Seconds(8));
+}
+
+// Start quantiles are found when a plan is read, from the task's start samples drawn again, unless
+// found at once (set_start_quantiles_at_once): either way they must be those of the samples the
+// task was planned with (those in which it runs), whatever happened since to tasks it does not
+// start after, and however late the plan is read.
+TEST_F(PlannerTest, StartQuantilesReadLaterAreThoseOfTheSamplesTheTaskWasPlannedWith) {
+  for (int i = 1; i <= 10; ++i) {
+    history_.AddTaskDuration("wf", "a", "svc-a", absl::Seconds(i));
+    history_.AddTaskDuration("wf", "x", "svc-x", absl::Seconds(2 * i));
+  }
+  Learn("b", "svc-b", 100);
+  LearnRuns("b", 2, 7);  // b, and so c, run in about 30% of the samples.
+  options_.sample_count = 1024;
+  // Not warmable: no warm-up optimizer, whose sorted starts would give the quantiles at once.
+  for (const char* s : {"svc-a", "svc-b", "svc-c", "svc-x", "svc-y"}) {
+    services_[s] = ServiceInfo{.warmable = false};
+  }
+  const std::vector<TaskSpec> tasks = {T("a"), T("b", {"a"}), T("c", {"b"}), T("x"), T("y", {"x"})};
+  auto p = Plan(tasks, t0_);
+  quantiles_at_once_ = true;
+  auto at_once = Plan(tasks, t0_);
+  const auto quantiles = [&p](absl::string_view task) {
+    const TaskPlan plan = PlanOf(*p, task);
+    return std::make_pair(plan.start_p10, plan.start_p90);
+  };
+  const auto expect_same_as_at_once = [&] {
+    for (const TaskSpec& t : tasks) {
+      const TaskPlan found = PlanOf(*at_once, t.task_id);
+      EXPECT_EQ(quantiles(t.task_id), std::make_pair(found.start_p10, found.start_p90))
+          << t.task_id;
+    }
+  };
+  // The 10th and 90th percentile ranks of a task's starts above `above` seconds.
+  const auto ranks = [&](absl::string_view task, float above) {
+    std::vector<float> s;
+    for (float start : p->start_samples(Index(*p, task))) {
+      if (start > above) s.push_back(start);
+    }
+    std::sort(s.begin(), s.end());
+    const size_t last = s.size() - 1;
+    return std::make_pair(p->start() + absl::Seconds(s[static_cast<size_t>(0.1 * last)]),
+                          p->start() + absl::Seconds(s[static_cast<size_t>(0.9 * last)]));
+  };
+  // y runs in every sample; c where b ran, and then starts after b's 100 s (else at a's finish,
+  // within 12 s).
+  EXPECT_EQ(quantiles("y"), ranks("y", -1));
+  const auto c = quantiles("c");
+  EXPECT_EQ(c, ranks("c", 50));
+  const auto b = quantiles("b");  // a's finish, 1 to 10 s, in the ~30% of samples b runs in
+  EXPECT_LT(b.first, t0_ + absl::Seconds(4));
+  EXPECT_GT(b.second, t0_ + absl::Seconds(7));
+  expect_same_as_at_once();
+
+  // Later, past many of b's sampled starts: x's events re-plan x and y only.
+  clock_.Advance(absl::Seconds(6));
+  for (RunPlanner* planner : {p.get(), at_once.get()}) {
+    ASSERT_TRUE(planner->Started(Index(*p, "x"), t0_, clock_.Now(), absl::ZeroDuration()).ok());
+    ASSERT_TRUE(planner->Finished(Index(*p, "x"), clock_.Now(), clock_.Now()).ok());
+  }
+  EXPECT_EQ(quantiles("b"), b);
+  EXPECT_EQ(quantiles("c"), c);
+  // y now starts at x's finish in every sample (its gap is the prior's, one value).
+  EXPECT_EQ(quantiles("y").first, quantiles("y").second);
+  expect_same_as_at_once();
+
+  // a's finish re-plans b and c as of now: b starts now in every sample.
+  for (RunPlanner* planner : {p.get(), at_once.get()}) {
+    ASSERT_TRUE(planner->Finished(Index(*p, "a"), clock_.Now(), clock_.Now()).ok());
+  }
+  EXPECT_EQ(quantiles("b").first, quantiles("b").second);
+  expect_same_as_at_once();
 }
 
 TEST_F(PlannerTest, EarlyFinishMovesDeadlinesEarlier) {
