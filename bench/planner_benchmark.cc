@@ -132,6 +132,19 @@ void BM_Plan(benchmark::State& state, bool chain) {
   state.counters["bytes_per_run"] = static_cast<double>(bytes);
 }
 
+// What a Prewarm answer costs the planner: the first plan, then every task's plan read (as
+// PlanProto reads them), start quantiles included (found when a plan is read).
+void BM_PlanAndShow(benchmark::State& state, bool chain) {
+  Fixture f = Make(static_cast<int>(state.range(0)), chain);
+  const PlannerOptions options = OptionsOf(state);
+  for (auto _ : state) {
+    RunPlanner planner(f.dag, f.model, kStart, 1, options);
+    planner.PlanAll(kStart);
+    for (int v = 0; v < f.dag->size(); ++v) benchmark::DoNotOptimize(planner.plan(v));
+  }
+  state.counters["tasks"] = static_cast<double>(f.dag->size());
+}
+
 // The whole run's planning work with lazy planning: the first plan, then every deferred decision
 // at the time it is due (what the server's timer does), until none is left. With eager planning
 // (lazy:0) only the first plan. Lazy planning moves work later; this is its total.
@@ -244,8 +257,17 @@ void DagSizes(benchmark::internal::Benchmark* b) {
       ->Unit(benchmark::kMillisecond);
 }
 
+// At the default delay_cost_ratio only.
+void ShownDagSizes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"tasks", "ratio", "lazy"})
+      ->ArgsProduct({{10, 100, 1'000, 10'000}, {200}, {1, 0}})
+      ->Unit(benchmark::kMillisecond);
+}
+
 BENCHMARK_CAPTURE(BM_Plan, chain, true)->Apply(DagSizes);
 BENCHMARK_CAPTURE(BM_Plan, layered, false)->Apply(DagSizes);
+BENCHMARK_CAPTURE(BM_PlanAndShow, chain, true)->Apply(ShownDagSizes);
+BENCHMARK_CAPTURE(BM_PlanAndShow, layered, false)->Apply(ShownDagSizes);
 BENCHMARK_CAPTURE(BM_PlanAndDecideAll, chain, true)->Apply(DagSizes);
 BENCHMARK_CAPTURE(BM_PlanAndDecideAll, layered, false)->Apply(DagSizes);
 BENCHMARK_CAPTURE(BM_ReplanAfterEvent, chain, true)->Apply(DagSizes);
