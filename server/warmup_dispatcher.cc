@@ -145,7 +145,8 @@ WarmupDispatcher::FireResult WarmupDispatcher::Fire(Run& run, int v, uint64_t ge
   }
   --pending_warmups_;
   const std::string& name = run.dag->task(v).service;
-  const TaskPlan& plan = run.planner->plan(v);
+  // The planner's accessors, not plan(): that formats a reason and may find start quantiles.
+  const absl::Time expected_start = run.planner->expected_start(v);
   const absl::Time now = deps_.clock->Now();
   v1::Service service;
   if (!deps_.services->Find(name, &service)) {
@@ -157,12 +158,12 @@ WarmupDispatcher::FireResult WarmupDispatcher::Fire(Run& run, int v, uint64_t ge
   // warm-up expects to start after it is reclaimed: the warm-up refreshes it.)
   const std::string key = TaskKey(run, v);
   if (deps_.services->HeldUntil(name, key, now) < now &&
-      deps_.services->ClaimContainer(name, key, now, plan.expected_start)) {
+      deps_.services->ClaimContainer(name, key, now, expected_start)) {
     rt.warmup = v1::WARMUP_STATE_NONE;
     const absl::Time held = deps_.services->HeldUntil(name, key, now);
     run.planner->SetTaskWarmUntil(v, held);
     deps_.journal->LogWarmup(run, v, store::v1::WarmupRecord::KIND_CLAIMED, now, held, false,
-                             plan.expected_start);
+                             expected_start);
     Sync(run, run.planner->Replan(v, now));  // Its descendants need not wait for C.
     deps_.metrics->WarmupResult(name, kWarmupSkippedWarm);
     return FireResult::kClaimed;
@@ -171,7 +172,7 @@ WarmupDispatcher::FireResult WarmupDispatcher::Fire(Run& run, int v, uint64_t ge
   rt.fired_at = now;
   // Tell this run's planner: re-plans must not count the task's own cold start again.
   const absl::Time warm_until =
-      now + plan.expected_cold_start + deps_.services->Info(name).keep_alive;
+      now + run.planner->expected_cold_start(v) + deps_.services->Info(name).keep_alive;
   run.planner->SetTaskWarmUntil(v, warm_until);
   rt.warmup_id = NextId();
   deps_.metrics->WarmupResult(name, kWarmupFired);
@@ -195,13 +196,14 @@ OutgoingWarmup WarmupDispatcher::Prepare(const Run& run, int v, const v1::Servic
   OutgoingWarmup out;
   out.service = service;
   if (service.mode() == v1::WARMUP_MODE_DELEGATED) {
-    const TaskPlan& plan = run.planner->plan(v);
     out.instruction.set_warmup_id(absl::StrCat(id));
     out.instruction.set_service(service.name());
     out.instruction.set_run_id(run_id);
     out.instruction.set_task_id(run.dag->task(v).task_id);
-    *out.instruction.mutable_warmup_time() = ToProtoTimestamp(refresh ? now : plan.warmup_time);
-    *out.instruction.mutable_expected_start_time() = ToProtoTimestamp(plan.expected_start);
+    *out.instruction.mutable_warmup_time() =
+        ToProtoTimestamp(refresh ? now : run.planner->warmup_time(v));
+    *out.instruction.mutable_expected_start_time() =
+        ToProtoTimestamp(run.planner->expected_start(v));
     out.instruction.set_warmup_url(service.warmup_url());
   } else {
     out.http.id = id;
