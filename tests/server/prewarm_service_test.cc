@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -674,8 +675,14 @@ TEST(PrewarmServiceDrainTest, WaitUntilIdleWaitsForAnUnansweredCallAndDrainRefus
   v1::RegisterServiceResponse response;
   grpc::ClientContext context;
   std::promise<grpc::Status> answered;
+  std::future<grpc::Status> answer = answered.get_future();
   stub->async()->RegisterService(&context, &request, &response,
                                  [&answered](grpc::Status s) { answered.set_value(s); });
+  // Should an assertion end the test early, the held call still ends before what it uses goes.
+  absl::Cleanup release = [&store, &answer] {
+    store.Release();
+    if (answer.valid()) answer.wait_for(absl::ToChronoSeconds(kPatience));
+  };
   const absl::Time give_up = absl::Now() + kPatience;
   while (store.held() == 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
   ASSERT_EQ(store.held(), 1u) << "the call never reached the store";
@@ -693,7 +700,8 @@ TEST(PrewarmServiceDrainTest, WaitUntilIdleWaitsForAnUnansweredCallAndDrainRefus
 
   store.Release();
   EXPECT_TRUE(service->WaitUntilIdle(kPatience));
-  const grpc::Status status = answered.get_future().get();
+  ASSERT_EQ(answer.wait_for(absl::ToChronoSeconds(kPatience)), std::future_status::ready);
+  const grpc::Status status = answer.get();
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.service().name(), "svc");
 
