@@ -22,6 +22,15 @@ enum Stream : uint64_t { kGapAndDuration = 0, kConditioned = 1, kColdStart = 2, 
 // A task whose every sampled start is this close to now cannot be helped by a warm-up.
 constexpr double kTooLateSlack = 1e-3;
 
+// A task's start p10 and p90 from its start samples: two ranks only, selected rather than sorted
+// (the same values a sort would put there).
+RankPair StartRanks(std::span<const float> starts, std::vector<float>& scratch,
+                    std::vector<uint32_t>& counts) {
+  const size_t last = starts.size() - 1;
+  return SelectRanks(starts, static_cast<size_t>(0.1 * last), static_cast<size_t>(0.9 * last),
+                     scratch, counts);
+}
+
 uint64_t StreamSeed(uint64_t seed, int task, Stream stream) {
   return MixSeed(seed, static_cast<uint64_t>(task) * 4 + stream);
 }
@@ -450,15 +459,12 @@ void RunPlanner::SetStartQuantiles(bool some_skip, const StartSummary& summary, 
     }
     starts = scratch_a_;
   }
-  // Two ranks only: selected, not sorted (the same values a sort would put there).
-  const size_t last = starts.size() - 1;
-  const RankPair q = SelectRanks(starts, static_cast<size_t>(0.1 * last),
-                                 static_cast<size_t>(0.9 * last), scratch_b_, bucket_counts_);
+  const RankPair q = StartRanks(starts, scratch_b_, bucket_counts_);
   plan.start_p10 = q.low;
   plan.start_p90 = q.high;
 }
 
-std::pair<float, float> RunPlanner::StartQuantiles(int v) const {
+RankPair RunPlanner::StartQuantiles(int v) const {
   std::vector<float> starts = start_samples(v);
   if (plans_[v].quantiles_over_runs) {
     size_t kept = 0;
@@ -467,13 +473,9 @@ std::pair<float, float> RunPlanner::StartQuantiles(int v) const {
     }
     starts.resize(kept);
   }
-  // As SetStartQuantiles would have selected them.
   std::vector<float> scratch;
   std::vector<uint32_t> counts;
-  const size_t last = starts.size() - 1;
-  const RankPair q = SelectRanks(starts, static_cast<size_t>(0.1 * last),
-                                 static_cast<size_t>(0.9 * last), scratch, counts);
-  return {q.low, q.high};
+  return StartRanks(starts, scratch, counts);
 }
 
 float RunPlanner::DeferredRunProbability(int v, bool sampled) const {
@@ -861,9 +863,9 @@ TaskPlan RunPlanner::plan(int task) const {
       stored.decision == WarmupDecision::kWarm ? Abs(stored.warmup_time) : absl::InfiniteFuture();
   plan.expected_start = expected_start(task);
   if (stored.quantiles_on_read) {
-    const auto [p10, p90] = StartQuantiles(task);
-    plan.start_p10 = Abs(p10);
-    plan.start_p90 = Abs(p90);
+    const RankPair q = StartQuantiles(task);
+    plan.start_p10 = Abs(q.low);
+    plan.start_p90 = Abs(q.high);
   } else {
     plan.start_p10 = Abs(stored.start_p10);
     plan.start_p90 = Abs(stored.start_p90);

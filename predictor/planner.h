@@ -6,7 +6,6 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -265,7 +264,7 @@ class RunPlanner {
   // start_p10 and start_p90 (seconds after start_) of a plan with quantiles_on_read, from the
   // task's start samples drawn again (start_samples(): the same draws, as nothing it starts after
   // was re-sampled without re-planning it) and its run flags.
-  std::pair<float, float> StartQuantiles(int task) const;
+  RankPair StartQuantiles(int task) const;
   absl::Duration ExpectedColdStart(int task) const;
   Confidence StartConfidence(int task) const;
   // Adds to the task's finish samples the cold-start delay it pays when warmed at `fire_at`
