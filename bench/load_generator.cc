@@ -101,6 +101,10 @@ ABSL_FLAG(std::string, services, "none",
           "(registered as delegated services, so every task's warm-up is priced and timed, as "
           "in a deployment whose tasks call managed services; a watcher thread takes each "
           "instruction and reports it with ReportWarmup)");
+ABSL_FLAG(int, sample_count, 0,
+          "report_timing and prewarm: the planner's Monte Carlo samples per task "
+          "(PlannerOptions::sample_count, the config's planning.sample_count: 1-100000; 0: the "
+          "server's default). What fewer samples cost in plan quality: policy_sim --sample_count");
 ABSL_FLAG(int, history_runs, 20,
           "report_timing: runs of the same DAG completed before the timed calls, with past, "
           "spread-out durations and cold starts, so that the timed calls re-plan against learned "
@@ -539,6 +543,9 @@ std::optional<Result> Measure(const std::string& mode, prewarm::v1::ReportTiming
   options.store_path = postgres ? store : dir + "/prewarm.db";
   options.store_sync_full = absl::GetFlag(FLAGS_store_sync) == "full";
   options.registry.max_active_runs = 1'000'000;
+  if (const int samples = absl::GetFlag(FLAGS_sample_count); samples > 0) {
+    options.registry.planner.sample_count = samples;
+  }
   auto server = prewarm::Server::Start(options, prewarm::Clock::Real());
   if (!server.ok()) {
     std::fprintf(stderr, "cannot start the server: %s\n", server.status().ToString().c_str());
@@ -681,7 +688,8 @@ int main(int argc, char** argv) {
   std::vector<prewarm::v1::ReportTimingView> views;
   bool bad =
       clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || rounds < 1 || stores.empty() ||
-      absl::GetFlag(FLAGS_history_runs) < 0 ||
+      absl::GetFlag(FLAGS_history_runs) < 0 || absl::GetFlag(FLAGS_sample_count) < 0 ||
+      absl::GetFlag(FLAGS_sample_count) > 100'000 ||
       (absl::GetFlag(FLAGS_services) != "none" && absl::GetFlag(FLAGS_services) != "delegated");
   for (absl::string_view view : absl::StrSplit(absl::GetFlag(FLAGS_view), ',')) {
     if (view == "full") {

@@ -32,6 +32,10 @@ ABSL_FLAG(int, training_runs, 20, "runs per workflow before measuring");
 ABSL_FLAG(int, measured_runs, 100, "measured runs per workflow");
 ABSL_FLAG(uint64_t, seed, 1, "workload seed");
 ABSL_FLAG(bool, lazy_planning, true, "the server's lazy planning (false: eager, as before)");
+ABSL_FLAG(
+    int, sample_count, 0,
+    "the planner's Monte Carlo samples per task, 1-100000 (0: its default, as in prewarmd); what "
+    "fewer samples save per event: load_generator --sample_count");
 ABSL_FLAG(std::string, out_dir, "", "where to write the .csv and .md (none: print only)");
 ABSL_FLAG(std::string, output_name, "policy_sim", "base name of the .csv and .md in --out_dir");
 ABSL_FLAG(bool, warmup_holds_slot, true,
@@ -82,6 +86,10 @@ int Main() {
       }
     }
   }
+  if (const int samples = absl::GetFlag(FLAGS_sample_count); samples < 0 || samples > 100'000) {
+    std::cerr << "--sample_count must be in [1, 100000], or 0 for the planner's default\n";
+    return 2;
+  }
   std::string trace_workload, trace_policy;
   if (const std::string t = absl::GetFlag(FLAGS_trace); !t.empty()) {
     const size_t colon = t.find(':');
@@ -109,6 +117,7 @@ int Main() {
       SimOptions sim_options;
       sim_options.platform.warmup_holds_slot = absl::GetFlag(FLAGS_warmup_holds_slot);
       sim_options.lazy_planning = absl::GetFlag(FLAGS_lazy_planning);
+      sim_options.sample_count = absl::GetFlag(FLAGS_sample_count);
       if (name == trace_workload && policy.Name() == trace_policy) sim_options.trace = &std::cout;
       results.push_back(Simulate(workloads.back(), policy, sim_options));
       const SimResult& r = results.back();

@@ -504,6 +504,7 @@ Simulation::Simulation(const Workload& workload, const PolicySpec& spec, const S
   // gets eager plans (a deferred task shows only its earliest start).
   registry_options.planner.lazy_planning =
       options_.lazy_planning && spec_.kind != PolicyKind::kLookahead;
+  if (options_.sample_count > 0) registry_options.planner.sample_count = options_.sample_count;
   registry_ =
       std::make_unique<RunRegistry>(registry_options, RunRegistryDeps{.clock = &clock_,
                                                                       .services = &services_,

@@ -50,6 +50,8 @@ struct SimOptions {
   std::ostream* trace = nullptr;
   // The server's lazy planning (PlannerOptions::lazy_planning; on by default, as in prewarmd).
   bool lazy_planning = true;
+  // The planner's Monte Carlo samples per task (PlannerOptions::sample_count); 0: its default.
+  int sample_count = 0;
 };
 
 struct SimResult {

@@ -109,5 +109,22 @@ TEST(PolicySimTest, SeedChainThroughTheRunRegistry) {
   EXPECT_LT(rows[2].result.policy_idle_s, rows[1].result.policy_idle_s);
 }
 
+// --sample_count reaches the planner of the simulated server: one sample per task (a single
+// guess of each start) plans other warm-ups than the default's 128.
+TEST(PolicySimTest, SampleCountReachesThePlanner) {
+  WorkloadOptions options;
+  options.training_runs = 8;
+  options.measured_runs = 6;
+  const Workload w = MakeWorkload("seed_chain", options, absl::FromUnixSeconds(1'700'000'000));
+  const PolicySpec prewarm{PolicyKind::kPrewarm, 200};
+  const SimResult by_default = Simulate(w, prewarm, {});
+  SimOptions one_sample;
+  one_sample.sample_count = 1;
+  const SimResult single = Simulate(w, prewarm, one_sample);
+  EXPECT_EQ(single.errors, 0);
+  EXPECT_EQ(single.tasks_run, by_default.tasks_run);
+  EXPECT_NE(single.policy_idle_s, by_default.policy_idle_s);
+}
+
 }  // namespace
 }  // namespace prewarm::sim
