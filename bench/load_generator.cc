@@ -69,6 +69,7 @@
 #include "bench/echo_service.h"
 #include "grpcpp/grpcpp.h"
 #include "predictor/clock.h"
+#include "predictor/planner.h"
 #include "prewarm/v1/prewarm.grpc.pb.h"
 #include "server/log.h"
 #include "server/postgres_connection.h"
@@ -689,7 +690,7 @@ int main(int argc, char** argv) {
   bool bad =
       clients < 1 || inflight < 1 || calls < 1 || tasks < 2 || rounds < 1 || stores.empty() ||
       absl::GetFlag(FLAGS_history_runs) < 0 || absl::GetFlag(FLAGS_sample_count) < 0 ||
-      absl::GetFlag(FLAGS_sample_count) > 100'000 ||
+      absl::GetFlag(FLAGS_sample_count) > prewarm::PlannerOptions::kMaxSampleCount ||
       (absl::GetFlag(FLAGS_services) != "none" && absl::GetFlag(FLAGS_services) != "delegated");
   for (absl::string_view view : absl::StrSplit(absl::GetFlag(FLAGS_view), ',')) {
     if (view == "full") {

@@ -22,6 +22,8 @@ namespace prewarm {
 struct PlannerOptions {
   // Monte Carlo samples per task. More samples: smoother quantiles, proportionally slower plans.
   int sample_count = 128;
+  // The most samples per task a configuration may ask for (config, benchmarks).
+  static constexpr int kMaxSampleCount = 100'000;
   // alpha/beta: how many idle container-seconds one second of workflow delay is worth. The
   // default prices a container-second of a 256-1024 MiB service at about $1e-5 (Lambda, Cloud
   // Run, a Knative node) against about $0.002-0.003 for a second of an awaited pipeline's delay

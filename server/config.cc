@@ -144,8 +144,9 @@ absl::Status ApplyConfig(const config::v1::ServerConfig& c, ServerOptions& o) {
     o.registry.planner.planning_horizon = *horizon;
   }
   o.registry.planner.lazy_planning = !p.eager_planning();
-  if (p.sample_count() < 0 || p.sample_count() > 100'000) {
-    return absl::InvalidArgumentError("planning.sample_count must be in [1, 100000]");
+  if (p.sample_count() < 0 || p.sample_count() > PlannerOptions::kMaxSampleCount) {
+    return absl::InvalidArgumentError(absl::StrCat("planning.sample_count must be in [1, ",
+                                                   PlannerOptions::kMaxSampleCount, "]"));
   }
   if (p.sample_count() > 0) o.registry.planner.sample_count = p.sample_count();
   if (p.window_size() < 0 || p.window_size() > 100'000) {

@@ -20,6 +20,7 @@
 #include "bench/policy_sim/report.h"
 #include "bench/policy_sim/simulator.h"
 #include "bench/policy_sim/workloads.h"
+#include "predictor/planner.h"
 #include "server/log.h"
 
 ABSL_FLAG(std::string, workloads, "all", "comma-separated workloads, or all");
@@ -86,8 +87,10 @@ int Main() {
       }
     }
   }
-  if (const int samples = absl::GetFlag(FLAGS_sample_count); samples < 0 || samples > 100'000) {
-    std::cerr << "--sample_count must be in [1, 100000], or 0 for the planner's default\n";
+  if (const int samples = absl::GetFlag(FLAGS_sample_count);
+      samples < 0 || samples > PlannerOptions::kMaxSampleCount) {
+    std::cerr << "--sample_count must be in [1, " << PlannerOptions::kMaxSampleCount
+              << "], or 0 for the planner's default\n";
     return 2;
   }
   std::string trace_workload, trace_policy;
